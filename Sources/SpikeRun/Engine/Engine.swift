@@ -1,0 +1,128 @@
+import CSpikeRun
+
+/// How a session runs a model's linear layers.
+public enum RunMode: Sendable {
+    /// As the file says: spike-driven for a converted model, dense otherwise.
+    case model
+    /// Dense kernels (the reference), whatever the file says.
+    case dense
+    /// Spike-driven with these settings (e.g. during calibration of a dense model).
+    case spike(SpikeSetup)
+}
+
+/// Owns one C engine (KV cache, scratch, thread pool) over a model's borrowed weights.
+/// Not thread-safe except `abort()`; a `Session` serializes access.
+final class Engine: @unchecked Sendable {
+    let model: Model
+    let contextLength: Int
+    let batchSize: Int
+    private let handle: OpaquePointer
+    /// The spike runtime when the model runs spike-driven (owns hooks into `handle`).
+    let spike: SpikeRuntime?
+
+    init(model: Model, contextLength: Int, batchSize: Int, mode: RunMode = .model) throws(SpikeRunError) {
+        let c = model.config
+        guard contextLength > 0 else { throw .invalidArgument("context length must be positive") }
+        self.model = model
+        self.contextLength = contextLength
+        self.batchSize = max(1, min(batchSize, contextLength))
+        var params = sr_engine_params(
+            n_layer: Int32(c.nLayer), n_embd: Int32(c.nEmbd), n_ff: Int32(c.nFF),
+            n_head: Int32(c.nHead), n_head_kv: Int32(c.nHeadKV), head_dim: Int32(c.headDim),
+            n_vocab: Int32(c.nVocab), n_ctx: Int32(contextLength), n_batch: Int32(self.batchSize),
+            rope_dim: Int32(c.ropeDimensionCount), rope_freq_base: Float(c.ropeFreqBase),
+            rms_eps: Float(c.rmsNormEps),
+            act_mode: model.options.activationMode == .q8 ? SR_ACT_Q8 : SR_ACT_F32,
+            n_threads: Int32(model.options.threads ?? 0), hooked_linears: false)
+        let setup: SpikeSetup?
+        switch mode {
+        case .model: setup = model.spike
+        case .dense: setup = nil
+        case .spike(let s): setup = s
+        }
+        params.hooked_linears = setup != nil
+        var (weights, blocks) = try model.engineWeights()
+        var out: OpaquePointer?
+        let status = blocks.withUnsafeBufferPointer { bp in
+            weights.blocks = bp.baseAddress
+            return sr_engine_create(&params, &weights, &out)
+        }
+        guard status == SR_OK, let out else { throw SpikeRunError(status: status) }
+        self.handle = out
+        if let setup {
+            do {
+                let rt = try SpikeRuntime(model: model, setup: setup, contextLength: contextLength)
+                try rt.attach(to: out)
+                self.spike = rt
+            } catch {
+                sr_engine_free(out)
+                throw error
+            }
+        } else {
+            self.spike = nil
+        }
+    }
+
+    deinit {
+        sr_engine_free(handle)  // before the spike runtime whose hooks it holds
+    }
+
+    var vocabularySize: Int { model.config.nVocab }
+
+    /// Evaluates `tokens` at positions `position...`; returns the last token's logits, or every
+    /// token's (row-major, n × vocab) when `allLogits`.
+    func eval(_ tokens: [Int32], at position: Int, allLogits: Bool = false) throws(SpikeRunError) -> [Float] {
+        guard !tokens.isEmpty else { throw .invalidArgument("nothing to evaluate") }
+        let rows = allLogits ? tokens.count : 1
+        var logits = [Float](repeating: 0, count: rows * vocabularySize)
+        let status = tokens.withUnsafeBufferPointer { tp in
+            logits.withUnsafeMutableBufferPointer { lp in
+                sr_engine_eval(handle, tp.baseAddress, Int32(tokens.count), Int32(position),
+                               lp.baseAddress, allLogits)
+            }
+        }
+        guard status == SR_OK else { throw SpikeRunError(status: status) }
+        return logits
+    }
+
+    /// Evaluates without producing logits (prompt prefix).
+    func evalNoLogits(_ tokens: [Int32], at position: Int) throws(SpikeRunError) {
+        let status = tokens.withUnsafeBufferPointer { tp in
+            sr_engine_eval(handle, tp.baseAddress, Int32(tokens.count), Int32(position), nil, false)
+        }
+        guard status == SR_OK else { throw SpikeRunError(status: status) }
+    }
+
+    /// Asks a running evaluation to stop at the next layer (callable from any thread).
+    func abort() { sr_engine_abort(handle) }
+
+    var memoryBytes: Int { Int(sr_engine_memory_bytes(handle)) + (spike?.memoryBytes ?? 0) }
+
+    /// Installs a C hook that replaces every dense linear layer (spike runtime, recording).
+    func setLinearHook(_ hook: sr_linear_hook?, user: UnsafeMutableRawPointer?) {
+        sr_engine_set_linear_hook(handle, hook, user)
+    }
+
+    var pool: OpaquePointer? { sr_engine_pool(handle) }
+}
+
+extension SpikeRunError {
+    /// Wraps a C status with this thread's error sentence.
+    init(status: sr_status) {
+        let message = String(cString: sr_last_error())
+        let kind: Kind
+        switch status {
+        case SR_ERR_INVALID_ARG: kind = .invalidArgument
+        case SR_ERR_IO: kind = .io
+        case SR_ERR_FORMAT: kind = .format
+        case SR_ERR_UNSUPPORTED: kind = .unsupported
+        case SR_ERR_NO_MEMORY: kind = .noMemory
+        case SR_ERR_NO_DEVICE, SR_ERR_DEVICE, SR_ERR_TIMEOUT: kind = .noDevice
+        case SR_ERR_CONTEXT_FULL: kind = .contextFull
+        case SR_ERR_ABORTED: kind = .aborted
+        case SR_ERR_NUMERIC: kind = .numeric
+        default: kind = .invalidArgument
+        }
+        self.init(kind, message.isEmpty ? String(cString: sr_status_str(status)) : message)
+    }
+}

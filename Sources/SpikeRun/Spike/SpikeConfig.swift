@@ -1,0 +1,161 @@
+import CSpikeRun
+
+extension SpikeEncoding {
+    /// sr_spike_encoding's values (sr-spike.h).
+    var cValue: Int32 {
+        switch self {
+        case .signMagnitude: 0
+        case .twosComplement: 1
+        case .ternary: 2
+        case .binary: 3
+        }
+    }
+
+    /// Bitwise codes can use as many planes as a token needs (mean rule).
+    public var isBitwise: Bool {
+        switch self {
+        case .signMagnitude, .twosComplement: true
+        case .ternary, .binary: false
+        }
+    }
+}
+
+/// Integer weight storage of a converted model.
+public enum SpikeWeightFormat: String, Sendable, Hashable, Codable, CaseIterable {
+    /// The GGUF's own Q4_1 codes with per-32-block scale and min (head: its Q8_0 codes): exact.
+    case int4
+    /// Symmetric int8 codes with one scale per output row (requantized from the GGUF).
+    case int8
+    /// {-1, 0, +1} codes with one absmean scale per output row (post-training: lossy).
+    case ternary
+}
+
+/// Encoder settings of one spiking site.
+public struct SpikeSiteSetting: Sendable, Hashable, Codable {
+    /// mean: s = mean|x|/k (bitwise codes, T per token); max: s = gamma·max|x|/Q per group
+    /// (fixed T); dense: not spiking (sensitivity probes, debugging).
+    public enum Rule: String, Sendable, Hashable, Codable { case mean, max, dense }
+    public var rule: Rule
+    /// Mean rule: levels per mean magnitude (s = mean|x| / k).
+    public var k: Float
+    /// Max rule: b-bit-equivalent resolution (Q = 2^(b-1) - 1).
+    public var bits: Int
+    /// Max rule: clip level as a fraction of max|x|.
+    public var gamma: Float
+    /// Membrane clip C (0 = Q).
+    public var clip: Int
+    /// Dead-zone rounding offset.
+    public var rho: Float
+    /// Channels per activation scale (0 = one scale per token).
+    public var group: Int
+
+    public static func mean(k: Float) -> SpikeSiteSetting {
+        .init(rule: .mean, k: k, bits: 0, gamma: 1, clip: 0, rho: 0, group: 0)
+    }
+    public static func max(bits: Int, gamma: Float = 1, group: Int = 32) -> SpikeSiteSetting {
+        .init(rule: .max, k: 0, bits: bits, gamma: gamma, clip: 0, rho: 0, group: group)
+    }
+    public static let dense = SpikeSiteSetting(rule: .dense, k: 0, bits: 0, gamma: 1, clip: 0, rho: 0, group: 0)
+}
+
+/// Everything a converted model stores under the `spike.` metadata namespace.
+public struct SpikeConfig: Sendable, Hashable, Codable {
+    public static let formatVersion = 1
+
+    /// Spike-train code of every site (the binary code's offset is set per site: z = C).
+    public var encoding: SpikeEncoding
+    public var weights: SpikeWeightFormat
+    /// n_layer * 4 + 1 settings: per block A (q/k/v input), O, F (gate/up input), D; then H.
+    public var sites: [SpikeSiteSetting]
+    /// Attention's QK and PV products on spikes (option A) rather than float.
+    public var spikeAttention: Bool
+    public var attentionQBits: Int
+    public var attentionPBits: Int
+    /// Source model file name and sha256, calibration text, budget: provenance only.
+    public var provenance: [String: String]
+
+    public static let siteNames = ["A", "O", "F", "D"]
+
+    /// Site index of (layer, site name); the head input H is at n_layer * 4.
+    public static func siteIndex(layer: Int, site: String, nLayer: Int) -> Int {
+        site == "H" ? nLayer * 4 : layer * 4 + siteNames.firstIndex(of: site)!
+    }
+
+    /// Reads the spike configuration of a converted model (nil for a dense model).
+    public static func read(from file: GGUFFile, nLayer: Int) throws(SpikeRunError) -> SpikeConfig? {
+        let md = file.metadata
+        guard let version = md.int("spike.version") else { return nil }
+        guard version == formatVersion else {
+            throw .unsupported("spike format version \(version) is not supported (this build reads \(formatVersion))")
+        }
+        func need<T>(_ v: T?, _ key: String) throws(SpikeRunError) -> T {
+            guard let v else { throw .format("spike metadata '\(key)' is missing or has the wrong type") }
+            return v
+        }
+        // The binary code's offset z = C is per site; the stored name carries no offset.
+        guard let enc = SpikeEncoding(name: try need(md.string("spike.encoding"), "spike.encoding")) else {
+            throw .format("unknown spike.encoding '\(md.string("spike.encoding") ?? "")'")
+        }
+        guard let wf = SpikeWeightFormat(rawValue: try need(md.string("spike.weights"), "spike.weights")) else {
+            throw .format("unknown spike.weights '\(md.string("spike.weights") ?? "")'")
+        }
+        let n = nLayer * 4 + 1
+        let rules = try need(md.strings("spike.site.rule"), "spike.site.rule")
+        let ks = try need(md.floats("spike.site.k"), "spike.site.k")
+        let bits = try need(md.ints("spike.site.bits"), "spike.site.bits")
+        let gammas = try need(md.floats("spike.site.gamma"), "spike.site.gamma")
+        let clips = try need(md.ints("spike.site.clip"), "spike.site.clip")
+        let rhos = try need(md.floats("spike.site.rho"), "spike.site.rho")
+        let groups = try need(md.ints("spike.site.group"), "spike.site.group")
+        guard [rules.count, ks.count, bits.count, gammas.count, clips.count, rhos.count, groups.count]
+            .allSatisfy({ $0 == n }) else {
+            throw .format("spike.site.* arrays must have \(n) entries (4 per block + head)")
+        }
+        var sites: [SpikeSiteSetting] = []
+        for i in 0..<n {
+            guard let r = SpikeSiteSetting.Rule(rawValue: rules[i]) else {
+                throw .format("unknown spike.site.rule '\(rules[i])'")
+            }
+            sites.append(.init(rule: r, k: ks[i], bits: bits[i], gamma: gammas[i], clip: clips[i],
+                               rho: rhos[i], group: groups[i]))
+        }
+        var prov: [String: String] = [:]
+        for key in md.keys where key.hasPrefix("spike.source.") || key.hasPrefix("spike.calibration.") {
+            if let s = md.string(key) { prov[key] = s } else if let d = md.double(key) { prov[key] = "\(d)" }
+        }
+        return SpikeConfig(
+            encoding: enc, weights: wf, sites: sites,
+            spikeAttention: md.bool("spike.attention") ?? false,
+            attentionQBits: md.int("spike.attention.q_bits") ?? 8,
+            attentionPBits: md.int("spike.attention.p_bits") ?? 12,
+            provenance: prov)
+    }
+
+    /// Writes the `spike.` keys (not the tensors) into a GGUF writer.
+    public func write(into w: inout GGUFWriter) throws(SpikeRunError) {
+        try w.set("spike.version", .uint32(UInt32(Self.formatVersion)))
+        try w.set("spike.encoding", .string(encoding.name))
+        try w.set("spike.weights", .string(weights.rawValue))
+        try w.set("spike.site.rule", .array(sites.map { .string($0.rule.rawValue) }))
+        try w.set("spike.site.k", .array(sites.map { .float32($0.k) }))
+        try w.set("spike.site.bits", .array(sites.map { .int32(Int32($0.bits)) }))
+        try w.set("spike.site.gamma", .array(sites.map { .float32($0.gamma) }))
+        try w.set("spike.site.clip", .array(sites.map { .int32(Int32($0.clip)) }))
+        try w.set("spike.site.rho", .array(sites.map { .float32($0.rho) }))
+        try w.set("spike.site.group", .array(sites.map { .int32(Int32($0.group)) }))
+        try w.set("spike.attention", .bool(spikeAttention))
+        try w.set("spike.attention.q_bits", .int32(Int32(attentionQBits)))
+        try w.set("spike.attention.p_bits", .int32(Int32(attentionPBits)))
+        for (k, v) in provenance.sorted(by: { $0.key < $1.key }) { try w.set(k, .string(v)) }
+    }
+
+    var cSites: [sr_spike_site_cfg] {
+        sites.map {
+            sr_spike_site_cfg(
+                rule: Int32($0.rule == .mean ? SR_SPIKE_RULE_MEAN.rawValue
+                            : $0.rule == .max ? SR_SPIKE_RULE_MAX.rawValue : SR_SPIKE_RULE_DENSE.rawValue),
+                encoding: encoding.cValue, k: $0.k, bits: Int32($0.bits), gamma: $0.gamma,
+                clip: Int32($0.clip), rho: $0.rho, group: Int32($0.group))
+        }
+    }
+}

@@ -1,0 +1,215 @@
+import CSpikeRun
+
+/// Integer codes of one linear layer for the int8 / ternary formats: (n_out, n_in) row-major
+/// codes and one scale per output row.
+public struct IntegerRows: Sendable {
+    public var codes: [Int8]
+    public var rowScales: [Float]
+    public var nOut: Int
+    public var nIn: Int
+
+    /// Symmetric int8 per row: s = max|w| / 127, q = round-half-away(w / s).
+    public static func int8(from w: [Float], nOut: Int, nIn: Int) -> IntegerRows {
+        var codes = [Int8](repeating: 0, count: nOut * nIn)
+        var scales = [Float](repeating: 1, count: nOut)
+        for o in 0..<nOut {
+            let row = w[(o * nIn)..<((o + 1) * nIn)]
+            let m = row.reduce(Float(0)) { Swift.max($0, abs($1)) }
+            guard m > 0 else { continue }
+            let s = m / 127
+            let inv = 1 / s
+            scales[o] = s
+            for j in 0..<nIn {
+                codes[o * nIn + j] = Int8(Swift.max(-127, Swift.min(127, (w[o * nIn + j] * inv).rounded(.toNearestOrAwayFromZero))))
+            }
+        }
+        return IntegerRows(codes: codes, rowScales: scales, nOut: nOut, nIn: nIn)
+    }
+
+    /// Ternary per row (absmean, as BitNet b1.58): s = mean|w|, q = clamp(round(w / s), -1, 1).
+    public static func ternary(from w: [Float], nOut: Int, nIn: Int) -> IntegerRows {
+        var codes = [Int8](repeating: 0, count: nOut * nIn)
+        var scales = [Float](repeating: 1, count: nOut)
+        for o in 0..<nOut {
+            var sum: Double = 0
+            for j in 0..<nIn { sum += Double(abs(w[o * nIn + j])) }
+            let s = Float(sum / Double(nIn))
+            guard s > 0 else { continue }
+            scales[o] = s
+            for j in 0..<nIn {
+                codes[o * nIn + j] = Int8(Swift.max(-1, Swift.min(1, (w[o * nIn + j] / s).rounded(.toNearestOrAwayFromZero))))
+            }
+        }
+        return IntegerRows(codes: codes, rowScales: scales, nOut: nOut, nIn: nIn)
+    }
+}
+
+/// What the spike runtime needs besides the model: settings and calibrated V-cache scales.
+public struct SpikeSetup: Sendable {
+    public var config: SpikeConfig
+    /// (n_layer, n_head_kv * head_dim) static V scales; needed with spike attention.
+    public var vScales: [Float]?
+    public init(config: SpikeConfig, vScales: [Float]? = nil) {
+        self.config = config
+        self.vScales = vScales
+    }
+}
+
+/// Per-(layer, site) counters of the spike runtime.
+public struct SpikeSiteStatistics: Sendable, Hashable, Codable {
+    public var layer: Int
+    /// "A", "O", "F", "D", "H", or "Q" / "P" for attention's query and probability spikes.
+    public var site: String
+    public var tokens: Int
+    public var activations: Int
+    public var spikes: Int
+    /// Sum over tokens of the time steps used.
+    public var timesteps: Int
+    public var sops: Int
+    public var hornerAdds: Int
+    public var denseMACs: Int
+    public var rescaleMultiplies: Int
+
+    /// Spikes per activation (SPA).
+    public var spikesPerActivation: Double { activations > 0 ? Double(spikes) / Double(activations) : 0 }
+    /// Mean time steps per token.
+    public var meanTimesteps: Double { tokens > 0 ? Double(timesteps) / Double(tokens) : 0 }
+    /// Firing rate = SPA / T.
+    public var firingRate: Double { meanTimesteps > 0 ? spikesPerActivation / meanTimesteps : 0 }
+}
+
+/// sr_spike_format values (a closed C enum; spelled by raw value to stay independent of how
+/// Swift renames its cases).
+enum SpikeFormat {
+    static let q4_1 = sr_spike_format(rawValue: 0)!
+    static let q8_0 = sr_spike_format(rawValue: 1)!
+    static let i8Row = sr_spike_format(rawValue: 2)!
+    static let ternary = sr_spike_format(rawValue: 3)!
+}
+
+/// Owns the C spike net attached to one engine.
+final class SpikeRuntime {
+    let net: OpaquePointer
+    let nLayer: Int
+    let attention: Bool
+    /// Keeps int8/ternary codes alive only while packing.
+    init(model: Model, setup: SpikeSetup, contextLength: Int) throws(SpikeRunError) {
+        let c = model.config
+        let cfg = setup.config
+        guard cfg.sites.count == c.nLayer * 4 + 1 else {
+            throw .invalidArgument("spike settings have \(cfg.sites.count) sites, the model needs \(c.nLayer * 4 + 1)")
+        }
+        if cfg.spikeAttention {
+            guard let vs = setup.vScales, vs.count == c.nLayer * c.nHeadKV * c.headDim else {
+                throw .invalidArgument("spike attention needs \(c.nLayer * c.nHeadKV * c.headDim) calibrated V scales")
+            }
+        }
+        var sites = cfg.cSites
+        let vScales = setup.vScales ?? []
+        var out: OpaquePointer?
+        let status = sites.withUnsafeMutableBufferPointer { sp in
+            vScales.withUnsafeBufferPointer { vp in
+                var params = sr_spike_net_params(
+                    n_layer: Int32(c.nLayer), n_embd: Int32(c.nEmbd), n_ff: Int32(c.nFF),
+                    n_head: Int32(c.nHead), n_head_kv: Int32(c.nHeadKV), head_dim: Int32(c.headDim),
+                    n_ctx: Int32(contextLength), sites: sp.baseAddress, spike_attention: cfg.spikeAttention,
+                    q_bits: Int32(cfg.attentionQBits), p_bits: Int32(cfg.attentionPBits),
+                    v_scales: vp.isEmpty ? nil : vp.baseAddress)
+                return sr_spike_net_create(&params, &out)
+            }
+        }
+        guard status == SR_OK, let out else { throw SpikeRunError(status: status) }
+        self.net = out
+        self.nLayer = c.nLayer
+        self.attention = cfg.spikeAttention
+        do {
+            try packWeights(model: model, format: cfg.weights)
+        } catch {
+            sr_spike_net_free(out)
+            throw error
+        }
+    }
+
+    deinit { sr_spike_net_free(net) }
+
+    static let projections: [(String, sr_proj)] = [
+        ("attn_q", SR_PROJ_Q), ("attn_k", SR_PROJ_K), ("attn_v", SR_PROJ_V), ("attn_output", SR_PROJ_O),
+        ("ffn_gate", SR_PROJ_GATE), ("ffn_up", SR_PROJ_UP), ("ffn_down", SR_PROJ_DOWN),
+    ]
+
+    private func packWeights(model: Model, format: SpikeWeightFormat) throws(SpikeRunError) {
+        let file = model.file
+        for l in 0...nLayer {
+            let list = l == nLayer ? [("", SR_PROJ_HEAD)] : Self.projections
+            for (name, proj) in list {
+                let tname = l == nLayer ? (model.config.tiedOutput ? "token_embd.weight" : "output.weight")
+                                        : "blk.\(l).\(name).weight"
+                guard let t = file.tensor(tname) else { throw .format("tensor '\(tname)' is missing") }
+                let data = file.data(t)
+                let status: sr_status
+                switch t.type {
+                case .q4_1:
+                    status = sr_spike_net_set_linear(net, Int32(l), proj, SpikeFormat.q4_1, data.baseAddress, nil,
+                                                     Int32(t.rowCount), Int32(t.rowLength))
+                case .q8_0:
+                    status = sr_spike_net_set_linear(net, Int32(l), proj, SpikeFormat.q8_0, data.baseAddress, nil,
+                                                     Int32(t.rowCount), Int32(t.rowLength))
+                case .i8:
+                    // Converted int8/ternary codes, with their row scales beside them.
+                    let sname = tname.replacingOccurrences(of: ".weight", with: ".scale")
+                    guard let st = file.tensor(sname), st.type == .f32, st.elementCount == t.rowCount else {
+                        throw .format("tensor '\(sname)' (F32 row scales of '\(tname)') is missing or mis-shaped")
+                    }
+                    let fmt = format == .ternary ? SpikeFormat.ternary : SpikeFormat.i8Row
+                    status = sr_spike_net_set_linear(net, Int32(l), proj, fmt, data.baseAddress,
+                                                     file.data(st).baseAddress!.assumingMemoryBound(to: Float.self),
+                                                     Int32(t.rowCount), Int32(t.rowLength))
+                default:
+                    // A dense file run with int8/ternary settings: requantize in memory.
+                    guard format != .int4 else {
+                        throw .unsupported("tensor '\(tname)' has type \(t.type.name); spike int4 needs Q4_1 (or Q8_0 for the head)")
+                    }
+                    let w = try model.dequantize(t)
+                    let rows = format == .ternary ? IntegerRows.ternary(from: w, nOut: t.rowCount, nIn: t.rowLength)
+                                                  : IntegerRows.int8(from: w, nOut: t.rowCount, nIn: t.rowLength)
+                    let fmt = format == .ternary ? SpikeFormat.ternary : SpikeFormat.i8Row
+                    status = rows.codes.withUnsafeBufferPointer { cp in
+                        rows.rowScales.withUnsafeBufferPointer { sp in
+                            sr_spike_net_set_linear(net, Int32(l), proj, fmt, cp.baseAddress, sp.baseAddress,
+                                                    Int32(t.rowCount), Int32(t.rowLength))
+                        }
+                    }
+                }
+                guard status == SR_OK else { throw SpikeRunError(status: status) }
+            }
+        }
+    }
+
+    func attach(to engine: OpaquePointer) throws(SpikeRunError) {
+        let status = sr_spike_net_attach(net, engine)
+        guard status == SR_OK else { throw SpikeRunError(status: status) }
+    }
+
+    static let siteLabels = ["A", "O", "F", "D", "H", "Q", "P"]
+
+    func statistics() -> [SpikeSiteStatistics] {
+        var out: [SpikeSiteStatistics] = []
+        for l in 0...nLayer {
+            let sites: [Int] = l == nLayer ? [4] : (attention ? [0, 1, 2, 3, 5, 6] : [0, 1, 2, 3])
+            for s in sites {
+                var st = sr_spike_site_stats()
+                sr_spike_net_site_stats(net, Int32(l), Int32(s), &st)
+                out.append(SpikeSiteStatistics(
+                    layer: l, site: Self.siteLabels[s], tokens: Int(st.tokens), activations: Int(st.activations),
+                    spikes: Int(st.spikes), timesteps: Int(st.planes), sops: Int(st.sops),
+                    hornerAdds: Int(st.horner_adds), denseMACs: Int(st.dense_macs),
+                    rescaleMultiplies: Int(st.rescale_mults)))
+            }
+        }
+        return out
+    }
+
+    func resetStatistics() { sr_spike_net_reset_stats(net) }
+
+    var memoryBytes: Int { Int(sr_spike_net_memory_bytes(net)) }
+}

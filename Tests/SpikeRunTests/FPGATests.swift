@@ -1,0 +1,192 @@
+import Foundation
+import Testing
+@testable import SpikeRun
+
+/// The FPGA backend without a board: the performance model against fpga.md §6, the Swift
+/// wrapper's refusal to reach XRT, and the shell checks (XRT declarations, kernel interface,
+/// C-simulation with g++ and clang++, the whole host flow under XRT's noop shim with ASan, the
+/// SD flash script), run through Process with their results asserted.
+@Suite("FPGA backend", .serialized)
+struct FPGATests {
+    // MARK: performance model (fpga.md §6)
+
+    typealias PM = FPGAPerformanceModel
+
+    @Test("N_w of SmolLM2-135M and the 1.5B Qwen2.5 shape match fpga.md")
+    func streamedWeights() {
+        let s = PM.Shape.smolLM2_135M, q = PM.Shape.qwen25_1_5B
+        #expect(s.layerWeights == 106_168_320)           // 106.2 M
+        #expect(s.headWeights == 28_311_552)             // 28.3 M (tied head)
+        #expect((Double(s.streamedWeights) / 1e6 * 10).rounded() == 1345)  // 134.5 M
+        #expect((Double(q.layerWeights) / 1e6 * 10).rounded() == 13102)    // 1310.2 M
+        #expect((Double(q.headWeights) / 1e6 * 10).rounded() == 2334)      // 233.4 M
+        #expect((Double(q.streamedWeights) / 1e6 * 10).rounded() == 15436) // 1543.6 M
+    }
+
+    @Test("the §6 table: MB/token and tok/s on DDR4, LPDDR4 and both (η = 0.8)")
+    func referenceTable() {
+        // (shape, bits, MB/token, DDR4, LPDDR4, both) as printed in fpga.md §6
+        let rows: [(PM.Shape, Double, Double, Double, Double, Double)] = [
+            (.smolLM2_135M, 2, 33.6, 609, 744, 1353),
+            (.smolLM2_135M, 5, 84.0, 244, 297, 541),
+            (.smolLM2_135M, 4, 67.2, 305, 372, 676),
+            (.qwen25_1_5B, 2, 385.9, 53, 65, 118),
+            (.qwen25_1_5B, 1.6, 308.7, 66, 81, 147),
+            (.qwen25_1_5B, 4, 771.8, 27, 32, 59),
+        ]
+        let table = PM.referenceTable()
+        #expect(table.count == rows.count * 3)
+        for (i, row) in rows.enumerated() {
+            let (shape, bits, mb, ddr, lp, both) = row
+            let e = table[3 * i ..< 3 * i + 3].map { $0 }
+            #expect(e[0].model.shape == shape && e[0].model.weightBits == bits)
+            #expect(abs(e[0].weightBytesPerToken / 1e6 - mb) < 0.06, "\(shape.name) \(bits) b: MB/token")
+            // the table rounds (and in two cells truncates): within one token per second
+            #expect(abs(e[0].tokensPerSecond - ddr) <= 1, "\(shape.name) \(bits) b DDR4: \(e[0].tokensPerSecond)")
+            #expect(abs(e[1].tokensPerSecond - lp) <= 1, "\(shape.name) \(bits) b LPDDR4: \(e[1].tokensPerSecond)")
+            #expect(abs(e[2].tokensPerSecond - both) <= 1, "\(shape.name) \(bits) b both: \(e[2].tokensPerSecond)")
+            for x in e { #expect(x.bound == .memory) }
+        }
+        let text = PM.referenceTableText()
+        #expect(text.split(separator: "\n").count == 7)
+        #expect(text.contains("SmolLM2-135M | 134.5 | 5.0 | 84.0 | 244 | 297 | 541"))
+    }
+
+    @Test("KV traffic, lanes to keep pace and the compute-bound example")
+    func computeAndKV() {
+        let s = PM.Shape.smolLM2_135M
+        #expect(abs(s.kvBytes(context: 512, bytesPerElement: 1) / 1e6 - 5.9) < 0.05)
+        #expect(abs(s.kvBytes(context: 2048, bytesPerElement: 1) / 1e6 - 23.6) < 0.05)
+        // lanes needed at 45.5 GB/s and 312.5 MHz: 582·T (2-bit), 291·T (4-bit), 233·T (Q4_1)
+        for (bits, perT) in [(2.0, 582.0), (4.0, 291.0), (5.0, 233.0)] {
+            var m = PM(shape: s, weightBits: bits)
+            m.timeSteps = 3
+            #expect(abs(m.estimate().lanesToKeepPace / 3 - perT) < 1, "\(bits) bits")
+        }
+        // SmolLM2 at T = 4 with P = 4096 is compute-bound at 2380 tok/s (ternary stream)
+        var m = PM(shape: s, weightBits: 2)
+        m.timeSteps = 4
+        m.lanes = 4096
+        let e = m.estimate()
+        #expect(e.bound == .compute)
+        #expect(abs(e.tokensPerSecond - 2380) < 2)
+        // launches and context cost what the formula says
+        m = PM(shape: s, weightBits: 5)
+        m.context = 512
+        m.launchesPerToken = PM.spkAccV1Launches(s)
+        m.launchSeconds = 50e-6
+        let e2 = m.estimate()
+        #expect(m.launchesPerToken == 121)
+        #expect(abs(e2.launchSeconds - 121 * 50e-6) < 1e-12)
+        #expect(abs(e2.secondsPerToken - (e2.memorySeconds + e2.launchSeconds)) < 1e-12)
+        #expect(e2.tokensPerSecond < 541 && e2.tokensPerSecond > 100)
+        #expect(e2.description.contains("predicted"))
+        // spk_acc pads rows to the tile (Q4_1: 128): +5.5 % weights for SmolLM2
+        let padded = Double(s.paddedWeights(tileRows: 128, headTileRows: 64)) / Double(s.streamedWeights)
+        #expect(abs(padded - 1.0548) < 0.0005, "\(padded)")
+    }
+
+    @Test("NSLLM's 161.8 tok/s at 13.849 W for 1.5B needs ≤ 1.82 bits per streamed weight")
+    func nsllm() {
+        let r = PM.nsllm1_5B
+        let bits = PM.bitsPerWeightNeeded(tokensPerSecond: r.tokensPerSecond, shape: r.shape, memory: .both,
+                                          efficiency: 1)
+        #expect(bits > 1.80 && bits < 1.83, "\(bits)")
+        // our 2-bit and 1.6-bit streams at η = 0.8 predict less than they measured
+        let ternary2 = PM(shape: r.shape, weightBits: 2).estimate().tokensPerSecond
+        let ternary16 = PM(shape: r.shape, weightBits: 1.6).estimate().tokensPerSecond
+        #expect(ternary2 < r.tokensPerSecond && ternary16 < r.tokensPerSecond)
+        #expect(abs(r.joulesPerToken - 0.0856) < 0.0001)
+    }
+
+    // MARK: Swift wrapper
+
+    @Test("without XILINX_XRT the backend is unavailable, says why, and never calls XRT")
+    func availabilityWithoutXRT() throws {
+        guard ProcessInfo.processInfo.environment["XILINX_XRT"] == nil else {
+            // a developer shell with XRT set up: only consistency can be checked
+            _ = FPGADevice.availability
+            return
+        }
+        let a = FPGADevice.availability
+        guard case .unavailable(let reason) = a else {
+            Issue.record("expected unavailable, got \(a)")
+            return
+        }
+        #expect(reason.contains("XILINX_XRT is unset"))
+        #expect(throws: SpikeRunError.self) { try FPGADevice.list() }
+        do {
+            _ = try FPGAAccelerator(xclbin: "/nonexistent.xclbin")
+            Issue.record("opening must fail")
+        } catch {
+            #expect(error.kind == .noDevice || error.kind == .io, "\(error)")
+        }
+    }
+
+    // MARK: shell checks
+
+    static var root: String { TestPaths.root.path }
+
+    func sh(_ script: String, _ args: [String] = [], env: [String: String]? = nil) throws -> ProcessResult {
+        try runProcess("/bin/sh", [Self.root + "/" + script] + args, environment: env)
+    }
+
+    /// XRT's headers must be installed for the checks below (Debian: libxrt-dev, xrt).
+    func requireXRT() -> Bool {
+        let ok = FileManager.default.fileExists(atPath: "/usr/include/xrt/xrt/xrt_kernel.h")
+        if !ok { Issue.record("XRT headers missing: install Debian's libxrt-dev (and xrt) for the FPGA checks") }
+        return ok
+    }
+
+    @Test("our XRT prototypes match the real headers (compile-only) and libxrt_coreutil exports them")
+    func xrtDeclarations() throws {
+        guard requireXRT() else { return }
+        let r = try sh("tools/fpga/check_xrt_decls.sh")
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("check_xrt_decls: ok (25 functions"), "\(r.stdout)")
+        #expect(r.stdout.contains("all exported"), "\(r.stdout)")
+    }
+
+    @Test("link.cfg and the kernel's m_axi bundles follow the one argument table")
+    func kernelInterface() throws {
+        guard requireXRT() else { return }
+        let r = try sh("tools/fpga/check_interface.sh")
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("check_interface: ok"), "\(r.stdout)")
+    }
+
+    @Test("C-simulation: the HLS kernel equals the CPU spike kernels bit for bit (g++ and clang++)",
+          arguments: [("g++", "gcc"), ("clang++", "clang")])
+    func csim(cxx: String, cc: String) throws {
+        let r = try runProcess("/usr/bin/env", ["make", "-s", "-C", Self.root + "/firmware", "csim",
+                                                "CXX=\(cxx)", "CC=\(cc)"])
+        #expect(r.status == 0, "\(r.stdout.suffix(2000))\(r.stderr.suffix(2000))")
+        let line = r.stdout.split(separator: "\n").last { $0.hasPrefix("csim: ") && $0.contains("passed") }
+        let summary = try #require(line.map(String.init), "no summary line in \(r.stdout.suffix(500))")
+        #expect(summary.contains(" 0 failed"), "\(summary)")
+        let passed = Int(summary.dropFirst("csim: ".count).prefix { $0.isNumber }) ?? 0
+        #expect(passed >= 100, "\(summary)")
+        #expect(summary.contains("fixture"), "\(summary)")
+    }
+
+    @Test("the whole host flow under XRT's noop shim: bit-exact outputs, timeouts, no leaks (ASan)")
+    func noopHostFlow() throws {
+        guard requireXRT() else { return }
+        let r = try sh("tools/fpga/run_noop_test.sh")
+        #expect(r.status == 0, "\(r.stdout.suffix(3000))\(r.stderr.suffix(2000))")
+        #expect(r.stdout.contains("run_noop_test: PASS"), "\(r.stdout.suffix(1000))")
+        #expect(r.stdout.contains("noop_host_test: ") && r.stdout.contains(" 0 failed"))
+        #expect(r.stdout.contains("every output bit-equal to sr_spike_matvec: yes"))
+        #expect(r.stdout.contains("did not complete within 50 ms"))
+        #expect(!r.stdout.contains("LeakSanitizer") && !r.stdout.contains("AddressSanitizer"))
+    }
+
+    @Test("flash.sh refuses non-removable targets, writes and verifies with the override")
+    func flash() throws {
+        let r = try sh("tools/fpga/test_flash.sh")
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains(" 0 failed"), "\(r.stdout)")
+        #expect(r.stdout.contains("regular file refused without --force-not-removable"))
+        #expect(r.stdout.contains("corrupted write fails the sha256 verify"))
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+@testable import SpikeRun
+
+/// Paths and shared fixtures for tests. The real model is fetched by `make model`; tests that
+/// need it fail with a clear message when it is missing (they are part of `make test`).
+enum TestPaths {
+    static let root: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static var fixtures: URL { root.appendingPathComponent("Tests/Fixtures") }
+    static var modelPath: String { root.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path }
+    static func dataFile(_ rel: String) -> String { root.appendingPathComponent("data/" + rel).path }
+
+    /// The built `spikerun` executable next to the test bundle (same configuration).
+    static var executable: String {
+        let candidates = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("spikerun").path,
+            root.appendingPathComponent(".build/release/spikerun").path,
+            root.appendingPathComponent(".build/debug/spikerun").path,
+        ]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[1]
+    }
+}
+
+/// One loaded default model shared by the tests of a process (loading maps 98 MB).
+enum SharedModel {
+    static let result: Result<Model, SpikeRunError> = {
+        guard FileManager.default.fileExists(atPath: TestPaths.modelPath) else {
+            return .failure(.io("default model missing at \(TestPaths.modelPath): run 'make model'"))
+        }
+        do throws(SpikeRunError) { return .success(try Model.load(TestPaths.modelPath, options: .init(threads: 2))) }
+        catch { return .failure(error) }
+    }()
+
+    static func get() throws -> Model { try result.get() }
+}
+
+/// Runs a process and captures its output.
+struct ProcessResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+func runProcess(_ path: String, _ args: [String], stdin: String? = nil, environment: [String: String]? = nil) throws -> ProcessResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    let input = Pipe()
+    p.standardInput = input
+    try p.run()
+    if let stdin { input.fileHandleForWriting.write(stdin.data(using: .utf8)!) }
+    try input.fileHandleForWriting.close()
+    // Read both pipes concurrently so a full pipe never blocks the child.
+    nonisolated(unsafe) var errData = Data()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    p.waitUntilExit()
+    return ProcessResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errData, as: UTF8.self))
+}

@@ -1,0 +1,397 @@
+// Llama-family forward pass. Numerics follow llama.cpp's CPU backend where it matters for
+// agreement: RMSNorm sums squares in double, RoPE angles are built by repeated float
+// multiplication, K/V are cached as fp16, q and the attention weights are rounded to fp16
+// before their dot products, softmax sums in double (ggml's non-flash attention path).
+#include "spikerun/sr-engine.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "spikerun/sr-pool.h"
+#include "spikerun/sr-quant.h"
+
+#define SR_KV_ALIGN 32  // V rows are padded to this many positions (f16 dot block size)
+
+struct sr_engine {
+    sr_engine_params p;
+    sr_engine_weights w;
+    sr_block_weights *blocks;
+    sr_pool *pool;
+
+    int32_t q_dim, kv_dim, ctx_pad;
+    uint16_t *k_cache;  // [layer][kv_head][n_ctx][head_dim] fp16
+    uint16_t *v_cache;  // [layer][kv_head][head_dim][ctx_pad] fp16, transposed like ggml's V
+
+    // Scratch for n_batch rows.
+    float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up, *head_in;
+    void *act;          // quantized activation rows
+    size_t act_row_cap; // bytes per activation row
+    // Per-thread attention scratch.
+    float *scores;      // [n_threads][ctx_pad]
+    uint16_t *p16;      // [n_threads][ctx_pad]
+    uint16_t *q16;      // [n_threads][head_dim]
+    float *rope_cos, *rope_sin;  // [n_batch][rope_dim/2]
+
+    sr_linear_hook hook;
+    void *hook_user;
+    sr_attention_hook attn_hook;
+    void *attn_user;
+    sr_tap_fn tap;
+    void *tap_user;
+    atomic_bool abort_flag;
+    uint64_t mem_bytes;
+};
+
+static void *xcalloc(sr_engine *e, size_t n, size_t size) {
+    void *ptr = calloc(n ? n : 1, size);
+    if (ptr) e->mem_bytes += (uint64_t)n * size;
+    return ptr;
+}
+
+void sr_engine_free(sr_engine *e) {
+    if (!e) return;
+    sr_pool_free(e->pool);
+    free(e->blocks);
+    free(e->k_cache); free(e->v_cache);
+    free(e->x); free(e->xn); free(e->q); free(e->k); free(e->v); free(e->att); free(e->tmp);
+    free(e->gate); free(e->up); free(e->head_in); free(e->act);
+    free(e->scores); free(e->p16); free(e->q16); free(e->rope_cos); free(e->rope_sin);
+    free(e);
+}
+
+// any_type: the linear hook computes the layer, so the dense kernels need not read its type.
+static bool linear_ok(const sr_linear *l, int32_t n_in, int32_t n_out, bool any_type) {
+    if (!l->w || l->n_in != n_in || l->n_out != n_out) return false;
+    return any_type || (sr_type_supported(l->type) && n_in % sr_type_block_elems((sr_type)l->type) == 0);
+}
+
+sr_status sr_engine_create(const sr_engine_params *p, const sr_engine_weights *w, sr_engine **out) {
+    *out = NULL;
+    if (p->n_layer <= 0 || p->n_embd <= 0 || p->n_head <= 0 || p->n_head_kv <= 0 ||
+        p->head_dim <= 0 || p->n_ff <= 0 || p->n_vocab <= 0 || p->n_ctx <= 0 || p->n_batch <= 0 ||
+        p->n_head % p->n_head_kv != 0 || p->rope_dim <= 0 || p->rope_dim > p->head_dim ||
+        p->rope_dim % 2 != 0)
+        return sr_fail(SR_ERR_INVALID_ARG, "engine parameters are inconsistent");
+    const int32_t q_dim = p->n_head * p->head_dim, kv_dim = p->n_head_kv * p->head_dim;
+    if (!w->tok_embd || !sr_type_supported(w->tok_embd_type) || !w->output_norm ||
+        !linear_ok(&w->output, p->n_embd, p->n_vocab, p->hooked_linears))
+        return sr_fail(SR_ERR_INVALID_ARG, "embedding or output weights are missing or mis-shaped");
+    const bool hk = p->hooked_linears;
+    for (int32_t l = 0; l < p->n_layer; l++) {
+        const sr_block_weights *b = &w->blocks[l];
+        if (!b->attn_norm || !b->ffn_norm || !linear_ok(&b->q, p->n_embd, q_dim, hk) ||
+            !linear_ok(&b->k, p->n_embd, kv_dim, hk) || !linear_ok(&b->v, p->n_embd, kv_dim, hk) ||
+            !linear_ok(&b->o, q_dim, p->n_embd, hk) || !linear_ok(&b->gate, p->n_embd, p->n_ff, hk) ||
+            !linear_ok(&b->up, p->n_embd, p->n_ff, hk) || !linear_ok(&b->down, p->n_ff, p->n_embd, hk))
+            return sr_fail(SR_ERR_INVALID_ARG, "block %d weights are missing or mis-shaped", l);
+    }
+
+    sr_engine *e = calloc(1, sizeof *e);
+    if (!e) return sr_fail(SR_ERR_NO_MEMORY, "cannot allocate the engine");
+    e->p = *p;
+    e->w = *w;
+    e->q_dim = q_dim;
+    e->kv_dim = kv_dim;
+    e->ctx_pad = (p->n_ctx + SR_KV_ALIGN - 1) / SR_KV_ALIGN * SR_KV_ALIGN;
+    e->blocks = malloc(sizeof(sr_block_weights) * (size_t)p->n_layer);
+    e->pool = sr_pool_create(p->n_threads);
+    if (!e->blocks || !e->pool) goto oom;
+    memcpy(e->blocks, w->blocks, sizeof(sr_block_weights) * (size_t)p->n_layer);
+    e->w.blocks = e->blocks;
+
+    const size_t nl = (size_t)p->n_layer, nb = (size_t)p->n_batch;
+    e->k_cache = xcalloc(e, nl * (size_t)kv_dim * (size_t)p->n_ctx, sizeof(uint16_t));
+    e->v_cache = xcalloc(e, nl * (size_t)kv_dim * (size_t)e->ctx_pad, sizeof(uint16_t));
+    const int32_t wide = p->n_ff > q_dim ? p->n_ff : q_dim;
+    const int32_t widest = wide > p->n_embd ? wide : p->n_embd;
+    e->x = xcalloc(e, nb * (size_t)p->n_embd, sizeof(float));
+    e->xn = xcalloc(e, nb * (size_t)widest, sizeof(float));
+    e->q = xcalloc(e, nb * (size_t)q_dim, sizeof(float));
+    e->k = xcalloc(e, nb * (size_t)kv_dim, sizeof(float));
+    e->v = xcalloc(e, nb * (size_t)kv_dim, sizeof(float));
+    e->att = xcalloc(e, nb * (size_t)q_dim, sizeof(float));
+    e->tmp = xcalloc(e, nb * (size_t)p->n_embd, sizeof(float));
+    e->gate = xcalloc(e, nb * (size_t)p->n_ff, sizeof(float));
+    e->up = xcalloc(e, nb * (size_t)p->n_ff, sizeof(float));
+    e->head_in = xcalloc(e, nb * (size_t)p->n_embd, sizeof(float));
+    // Largest activation row over every weight type the model uses (Q8_K rows are the widest).
+    size_t cap = 0;
+    const int32_t widths[3] = {p->n_embd, q_dim, p->n_ff};
+    const int32_t types[5] = {SR_TYPE_Q8_0, SR_TYPE_Q4_0, SR_TYPE_Q4_K, SR_TYPE_F16, SR_TYPE_F32};
+    for (int i = 0; i < 3; i++)
+        for (int t = 0; t < 5; t++) {
+            if (widths[i] % sr_type_block_elems((sr_type)types[t]) != 0) continue;
+            size_t b = sr_act_row_bytes((sr_type)types[t], widths[i]);
+            if (b > cap) cap = b;
+        }
+    e->act_row_cap = cap;
+    e->act = xcalloc(e, nb, cap);
+    const int nt = sr_pool_threads(e->pool);
+    e->scores = xcalloc(e, (size_t)nt * (size_t)e->ctx_pad, sizeof(float));
+    e->p16 = xcalloc(e, (size_t)nt * (size_t)e->ctx_pad, sizeof(uint16_t));
+    e->q16 = xcalloc(e, (size_t)nt * (size_t)p->head_dim, sizeof(uint16_t));
+    e->rope_cos = xcalloc(e, nb * (size_t)(p->rope_dim / 2), sizeof(float));
+    e->rope_sin = xcalloc(e, nb * (size_t)(p->rope_dim / 2), sizeof(float));
+    if (!e->k_cache || !e->v_cache || !e->x || !e->xn || !e->q || !e->k || !e->v || !e->att ||
+        !e->tmp || !e->gate || !e->up || !e->head_in || !e->act || !e->scores || !e->p16 ||
+        !e->q16 || !e->rope_cos || !e->rope_sin)
+        goto oom;
+    atomic_init(&e->abort_flag, false);
+    *out = e;
+    return SR_OK;
+oom:
+    sr_engine_free(e);
+    return sr_fail(SR_ERR_NO_MEMORY, "cannot allocate the KV cache and scratch buffers (n_ctx %d)",
+                   p->n_ctx);
+}
+
+void sr_engine_set_linear_hook(sr_engine *e, sr_linear_hook hook, void *user) {
+    e->hook = hook;
+    e->hook_user = user;
+}
+
+void sr_engine_set_attention_hook(sr_engine *e, sr_attention_hook hook, void *user) {
+    e->attn_hook = hook;
+    e->attn_user = user;
+}
+
+void sr_engine_set_tap(sr_engine *e, sr_tap_fn fn, void *user) {
+    e->tap = fn;
+    e->tap_user = user;
+}
+
+struct sr_pool *sr_engine_pool(sr_engine *e) { return e->pool; }
+
+void sr_engine_abort(sr_engine *e) { atomic_store(&e->abort_flag, true); }
+
+uint64_t sr_engine_memory_bytes(const sr_engine *e) { return e->mem_bytes; }
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise pieces
+
+static void rms_norm(const float *x, const float *weight, float *y, int32_t n, float eps) {
+    double sum = 0.0;
+    for (int32_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    const float mean = (float)(sum / n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (int32_t i = 0; i < n; i++) y[i] = (x[i] * scale) * weight[i];
+}
+
+// Angles as ggml's rope cache builds them: theta_i = pos * base^(-2i/d) by repeated products.
+static void rope_angles(const sr_engine *e, int32_t pos, float *cs, float *sn) {
+    const float theta_scale = powf(e->p.rope_freq_base, -2.0f / (float)e->p.rope_dim);
+    float theta = (float)pos;
+    for (int32_t i = 0; i < e->p.rope_dim / 2; i++) {
+        cs[i] = cosf(theta);
+        sn[i] = sinf(theta);
+        theta *= theta_scale;
+    }
+}
+
+// Llama GGUF convention ("normal" rope): rotate adjacent pairs (x[2i], x[2i+1]).
+static void rope_apply(float *v, int32_t n_heads, int32_t head_dim, int32_t rope_dim,
+                       const float *cs, const float *sn) {
+    for (int32_t h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * head_dim;
+        for (int32_t i = 0; i < rope_dim / 2; i++) {
+            const float x0 = x[2 * i], x1 = x[2 * i + 1];
+            const float a = x0 * cs[i], b = x1 * sn[i];
+            const float c = x0 * sn[i], d = x1 * cs[i];
+            x[2 * i] = a - b;
+            x[2 * i + 1] = c + d;
+        }
+    }
+}
+
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+// ---------------------------------------------------------------------------------------------
+// Linear layers
+
+// Runs up to three linear layers that read the same activation x (n rows), quantizing x once per
+// distinct activation type.
+static sr_status linear_group(sr_engine *e, int32_t layer, sr_site site, int count,
+                              const sr_linear *const *lins, const sr_proj *projs, float *const *ys,
+                              const float *x, int32_t n) {
+    if (e->tap) e->tap(e->tap_user, layer, (sr_tap_point)site, x, n, lins[0]->n_in);
+    if (e->hook) return e->hook(e->hook_user, layer, site, count, projs, lins, x, n, ys);
+    int prepared = -1;
+    for (int i = 0; i < count; i++) {
+        const sr_linear *l = lins[i];
+        if (e->p.act_mode == SR_ACT_F32) {
+            sr_matmul_f32(e->pool, (sr_type)l->type, l->w, l->n_in, l->n_out, x, n, ys[i]);
+            continue;
+        }
+        const sr_type at = sr_act_type_for((sr_type)l->type);
+        const size_t row = sr_act_row_bytes((sr_type)l->type, l->n_in);
+        if ((int)at != prepared) {
+            for (int32_t t = 0; t < n; t++)
+                sr_quantize_act_row((sr_type)l->type, x + (size_t)t * l->n_in,
+                                    (char *)e->act + (size_t)t * row, l->n_in);
+            prepared = (int)at;
+        }
+        sr_matmul(e->pool, (sr_type)l->type, l->w, l->n_in, l->n_out, e->act, n, ys[i]);
+    }
+    return SR_OK;
+}
+
+static sr_status linear1(sr_engine *e, int32_t layer, sr_site site, sr_proj proj,
+                         const sr_linear *l, const float *x, int32_t n, float *y) {
+    const sr_linear *lins[1] = {l};
+    sr_proj projs[1] = {proj};
+    float *ys[1] = {y};
+    return linear_group(e, layer, site, 1, lins, projs, ys, x, n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention
+
+typedef struct attn_job {
+    sr_engine *e;
+    int32_t layer, n, pos;
+} attn_job;
+
+static void attn_worker(void *ctx, int ith, int nth) {
+    const attn_job *j = ctx;
+    sr_engine *e = j->e;
+    const int32_t hd = e->p.head_dim, nh = e->p.n_head, group = nh / e->p.n_head_kv;
+    const size_t layer_k = (size_t)e->kv_dim * (size_t)e->p.n_ctx;
+    const size_t layer_v = (size_t)e->kv_dim * (size_t)e->ctx_pad;
+    const uint16_t *kc = e->k_cache + (size_t)j->layer * layer_k;
+    const uint16_t *vc = e->v_cache + (size_t)j->layer * layer_v;
+    float *scores = e->scores + (size_t)ith * e->ctx_pad;
+    uint16_t *p16 = e->p16 + (size_t)ith * e->ctx_pad;
+    uint16_t *q16 = e->q16 + (size_t)ith * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+
+    for (int32_t task = ith; task < j->n * nh; task += nth) {
+        const int32_t t = task / nh, h = task % nh, kvh = h / group;
+        const int32_t n_kv = j->pos + t + 1;  // causal: positions 0 ..= pos+t
+        const float *q = e->q + (size_t)t * e->q_dim + (size_t)h * hd;
+        for (int32_t d = 0; d < hd; d++) q16[d] = sr_fp32_to_fp16(q[d]);
+        const uint16_t *kh = kc + (size_t)kvh * e->p.n_ctx * hd;
+        float max = -INFINITY;
+        for (int32_t i = 0; i < n_kv; i++) {
+            scores[i] = sr_vec_dot(SR_TYPE_F16, hd, kh + (size_t)i * hd, q16) * scale;
+            if (scores[i] > max) max = scores[i];
+        }
+        double sum = 0.0;
+        for (int32_t i = 0; i < n_kv; i++) {
+            scores[i] = expf(scores[i] - max);
+            sum += (double)scores[i];
+        }
+        const float inv = (float)(1.0 / sum);
+        const int32_t n_pad = (n_kv + SR_KV_ALIGN - 1) / SR_KV_ALIGN * SR_KV_ALIGN;
+        for (int32_t i = 0; i < n_kv; i++) p16[i] = sr_fp32_to_fp16(scores[i] * inv);
+        for (int32_t i = n_kv; i < n_pad; i++) p16[i] = 0;
+        const uint16_t *vh = vc + (size_t)kvh * hd * e->ctx_pad;
+        float *out = e->att + (size_t)t * e->q_dim + (size_t)h * hd;
+        for (int32_t d = 0; d < hd; d++)
+            out[d] = sr_vec_dot(SR_TYPE_F16, n_pad, vh + (size_t)d * e->ctx_pad, p16);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+
+static sr_status eval_batch(sr_engine *e, const int32_t *tokens, int32_t n, int32_t pos,
+                            float *logits, bool all_logits) {
+    const sr_engine_params *p = &e->p;
+    const int32_t d = p->n_embd, hd = p->head_dim, half = p->rope_dim / 2;
+    const size_t emb_row = sr_row_bytes((sr_type)e->w.tok_embd_type, d);
+    sr_status s;
+
+    for (int32_t t = 0; t < n; t++) {
+        if (tokens[t] < 0 || tokens[t] >= p->n_vocab)
+            return sr_fail(SR_ERR_INVALID_ARG, "token id %d is outside the vocabulary (0..%d)",
+                           tokens[t], p->n_vocab - 1);
+        sr_dequantize_row((sr_type)e->w.tok_embd_type,
+                          (const char *)e->w.tok_embd + (size_t)tokens[t] * emb_row,
+                          e->x + (size_t)t * d, d);
+        rope_angles(e, pos + t, e->rope_cos + (size_t)t * half, e->rope_sin + (size_t)t * half);
+    }
+
+    for (int32_t l = 0; l < p->n_layer; l++) {
+        if (atomic_load(&e->abort_flag))
+            return sr_fail(SR_ERR_ABORTED, "evaluation was cancelled");
+        const sr_block_weights *b = &e->blocks[l];
+        if (e->tap) e->tap(e->tap_user, l, SR_TAP_BLOCK, e->x, n, d);
+        for (int32_t t = 0; t < n; t++)
+            rms_norm(e->x + (size_t)t * d, b->attn_norm, e->xn + (size_t)t * d, d, p->rms_eps);
+        {
+            const sr_linear *lins[3] = {&b->q, &b->k, &b->v};
+            sr_proj projs[3] = {SR_PROJ_Q, SR_PROJ_K, SR_PROJ_V};
+            float *ys[3] = {e->q, e->k, e->v};
+            if ((s = linear_group(e, l, SR_SITE_A, 3, lins, projs, ys, e->xn, n)) != SR_OK) return s;
+        }
+        if (e->tap) e->tap(e->tap_user, l, SR_TAP_V, e->v, n, e->kv_dim);
+        for (int32_t t = 0; t < n; t++) {
+            const float *cs = e->rope_cos + (size_t)t * half, *sn = e->rope_sin + (size_t)t * half;
+            rope_apply(e->q + (size_t)t * e->q_dim, p->n_head, hd, p->rope_dim, cs, sn);
+            rope_apply(e->k + (size_t)t * e->kv_dim, p->n_head_kv, hd, p->rope_dim, cs, sn);
+        }
+        if (e->attn_hook) {
+            if ((s = e->attn_hook(e->attn_user, l, e->q, e->k, e->v, n, pos, e->att)) != SR_OK) return s;
+        } else {
+            // Append K and V to the cache as fp16 (V transposed), then attend.
+            uint16_t *kc = e->k_cache + (size_t)l * e->kv_dim * p->n_ctx;
+            uint16_t *vc = e->v_cache + (size_t)l * e->kv_dim * e->ctx_pad;
+            for (int32_t t = 0; t < n; t++) {
+                const float *kt = e->k + (size_t)t * e->kv_dim, *vt = e->v + (size_t)t * e->kv_dim;
+                const int32_t at = pos + t;
+                for (int32_t h = 0; h < p->n_head_kv; h++)
+                    for (int32_t i = 0; i < hd; i++) {
+                        kc[((size_t)h * p->n_ctx + at) * hd + i] = sr_fp32_to_fp16(kt[h * hd + i]);
+                        vc[((size_t)h * hd + i) * e->ctx_pad + at] = sr_fp32_to_fp16(vt[h * hd + i]);
+                    }
+            }
+            attn_job job = {e, l, n, pos};
+            sr_pool_run(e->pool, attn_worker, &job);
+        }
+        if ((s = linear1(e, l, SR_SITE_O, SR_PROJ_O, &b->o, e->att, n, e->tmp)) != SR_OK) return s;
+        for (size_t i = 0; i < (size_t)n * d; i++) e->x[i] += e->tmp[i];
+
+        for (int32_t t = 0; t < n; t++)
+            rms_norm(e->x + (size_t)t * d, b->ffn_norm, e->xn + (size_t)t * d, d, p->rms_eps);
+        {
+            const sr_linear *lins[2] = {&b->gate, &b->up};
+            sr_proj projs[2] = {SR_PROJ_GATE, SR_PROJ_UP};
+            float *ys[2] = {e->gate, e->up};
+            if ((s = linear_group(e, l, SR_SITE_F, 2, lins, projs, ys, e->xn, n)) != SR_OK) return s;
+        }
+        for (size_t i = 0; i < (size_t)n * p->n_ff; i++) e->gate[i] = silu(e->gate[i]) * e->up[i];
+        if ((s = linear1(e, l, SR_SITE_D, SR_PROJ_DOWN, &b->down, e->gate, n, e->tmp)) != SR_OK)
+            return s;
+        for (size_t i = 0; i < (size_t)n * d; i++) e->x[i] += e->tmp[i];
+    }
+
+    if (!logits) return SR_OK;
+    const int32_t first = all_logits ? 0 : n - 1, rows = n - first;
+    for (int32_t t = 0; t < rows; t++)
+        rms_norm(e->x + (size_t)(first + t) * d, e->w.output_norm, e->head_in + (size_t)t * d, d,
+                 p->rms_eps);
+    return linear1(e, p->n_layer, SR_SITE_H, SR_PROJ_HEAD, &e->w.output, e->head_in, rows, logits);
+}
+
+sr_status sr_engine_eval(sr_engine *e, const int32_t *tokens, int32_t n, int32_t pos, float *logits,
+                         bool all_logits) {
+    if (n <= 0 || pos < 0) return sr_fail(SR_ERR_INVALID_ARG, "nothing to evaluate");
+    if ((int64_t)pos + n > e->p.n_ctx)
+        return sr_fail(SR_ERR_CONTEXT_FULL, "%d tokens at position %d exceed the context of %d",
+                       n, pos, e->p.n_ctx);
+    if (e->p.hooked_linears && !e->hook)
+        return sr_fail(SR_ERR_INVALID_ARG, "this model's linear layers need the spike runtime attached");
+    atomic_store(&e->abort_flag, false);
+    for (int32_t done = 0; done < n; done += e->p.n_batch) {
+        const int32_t m = n - done < e->p.n_batch ? n - done : e->p.n_batch;
+        const bool last = done + m == n;
+        float *out = NULL;
+        if (logits && all_logits) out = logits + (size_t)done * e->p.n_vocab;
+        else if (logits && last) out = logits;
+        sr_status s = eval_batch(e, tokens + done, m, pos + done, out, all_logits);
+        if (s != SR_OK) return s;
+    }
+    return SR_OK;
+}

@@ -1,0 +1,452 @@
+// Spike-driven model runtime: engine hooks that encode each site's activation into spike
+// planes once per token and run every layer reading it through sr_spike_matvec (threaded by
+// output rows), plus option-A spike attention with int8 K/V caches.
+#include "spikerun/sr-spike-net.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "spikerun/sr-pool.h"
+#include "spikerun/sr-quant.h"
+
+typedef struct attn_scratch {
+    sr_spike_planes q, p;
+    int32_t *counts;  // (max(n_ctx_pad, head_dim))
+    float *scores;    // (n_ctx_pad)
+    float *qscale;
+    sr_spike_stats sq, sp;  // stats of this thread's current call
+    uint64_t q_spikes, p_spikes, q_planes, p_planes, q_tokens, p_tokens, q_acts, p_acts;
+} attn_scratch;
+
+struct sr_spike_net {
+    sr_spike_net_params p;
+    sr_spike_site_cfg *sites;
+    float *v_scales;
+    sr_spike_weights *lin;  // [(n_layer + 1) * SR_N_PROJ]
+    bool *lin_set;
+    sr_engine *engine;
+    sr_pool *pool;
+    int32_t n_max, ctx_pad, n_threads;
+    int32_t *counts;
+    float *scales;
+    void *act;  // quantized activation row for dense sites
+    sr_spike_planes planes;
+    sr_spike_site_stats *stats;  // [(n_layer + 1) * SR_N_SITES_ALL]
+    sr_spike_weights *kc, *vc;   // [n_layer * n_head_kv]
+    attn_scratch *as;            // [n_threads]
+    sr_spike_record_fn record;
+    void *record_user;
+};
+
+static int32_t max3(int32_t a, int32_t b, int32_t c) {
+    int32_t m = a > b ? a : b;
+    return m > c ? m : c;
+}
+
+static bool bitwise(int32_t enc) {
+    return enc == SR_SPIKE_SIGN_MAGNITUDE || enc == SR_SPIKE_TWOS_COMPLEMENT;
+}
+
+static sr_status check_site(const sr_spike_site_cfg *c, int32_t i) {
+    if (c->encoding < SR_SPIKE_SIGN_MAGNITUDE || c->encoding > SR_SPIKE_BINARY)
+        return sr_fail(SR_ERR_INVALID_ARG, "site %d: unknown encoding %d", i, c->encoding);
+    if (c->rule == SR_SPIKE_RULE_MEAN) {
+        if (!bitwise(c->encoding))
+            return sr_fail(SR_ERR_INVALID_ARG,
+                           "site %d: the mean rule needs a bitwise encoding (rate codes need fixed T)", i);
+        if (!(c->k > 0.0f) || !isfinite(c->k))
+            return sr_fail(SR_ERR_INVALID_ARG, "site %d: k must be positive", i);
+    } else if (c->rule == SR_SPIKE_RULE_MAX) {
+        if (c->bits < 2 || c->bits > 16)
+            return sr_fail(SR_ERR_INVALID_ARG, "site %d: bits must be in 2..16, got %d", i, c->bits);
+        if (!(c->gamma > 0.0f && c->gamma <= 1.0f))
+            return sr_fail(SR_ERR_INVALID_ARG, "site %d: gamma must be in (0, 1]", i);
+    } else if (c->rule == SR_SPIKE_RULE_DENSE) {
+        return SR_OK;
+    } else {
+        return sr_fail(SR_ERR_INVALID_ARG, "site %d: unknown rule %d", i, c->rule);
+    }
+    if (!(c->rho >= 0.0f && c->rho < 0.5f))
+        return sr_fail(SR_ERR_INVALID_ARG, "site %d: rho must be in [0, 0.5)", i);
+    return SR_OK;
+}
+
+void sr_spike_net_free(sr_spike_net *net) {
+    if (!net) return;
+    if (net->lin)
+        for (int32_t i = 0; i < (net->p.n_layer + 1) * SR_N_PROJ; i++) sr_spike_weights_free(&net->lin[i]);
+    if (net->kc)
+        for (int32_t i = 0; i < net->p.n_layer * net->p.n_head_kv; i++) {
+            sr_spike_weights_free(&net->kc[i]);
+            sr_spike_weights_free(&net->vc[i]);
+        }
+    if (net->as)
+        for (int32_t i = 0; i < net->n_threads; i++) {
+            sr_spike_planes_free(&net->as[i].q);
+            sr_spike_planes_free(&net->as[i].p);
+            free(net->as[i].counts);
+            free(net->as[i].scores);
+            free(net->as[i].qscale);
+        }
+    sr_spike_planes_free(&net->planes);
+    free(net->as); free(net->kc); free(net->vc); free(net->lin); free(net->lin_set);
+    free(net->act);
+    free(net->sites); free(net->v_scales); free(net->counts); free(net->scales); free(net->stats);
+    free(net);
+}
+
+sr_status sr_spike_net_create(const sr_spike_net_params *p, sr_spike_net **out) {
+    *out = NULL;
+    if (p->n_layer <= 0 || p->n_embd <= 0 || p->n_ff <= 0 || p->n_head <= 0 || p->n_head_kv <= 0 ||
+        p->head_dim <= 0 || p->n_ctx <= 0 || !p->sites || p->head_dim % SR_SPIKE_BLOCK != 0)
+        return sr_fail(SR_ERR_INVALID_ARG, "spike net parameters are inconsistent");
+    const int32_t n_sites = p->n_layer * 4 + 1;
+    for (int32_t i = 0; i < n_sites; i++) {
+        sr_status s = check_site(&p->sites[i], i);
+        if (s != SR_OK) return s;
+    }
+    if (p->spike_attention && (!p->v_scales || p->q_bits < 2 || p->q_bits > 16 || p->p_bits < 2 ||
+                               p->p_bits > 16))
+        return sr_fail(SR_ERR_INVALID_ARG, "spike attention needs V scales, q bits and p bits in 2..16");
+
+    sr_spike_net *net = calloc(1, sizeof *net);
+    if (!net) return sr_fail(SR_ERR_NO_MEMORY, "cannot allocate the spike net");
+    net->p = *p;
+    net->n_max = max3(p->n_embd, p->n_ff, p->n_head * p->head_dim);
+    net->ctx_pad = (p->n_ctx + SR_SPIKE_BLOCK - 1) / SR_SPIKE_BLOCK * SR_SPIKE_BLOCK;
+    net->sites = malloc(sizeof *net->sites * (size_t)n_sites);
+    net->lin = calloc((size_t)(p->n_layer + 1) * SR_N_PROJ, sizeof *net->lin);
+    net->lin_set = calloc((size_t)(p->n_layer + 1) * SR_N_PROJ, sizeof *net->lin_set);
+    net->counts = malloc(sizeof(int32_t) * (size_t)net->n_max);
+    net->scales = malloc(sizeof(float) * (size_t)net->n_max);
+    net->stats = calloc((size_t)(p->n_layer + 1) * SR_N_SITES_ALL, sizeof *net->stats);
+    net->act = malloc(sizeof(float) * (size_t)net->n_max + 1024);  // widest activation row (F32)
+    if (!net->act || !net->sites || !net->lin || !net->lin_set || !net->counts || !net->scales || !net->stats)
+        goto oom;
+    memcpy(net->sites, p->sites, sizeof *net->sites * (size_t)n_sites);
+    net->p.sites = net->sites;
+    if (sr_spike_planes_init(&net->planes, net->n_max, SR_SPIKE_MAX_T) != SR_OK) goto oom;
+    if (p->spike_attention) {
+        const size_t kv = (size_t)p->n_layer * (size_t)p->n_head_kv;
+        const size_t vs = (size_t)p->n_layer * (size_t)p->n_head_kv * (size_t)p->head_dim;
+        net->v_scales = malloc(sizeof(float) * vs);
+        net->kc = calloc(kv, sizeof *net->kc);
+        net->vc = calloc(kv, sizeof *net->vc);
+        if (!net->v_scales || !net->kc || !net->vc) goto oom;
+        memcpy(net->v_scales, p->v_scales, sizeof(float) * vs);
+        net->p.v_scales = net->v_scales;
+        for (size_t i = 0; i < kv; i++) {
+            if (sr_spike_weights_alloc(&net->kc[i], SR_SPIKE_W_I8_ROW, p->n_ctx, p->head_dim) != SR_OK ||
+                sr_spike_weights_alloc(&net->vc[i], SR_SPIKE_W_I8_ROW, p->head_dim, net->ctx_pad) != SR_OK)
+                goto oom;
+            for (int32_t d = 0; d < p->head_dim; d++) {
+                float sv = net->v_scales[i * (size_t)p->head_dim + (size_t)d];
+                if (!(sv > 0.0f) || !isfinite(sv)) {
+                    sr_spike_net_free(net);
+                    return sr_fail(SR_ERR_INVALID_ARG, "V scale %zu/%d is not a positive number", i, d);
+                }
+                net->vc[i].row_scale[d] = sv;
+            }
+        }
+    }
+    *out = net;
+    return SR_OK;
+oom:
+    sr_spike_net_free(net);
+    return sr_fail(SR_ERR_NO_MEMORY, "cannot allocate the spike net buffers");
+}
+
+static size_t lin_index(const sr_spike_net *net, int32_t layer, sr_proj proj) {
+    return (size_t)layer * SR_N_PROJ + (size_t)proj;
+}
+
+sr_status sr_spike_net_set_linear(sr_spike_net *net, int32_t layer, sr_proj proj, sr_spike_format fmt,
+                                  const void *data, const float *row_scale, int32_t n_out, int32_t n_in) {
+    if (layer < 0 || layer > net->p.n_layer || (layer == net->p.n_layer) != (proj == SR_PROJ_HEAD) ||
+        (int)proj < 0 || proj >= SR_N_PROJ)
+        return sr_fail(SR_ERR_INVALID_ARG, "no linear layer %d/%d in the spike net", layer, (int)proj);
+    sr_spike_weights *w = &net->lin[lin_index(net, layer, proj)];
+    sr_spike_weights_free(w);
+    sr_status s;
+    switch (fmt) {
+    case SR_SPIKE_W_Q4_1: s = sr_spike_weights_pack_q4_1(w, data, n_out, n_in); break;
+    case SR_SPIKE_W_Q8_0: s = sr_spike_weights_pack_q8_0(w, data, n_out, n_in); break;
+    case SR_SPIKE_W_I8_ROW: s = sr_spike_weights_pack_i8(w, data, row_scale, n_out, n_in); break;
+    case SR_SPIKE_W_TERNARY: s = sr_spike_weights_pack_ternary(w, data, row_scale, n_out, n_in); break;
+    default: return sr_fail(SR_ERR_INVALID_ARG, "unknown spike weight format %d", (int)fmt);
+    }
+    if (s != SR_OK) return s;
+    // The binary (offset) code needs per-block row sums for its correction term.
+    const int32_t site = proj <= SR_PROJ_V ? 0 : proj == SR_PROJ_O ? 1 : proj <= SR_PROJ_UP ? 2 : 3;
+    const sr_spike_site_cfg *c = &net->sites[proj == SR_PROJ_HEAD ? net->p.n_layer * 4 : layer * 4 + site];
+    if (c->encoding == SR_SPIKE_BINARY && (s = sr_spike_weights_add_row_sums(w)) != SR_OK) return s;
+    net->lin_set[lin_index(net, layer, proj)] = true;
+    return SR_OK;
+}
+
+void sr_spike_net_set_recorder(sr_spike_net *net, sr_spike_record_fn fn, void *user) {
+    net->record = fn;
+    net->record_user = user;
+}
+
+static sr_spike_site_stats *stats_at(sr_spike_net *net, int32_t layer, int32_t site) {
+    return &net->stats[(size_t)layer * SR_N_SITES_ALL + (size_t)site];
+}
+
+void sr_spike_net_site_stats(const sr_spike_net *net, int32_t layer, int32_t site,
+                             sr_spike_site_stats *out) {
+    memset(out, 0, sizeof *out);
+    if (layer < 0 || layer > net->p.n_layer || site < 0 || site >= SR_N_SITES_ALL) return;
+    *out = net->stats[(size_t)layer * SR_N_SITES_ALL + (size_t)site];
+}
+
+void sr_spike_net_reset_stats(sr_spike_net *net) {
+    memset(net->stats, 0, sizeof *net->stats * (size_t)(net->p.n_layer + 1) * SR_N_SITES_ALL);
+}
+
+uint64_t sr_spike_net_memory_bytes(const sr_spike_net *net) {
+    uint64_t b = 0;
+    for (int32_t i = 0; i < (net->p.n_layer + 1) * SR_N_PROJ; i++) b += net->lin[i].bytes;
+    if (net->kc)
+        for (int32_t i = 0; i < net->p.n_layer * net->p.n_head_kv; i++) b += net->kc[i].bytes + net->vc[i].bytes;
+    return b;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding one activation vector of a site
+
+static sr_status encode(sr_spike_net *net, const sr_spike_site_cfg *c, const float *x, int32_t n,
+                        sr_spike_planes *planes) {
+    sr_status s;
+    int32_t T, offset = 0, group = n;
+    if (c->rule == SR_SPIKE_RULE_MEAN) {
+        sr_spike_mean_params mp = sr_spike_mean_default_params(c->k);
+        mp.rho = c->rho;
+        if ((s = sr_spike_encode_mean_ex(x, n, &mp, net->counts, net->scales)) != SR_OK) return s;
+        T = sr_spike_min_planes(net->counts, n, (sr_spike_encoding)c->encoding, 0);
+        if (T < 0) return sr_fail(SR_ERR_NUMERIC, "counts exceed the planes of the encoding");
+    } else {
+        const int32_t q = (1 << (c->bits - 1)) - 1;
+        sr_spike_max_params mp = sr_spike_max_default_params(c->bits);
+        mp.group = c->group;
+        mp.clip = c->clip;
+        mp.gamma = c->gamma;
+        mp.rho = c->rho;
+        if (c->group > 0) group = c->group;
+        if ((s = sr_spike_encode_max(x, n, &mp, net->counts, net->scales)) != SR_OK) return s;
+        const int32_t cl = c->clip > 0 ? c->clip : q;
+        switch (c->encoding) {
+        case SR_SPIKE_SIGN_MAGNITUDE: T = c->bits - 1; break;
+        case SR_SPIKE_TWOS_COMPLEMENT: T = c->bits; break;
+        case SR_SPIKE_TERNARY: T = cl; break;
+        default: T = 2 * cl; offset = cl; break;
+        }
+    }
+    return sr_spike_planes_from_counts(planes, net->counts, n, (sr_spike_encoding)c->encoding, T, offset,
+                                       net->scales, group);
+}
+
+static uint64_t rescale_mults(const sr_spike_weights *w, const sr_spike_planes *x) {
+    const uint64_t rows = (uint64_t)w->n_out;
+    if (w->format == SR_SPIKE_W_Q4_1 || w->format == SR_SPIKE_W_Q8_0) {
+        const uint64_t per_block = (w->format == SR_SPIKE_W_Q4_1 ? 2u : 1u) + (x->group < x->n ? 1u : 0u);
+        return rows * ((uint64_t)w->n_blocks * per_block + (x->group < x->n ? 0u : 1u));
+    }
+    return rows * (x->n_groups > 1 ? (uint64_t)x->n_groups + 1u : 2u);
+}
+
+// A site left dense: llama.cpp's 8-bit activation path on the file's own (ggml) weights.
+static sr_status dense_site(sr_spike_net *net, int32_t count, const sr_linear *const *lins,
+                            const float *x, int32_t n_tok, float *const *ys) {
+    for (int32_t i = 0; i < count; i++) {
+        const sr_linear *l = lins[i];
+        if (!sr_type_supported(l->type))
+            return sr_fail(SR_ERR_UNSUPPORTED, "a dense site needs ggml weights, found type %d", l->type);
+        for (int32_t t = 0; t < n_tok; t++) {
+            sr_quantize_act_row((sr_type)l->type, x + (size_t)t * l->n_in, net->act, l->n_in);
+            sr_matmul(net->pool, (sr_type)l->type, l->w, l->n_in, l->n_out, net->act, 1,
+                      ys[i] + (size_t)t * l->n_out);
+        }
+    }
+    return SR_OK;
+}
+
+static sr_status linear_hook(void *user, int32_t layer, sr_site site, int32_t count,
+                             const sr_proj *projs, const sr_linear *const *lins, const float *x,
+                             int32_t n_tok, float *const *ys) {
+    sr_spike_net *net = user;
+    const int32_t n_in = lins[0]->n_in;
+    const sr_spike_site_cfg *c = &net->sites[layer == net->p.n_layer ? layer * 4 : layer * 4 + (int32_t)site];
+    sr_spike_site_stats *st = stats_at(net, layer, (int32_t)site);
+    if (c->rule == SR_SPIKE_RULE_DENSE) return dense_site(net, count, lins, x, n_tok, ys);
+    for (int32_t t = 0; t < n_tok; t++) {
+        sr_status s = encode(net, c, x + (size_t)t * n_in, n_in, &net->planes);
+        if (s != SR_OK) return s;
+        if (net->record) net->record(net->record_user, layer, (int32_t)site, net->counts, n_in,
+                                     net->planes.T, net->planes.encoding);
+        st->tokens++;
+        st->activations += (uint64_t)n_in;
+        st->spikes += net->planes.spikes;
+        st->planes += (uint64_t)net->planes.T;
+        for (int32_t i = 0; i < count; i++) {
+            const sr_spike_weights *w = &net->lin[lin_index(net, layer, projs[i])];
+            sr_spike_matvec_job job;
+            memset(&job, 0, sizeof job);
+            job.w = w;
+            job.x = &net->planes;
+            job.n_rows = w->n_out;
+            job.y = ys[i] + (size_t)t * w->n_out;
+            sr_pool_run(net->pool, sr_spike_matvec_job_run, &job);
+            for (int th = 0; th < net->n_threads && th < SR_SPIKE_MAX_THREADS; th++) {
+                if (job.status[th] != SR_OK) return job.status[th];
+                st->sops += job.stats[th].sops;
+                st->horner_adds += job.stats[th].horner_adds;
+            }
+            st->dense_macs += (uint64_t)w->n_in * (uint64_t)w->n_out;
+            st->rescale_mults += rescale_mults(w, &net->planes);
+        }
+    }
+    return SR_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention, option A: q spikes against int8 K codes, probability spikes against int8 V codes.
+
+typedef struct attn_job {
+    sr_spike_net *net;
+    int32_t layer, n_tok, pos;
+    const float *q;
+    float *out;
+    sr_status status[SR_SPIKE_MAX_THREADS];
+} attn_job;
+
+static void attn_worker(void *ctx, int ith, int nth) {
+    attn_job *j = ctx;
+    sr_spike_net *net = j->net;
+    attn_scratch *a = &net->as[ith];
+    const int32_t hd = net->p.head_dim, nh = net->p.n_head, group = nh / net->p.n_head_kv;
+    const float kq_scale = 1.0f / sqrtf((float)hd);
+    sr_spike_max_params qp = sr_spike_max_default_params(net->p.q_bits);
+    j->status[ith] = SR_OK;
+    for (int32_t task = ith; task < j->n_tok * nh; task += nth) {
+        const int32_t t = task / nh, h = task % nh, kvh = h / group, n_pos = j->pos + t + 1;
+        const size_t cache = (size_t)j->layer * (size_t)net->p.n_head_kv + (size_t)kvh;
+        sr_status s = sr_spike_encode_max(j->q + (size_t)t * nh * hd + (size_t)h * hd, hd, &qp,
+                                           a->counts, a->qscale);
+        if (s == SR_OK)
+            s = sr_spike_planes_from_counts(&a->q, a->counts, hd, SR_SPIKE_SIGN_MAGNITUDE,
+                                            net->p.q_bits - 1, 0, a->qscale, hd);
+        sr_spike_stats st;
+        if (s == SR_OK) s = sr_spike_attn_scores(&net->kc[cache], &a->q, n_pos, kq_scale, a->scores, NULL, &st);
+        if (s != SR_OK) { j->status[ith] = s; return; }
+        a->sq.sops += st.sops;
+        a->sq.horner_adds += st.horner_adds;
+        a->q_spikes += a->q.spikes;
+        a->q_planes += (uint64_t)a->q.T;
+        a->q_tokens++;
+        a->q_acts += (uint64_t)hd;
+        float max = -INFINITY;
+        for (int32_t i = 0; i < n_pos; i++) max = a->scores[i] > max ? a->scores[i] : max;
+        double sum = 0.0;
+        for (int32_t i = 0; i < n_pos; i++) {
+            a->scores[i] = expf(a->scores[i] - max);
+            sum += (double)a->scores[i];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int32_t i = 0; i < n_pos; i++) a->scores[i] *= inv;
+        float pscale = sr_spike_unsigned_scale(net->p.p_bits);
+        s = sr_spike_encode_unsigned(a->scores, n_pos, net->p.p_bits, a->counts);
+        if (s == SR_OK)
+            s = sr_spike_planes_from_counts(&a->p, a->counts, n_pos, SR_SPIKE_SIGN_MAGNITUDE,
+                                            net->p.p_bits, 0, &pscale, n_pos);
+        if (s == SR_OK)
+            s = sr_spike_attn_pv(&net->vc[cache], &a->p,
+                                 j->out + (size_t)t * nh * hd + (size_t)h * hd, NULL, &st);
+        if (s != SR_OK) { j->status[ith] = s; return; }
+        a->sp.sops += st.sops;
+        a->sp.horner_adds += st.horner_adds;
+        a->p_spikes += a->p.spikes;
+        a->p_planes += (uint64_t)a->p.T;
+        a->p_tokens++;
+        a->p_acts += (uint64_t)n_pos;
+    }
+}
+
+static sr_status attention_hook(void *user, int32_t layer, const float *q, const float *k,
+                                const float *v, int32_t n_tok, int32_t pos, float *out) {
+    sr_spike_net *net = user;
+    const int32_t hd = net->p.head_dim, kv_dim = net->p.n_head_kv * hd;
+    sr_status s;
+    for (int32_t t = 0; t < n_tok; t++)
+        for (int32_t h = 0; h < net->p.n_head_kv; h++) {
+            const size_t cache = (size_t)layer * (size_t)net->p.n_head_kv + (size_t)h;
+            const size_t off = (size_t)t * kv_dim + (size_t)h * hd;
+            if ((s = sr_spike_kcache_store(&net->kc[cache], pos + t, k + off)) != SR_OK) return s;
+            if ((s = sr_spike_vcache_store(&net->vc[cache], pos + t, v + off)) != SR_OK) return s;
+        }
+    attn_job job;
+    memset(&job, 0, sizeof job);
+    job.net = net;
+    job.layer = layer;
+    job.n_tok = n_tok;
+    job.pos = pos;
+    job.q = q;
+    job.out = out;
+    for (int32_t i = 0; i < net->n_threads; i++) {
+        attn_scratch *a = &net->as[i];
+        memset(&a->sq, 0, sizeof a->sq);
+        memset(&a->sp, 0, sizeof a->sp);
+        a->q_spikes = a->p_spikes = a->q_planes = a->p_planes = 0;
+        a->q_tokens = a->p_tokens = a->q_acts = a->p_acts = 0;
+    }
+    sr_pool_run(net->pool, attn_worker, &job);
+    sr_spike_site_stats *sq = stats_at(net, layer, SR_SITE_ATTN_Q), *sp = stats_at(net, layer, SR_SITE_ATTN_P);
+    for (int32_t i = 0; i < net->n_threads; i++) {
+        if (job.status[i] != SR_OK) return job.status[i];
+        const attn_scratch *a = &net->as[i];
+        sq->tokens += a->q_tokens; sq->activations += a->q_acts; sq->spikes += a->q_spikes;
+        sq->planes += a->q_planes; sq->sops += a->sq.sops; sq->horner_adds += a->sq.horner_adds;
+        sp->tokens += a->p_tokens; sp->activations += a->p_acts; sp->spikes += a->p_spikes;
+        sp->planes += a->p_planes; sp->sops += a->sp.sops; sp->horner_adds += a->sp.horner_adds;
+        // Dense attention MACs: q.k over n_pos positions and p.V over n_pos, per head.
+        sq->dense_macs += a->p_acts * (uint64_t)hd;
+        sp->dense_macs += a->p_acts * (uint64_t)hd;
+        sq->rescale_mults += a->p_acts * 2u;
+        sp->rescale_mults += a->p_tokens * (uint64_t)hd * 2u;
+    }
+    return SR_OK;
+}
+
+sr_status sr_spike_net_attach(sr_spike_net *net, sr_engine *e) {
+    for (int32_t l = 0; l <= net->p.n_layer; l++)
+        for (int32_t j = 0; j < SR_N_PROJ; j++) {
+            if ((l == net->p.n_layer) != (j == SR_PROJ_HEAD)) continue;
+            if (!net->lin_set[lin_index(net, l, (sr_proj)j)])
+                return sr_fail(SR_ERR_INVALID_ARG, "spike weights of layer %d projection %d are missing", l, j);
+        }
+    net->engine = e;
+    net->pool = sr_engine_pool(e);
+    net->n_threads = sr_pool_threads(net->pool);
+    if (net->n_threads > SR_SPIKE_MAX_THREADS)
+        return sr_fail(SR_ERR_UNSUPPORTED, "at most %d threads are supported by the spike kernels",
+                       SR_SPIKE_MAX_THREADS);
+    if (net->p.spike_attention && !net->as) {
+        net->as = calloc((size_t)net->n_threads, sizeof *net->as);
+        if (!net->as) return sr_fail(SR_ERR_NO_MEMORY, "cannot allocate attention scratch");
+        const int32_t wide = net->ctx_pad > net->p.head_dim ? net->ctx_pad : net->p.head_dim;
+        for (int32_t i = 0; i < net->n_threads; i++) {
+            attn_scratch *a = &net->as[i];
+            a->counts = malloc(sizeof(int32_t) * (size_t)wide);
+            a->scores = malloc(sizeof(float) * (size_t)net->ctx_pad);
+            a->qscale = malloc(sizeof(float) * (size_t)net->p.head_dim);
+            if (!a->counts || !a->scores || !a->qscale ||
+                sr_spike_planes_init(&a->q, net->p.head_dim, SR_SPIKE_MAX_T_BITWISE) != SR_OK ||
+                sr_spike_planes_init(&a->p, net->ctx_pad, SR_SPIKE_MAX_T_BITWISE) != SR_OK)
+                return sr_fail(SR_ERR_NO_MEMORY, "cannot allocate attention scratch");
+        }
+    }
+    sr_engine_set_linear_hook(e, linear_hook, net);
+    sr_engine_set_attention_hook(e, net->p.spike_attention ? attention_hook : NULL, net);
+    return SR_OK;
+}

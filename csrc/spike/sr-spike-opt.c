@@ -1,0 +1,866 @@
+// sr-spike-opt.c - optimized spike kernels: event-driven, tiled, SIMD with runtime dispatch
+// (AVX2 or portable C). Bit-identical to sr-spike-ref.c (integers: any accumulation order
+// gives the same int32 below the bound of sr-spike.h; floats: the shared rescale functions).
+//
+// Loop structure of a matvec (rows o0..o1 of one thread):
+//   for each output tile c (64-byte lines of tile_w rows):
+//     for each 32-input block b:                       (silent blocks: A = 0, no work)
+//       A = block kernel: for t = first spiking plane .. T-1:
+//             acc = acc + acc            (Horner doubling, bitwise codes)
+//             for each set bit jj of the +mask of (t, b): acc += codes of line (c, b, jj)
+//             for each set bit jj of the -mask of (t, b): acc -= codes of line (c, b, jj)
+//       block formats: float rescale of this block (sr_spike_rescale_block)
+//       row formats:   A added into the segment's int32 sum; rescale at the segment end
+// Only columns that fire are read (work and weight traffic scale with the spike count); the
+// lines of one (c, b) are 2 KiB contiguous. AVX2 accumulates in int16 lanes when
+// qmax * blk_abs[b] <= 32767 (every partial sum is bounded by that, see sr-spike.h), else
+// in int32. The block kernels (sr_spike_acc_*) contain adds, subs, shifts and bit ops only:
+// tools/check_no_multiply.sh disassembles them.
+#include "sr-spike-impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if SR_SPIKE_X86
+#include <immintrin.h>
+#define SR_AVX2 __attribute__((target("avx2,f16c")))  // never "fma": no contraction possible
+#endif
+
+#define SR_NOINLINE __attribute__((noinline))
+
+// ---------------------------------------------------------------- SIMD level
+
+static int sr_spike_level = -2;  // -2: not resolved yet
+
+static int sr_spike_cpu_avx2(void) {
+#if SR_SPIKE_X86
+    __builtin_cpu_init();
+    return (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+int sr_spike_set_simd_level(int level) {
+    int best = sr_spike_cpu_avx2() ? SR_SPIKE_SIMD_AVX2 : SR_SPIKE_SIMD_PORTABLE;
+    if (level < 0 || level > best) level = best;
+    sr_spike_level = level;
+    return level;
+}
+
+int sr_spike_get_simd_level(void) { return sr_spike_simd_level_(); }
+
+int sr_spike_simd_level_(void) {
+    if (sr_spike_level == -2) sr_spike_set_simd_level(SR_SPIKE_SIMD_AUTO);
+    return sr_spike_level;
+}
+
+// ---------------------------------------------------------------- encoder loops
+
+static void sr_quantize_portable(const float *x, int32_t n, float inv, float th, int32_t clip, int32_t *counts) {
+    for (int32_t j = 0; j < n; j++) {
+        float v = x[j] * inv;
+        counts[j] = sr_spike_round_clip(v, th, clip);
+    }
+}
+
+static uint32_t sr_max_abs_bits_portable(const float *x, int32_t n) {
+    uint32_t m = 0;
+    for (int32_t j = 0; j < n; j++) {
+        uint32_t a = sr_spike_abs_bits(x[j]);
+        m = a > m ? a : m;
+    }
+    return m;
+}
+
+#if SR_SPIKE_X86
+SR_AVX2 static void sr_quantize_avx2(const float *x, int32_t n, float inv, float th, int32_t clip, int32_t *counts) {
+    const __m256 vinv = _mm256_set1_ps(inv), vth = _mm256_set1_ps(th), vbig = _mm256_set1_ps(8388608.0f);
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i vclip = _mm256_set1_epi32(clip);
+    int32_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + j), vinv);
+        __m256 a = _mm256_and_ps(v, absm);
+        __m256 big = _mm256_cmp_ps(a, vbig, _CMP_GE_OQ);
+        __m256i r = _mm256_cvttps_epi32(a);
+        __m256 f = _mm256_sub_ps(a, _mm256_cvtepi32_ps(r));
+        __m256 ge = _mm256_cmp_ps(f, vth, _CMP_GE_OQ);
+        __m256i mag = _mm256_sub_epi32(r, _mm256_castps_si256(ge));
+        mag = _mm256_blendv_epi8(mag, vclip, _mm256_castps_si256(big));
+        mag = _mm256_min_epi32(mag, vclip);
+        _mm256_storeu_si256((__m256i *)(counts + j), _mm256_sign_epi32(mag, _mm256_castps_si256(v)));
+    }
+    for (; j < n; j++) {
+        float v = x[j] * inv;
+        counts[j] = sr_spike_round_clip(v, th, clip);
+    }
+}
+
+SR_AVX2 static float sr_sum_abs_avx2(const float *x, int32_t n) {
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 acc = _mm256_setzero_ps();
+    int32_t j = 0;
+    for (; j + 8 <= n; j += 8) acc = _mm256_add_ps(acc, _mm256_and_ps(_mm256_loadu_ps(x + j), absm));
+    if (j < n) {  // lanes past the end add +0.0f, which leaves a sum of |x| unchanged
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - j), lane);
+        acc = _mm256_add_ps(acc, _mm256_and_ps(_mm256_maskload_ps(x + j, mask), absm));
+    }
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));  // l0+l4 ..
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));                                  // (04+26, 15+37)
+    __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+    return _mm_cvtss_f32(s1);
+}
+
+SR_AVX2 static uint32_t sr_max_abs_bits_avx2(const float *x, int32_t n) {
+    const __m256i absm = _mm256_set1_epi32(0x7fffffff);
+    __m256i m = _mm256_setzero_si256();
+    int32_t j = 0;
+    for (; j + 8 <= n; j += 8) m = _mm256_max_epu32(m, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + j)), absm));
+    uint32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, m);
+    uint32_t r = 0;
+    for (int i = 0; i < 8; i++) r = lanes[i] > r ? lanes[i] : r;
+    for (; j < n; j++) {
+        uint32_t a = sr_spike_abs_bits(x[j]);
+        r = a > r ? a : r;
+    }
+    return r;
+}
+#endif
+
+void sr_spike_quantize_(const float *x, int32_t n, float inv, float th, int32_t clip, int32_t *counts) {
+#if SR_SPIKE_X86
+    if (sr_spike_simd_level_() >= SR_SPIKE_SIMD_AVX2) { sr_quantize_avx2(x, n, inv, th, clip, counts); return; }
+#endif
+    sr_quantize_portable(x, n, inv, th, clip, counts);
+}
+
+float sr_spike_sum_abs_(const float *x, int32_t n) {
+#if SR_SPIKE_X86
+    if (sr_spike_simd_level_() >= SR_SPIKE_SIMD_AVX2) return sr_sum_abs_avx2(x, n);
+#endif
+    return sr_spike_sum_abs(x, n);
+}
+
+uint32_t sr_spike_max_abs_bits_(const float *x, int32_t n) {
+#if SR_SPIKE_X86
+    if (sr_spike_simd_level_() >= SR_SPIKE_SIMD_AVX2) return sr_max_abs_bits_avx2(x, n);
+#endif
+    return sr_max_abs_bits_portable(x, n);
+}
+
+// ---------------------------------------------------------------- block kernels (no multiply)
+
+// One (tile c, block b) of work: 32 lines of 64 bytes and the masks of planes t0 .. T-1.
+typedef struct sr_blk_args {
+    const uint8_t *tile;   // line jj at tile + (jj << 6)
+    const uint32_t *pm;    // +mask of (plane t0, block b); its -mask at pm[nw]
+    size_t stride;         // words from one plane to the next (2 * n_words)
+    int32_t nw;            // n_words
+    int32_t t0, T;         // planes to run
+    int32_t bitwise;       // Horner doubling before planes t > 0
+    int32_t neg0;          // plane 0 carries a negative weight (two's complement)
+    int32_t halves;        // 2, or 1 when only the first half of the tile's rows is needed
+    uint32_t colmask;      // columns jj of the block to include (int16 passes split a block)
+    const uint8_t *tile2;  // pair kernels: the same block of the next tile (rows + tile_w)
+} sr_blk_args;
+
+typedef void (*sr_blk_fn)(const sr_blk_args *a, int32_t *A);
+
+static inline void sr_q4_line_add(int32_t *A, const uint8_t *l, int neg) {
+    for (int32_t w = 0; w < 32; w++) {
+        uint32_t word = (uint32_t)l[2 * w] | ((uint32_t)l[2 * w + 1] << 8);
+        int32_t *p = A + (((w >> 4) << 6) | (w & 15));
+        int32_t v0 = (int32_t)(word & 15u), v1 = (int32_t)((word >> 4) & 15u);
+        int32_t v2 = (int32_t)((word >> 8) & 15u), v3 = (int32_t)(word >> 12);
+        if (neg) { p[0] -= v0; p[16] -= v1; p[32] -= v2; p[48] -= v3; }
+        else { p[0] += v0; p[16] += v1; p[32] += v2; p[48] += v3; }
+    }
+}
+
+static inline void sr_t2_line_add(int32_t *A, const uint8_t *l, int neg) {
+    for (int32_t w = 0; w < 32; w++) {
+        uint32_t word = (uint32_t)l[2 * w] | ((uint32_t)l[2 * w + 1] << 8);
+        int32_t *p = A + (((w >> 4) << 7) | (w & 15));
+        for (int32_t k = 0; k < 8; k++) {
+            uint32_t v = (word >> (k << 1)) & 3u;
+            int32_t q = (int32_t)(v & 1u) - (int32_t)(v & 2u);  // 01 -> +1, 11 -> -1
+            if (neg) p[k << 4] -= q;
+            else p[k << 4] += q;
+        }
+    }
+}
+
+static inline void sr_i8_line_add(int32_t *A, const uint8_t *l, int neg) {
+    for (int32_t r = 0; r < 64; r++) {
+        int32_t q = (int8_t)l[r];
+        if (neg) A[r] -= q;
+        else A[r] += q;
+    }
+}
+
+// Portable kernels: one per format, int32 lanes. FORMAT_ADD(A, line, neg), rows = tile width.
+#define SR_PORTABLE_KERNEL(name, LINE_ADD, ROWS)                                              \
+    SR_NOINLINE static void name(const sr_blk_args *a, int32_t *A) {                           \
+        for (int32_t r = 0; r < (ROWS); r++) A[r] = 0;                                         \
+        const uint32_t *pm = a->pm;                                                            \
+        for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {                              \
+            if (a->bitwise && t > 0)                                                           \
+                for (int32_t r = 0; r < (ROWS); r++) A[r] = A[r] + A[r];                       \
+            uint32_t p = pm[0] & a->colmask, n = pm[a->nw] & a->colmask;                       \
+            if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }                         \
+            while (p) {                                                                        \
+                const uint8_t *l = a->tile + ((size_t)__builtin_ctz(p) << 6);                  \
+                p &= p - 1u;                                                                   \
+                LINE_ADD(A, l, 0);                                                             \
+            }                                                                                  \
+            while (n) {                                                                        \
+                const uint8_t *l = a->tile + ((size_t)__builtin_ctz(n) << 6);                  \
+                n &= n - 1u;                                                                   \
+                LINE_ADD(A, l, 1);                                                             \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+SR_PORTABLE_KERNEL(sr_spike_acc_q4_1_portable, sr_q4_line_add, 128)
+SR_PORTABLE_KERNEL(sr_spike_acc_ternary_portable, sr_t2_line_add, 256)
+SR_PORTABLE_KERNEL(sr_spike_acc_i8_portable, sr_i8_line_add, 64)
+
+// A[r] -= z * R[r] by shift-and-add over the bits of z (binary code offset correction).
+SR_NOINLINE static void sr_spike_acc_offset_fix(int32_t *A, const int32_t *R, int32_t z, int32_t n) {
+    for (int32_t r = 0; r < n; r++) {
+        int32_t rs = R[r], sub = 0;
+        for (uint32_t zz = (uint32_t)z; zz; zz >>= 1) {
+            if (zz & 1u) sub += rs;
+            rs = rs + rs;
+        }
+        A[r] -= sub;
+    }
+}
+
+#if SR_SPIKE_X86
+#define SR_LOAD(p) _mm256_load_si256((const __m256i *)(const void *)(p))
+
+// Store 16 int16 lanes as int32 at A.
+#define SR_STORE16(A, v)                                                                         \
+    do {                                                                                         \
+        _mm256_storeu_si256((__m256i *)(A), _mm256_cvtepi16_epi32(_mm256_castsi256_si128(v)));   \
+        _mm256_storeu_si256((__m256i *)((A) + 8), _mm256_cvtepi16_epi32(_mm256_extracti128_si256(v, 1))); \
+    } while (0)
+
+// Q4_1, int16 lanes: 8 accumulators x 16 rows = the 128 rows of the tile.
+SR_AVX2 SR_NOINLINE static void sr_spike_acc_q4_1_i16_avx2(const sr_blk_args *a, int32_t *A) {
+    const __m256i m4 = _mm256_set1_epi16(15);
+    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+    const uint8_t *tile = a->tile;
+    const uint32_t *pm = a->pm;
+    const int32_t nw = a->nw;
+    for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
+        if (a->bitwise && t > 0) {
+            c0 = _mm256_add_epi16(c0, c0); c1 = _mm256_add_epi16(c1, c1);
+            c2 = _mm256_add_epi16(c2, c2); c3 = _mm256_add_epi16(c3, c3);
+            c4 = _mm256_add_epi16(c4, c4); c5 = _mm256_add_epi16(c5, c5);
+            c6 = _mm256_add_epi16(c6, c6); c7 = _mm256_add_epi16(c7, c7);
+        }
+        uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
+        if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
+        while (p) {
+            const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
+            p &= p - 1u;
+            __m256i h0 = SR_LOAD(l), h1 = SR_LOAD(l + 32);
+            c0 = _mm256_add_epi16(c0, _mm256_and_si256(h0, m4));
+            c1 = _mm256_add_epi16(c1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m4));
+            c2 = _mm256_add_epi16(c2, _mm256_and_si256(_mm256_srli_epi16(h0, 8), m4));
+            c3 = _mm256_add_epi16(c3, _mm256_srli_epi16(h0, 12));
+            c4 = _mm256_add_epi16(c4, _mm256_and_si256(h1, m4));
+            c5 = _mm256_add_epi16(c5, _mm256_and_si256(_mm256_srli_epi16(h1, 4), m4));
+            c6 = _mm256_add_epi16(c6, _mm256_and_si256(_mm256_srli_epi16(h1, 8), m4));
+            c7 = _mm256_add_epi16(c7, _mm256_srli_epi16(h1, 12));
+        }
+        while (n) {
+            const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
+            n &= n - 1u;
+            __m256i h0 = SR_LOAD(l), h1 = SR_LOAD(l + 32);
+            c0 = _mm256_sub_epi16(c0, _mm256_and_si256(h0, m4));
+            c1 = _mm256_sub_epi16(c1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m4));
+            c2 = _mm256_sub_epi16(c2, _mm256_and_si256(_mm256_srli_epi16(h0, 8), m4));
+            c3 = _mm256_sub_epi16(c3, _mm256_srli_epi16(h0, 12));
+            c4 = _mm256_sub_epi16(c4, _mm256_and_si256(h1, m4));
+            c5 = _mm256_sub_epi16(c5, _mm256_and_si256(_mm256_srli_epi16(h1, 4), m4));
+            c6 = _mm256_sub_epi16(c6, _mm256_and_si256(_mm256_srli_epi16(h1, 8), m4));
+            c7 = _mm256_sub_epi16(c7, _mm256_srli_epi16(h1, 12));
+        }
+    }
+    SR_STORE16(A + 0, c0); SR_STORE16(A + 16, c1); SR_STORE16(A + 32, c2); SR_STORE16(A + 48, c3);
+    SR_STORE16(A + 64, c4); SR_STORE16(A + 80, c5); SR_STORE16(A + 96, c6); SR_STORE16(A + 112, c7);
+}
+
+// Q4_1, int16 lanes, first half of the tile only (rows 0..63: a partial last tile).
+SR_AVX2 SR_NOINLINE static void sr_spike_acc_q4_1_half_i16_avx2(const sr_blk_args *a, int32_t *A) {
+    const __m256i m4 = _mm256_set1_epi16(15);
+    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0;
+    const uint8_t *tile = a->tile;
+    const uint32_t *pm = a->pm;
+    const int32_t nw = a->nw;
+    for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
+        if (a->bitwise && t > 0) {
+            c0 = _mm256_add_epi16(c0, c0); c1 = _mm256_add_epi16(c1, c1);
+            c2 = _mm256_add_epi16(c2, c2); c3 = _mm256_add_epi16(c3, c3);
+        }
+        uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
+        if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
+        while (p) {
+            const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
+            p &= p - 1u;
+            __m256i h0 = SR_LOAD(l);
+            c0 = _mm256_add_epi16(c0, _mm256_and_si256(h0, m4));
+            c1 = _mm256_add_epi16(c1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m4));
+            c2 = _mm256_add_epi16(c2, _mm256_and_si256(_mm256_srli_epi16(h0, 8), m4));
+            c3 = _mm256_add_epi16(c3, _mm256_srli_epi16(h0, 12));
+        }
+        while (n) {
+            const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
+            n &= n - 1u;
+            __m256i h0 = SR_LOAD(l);
+            c0 = _mm256_sub_epi16(c0, _mm256_and_si256(h0, m4));
+            c1 = _mm256_sub_epi16(c1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m4));
+            c2 = _mm256_sub_epi16(c2, _mm256_and_si256(_mm256_srli_epi16(h0, 8), m4));
+            c3 = _mm256_sub_epi16(c3, _mm256_srli_epi16(h0, 12));
+        }
+    }
+    SR_STORE16(A + 0, c0); SR_STORE16(A + 16, c1); SR_STORE16(A + 32, c2); SR_STORE16(A + 48, c3);
+    const __m256i zero = _mm256_setzero_si256();
+    for (int32_t r = 64; r < 128; r += 8) _mm256_storeu_si256((__m256i *)(A + r), zero);
+}
+
+// Ternary, int16 lanes: the 256-row tile as two halves of 128 rows (8 accumulators each).
+SR_AVX2 SR_NOINLINE static void sr_spike_acc_ternary_i16_avx2(const sr_blk_args *a, int32_t *A) {
+    const int32_t nw = a->nw;
+    for (int32_t h = 0; h < 2; h++) {
+        if (h >= a->halves) {  // partial last tile: rows 128..255 are padding
+            const __m256i zero = _mm256_setzero_si256();
+            for (int32_t r = 128; r < 256; r += 8) _mm256_storeu_si256((__m256i *)(A + r), zero);
+            break;
+        }
+        __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+        const uint8_t *tile = a->tile + (h << 5);
+        const uint32_t *pm = a->pm;
+        for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
+            if (a->bitwise && t > 0) {
+                c0 = _mm256_add_epi16(c0, c0); c1 = _mm256_add_epi16(c1, c1);
+                c2 = _mm256_add_epi16(c2, c2); c3 = _mm256_add_epi16(c3, c3);
+                c4 = _mm256_add_epi16(c4, c4); c5 = _mm256_add_epi16(c5, c5);
+                c6 = _mm256_add_epi16(c6, c6); c7 = _mm256_add_epi16(c7, c7);
+            }
+            uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
+            if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
+            while (p) {
+                const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
+                p &= p - 1u;
+                __m256i v = SR_LOAD(l);
+                c0 = _mm256_add_epi16(c0, _mm256_srai_epi16(_mm256_slli_epi16(v, 14), 14));
+                c1 = _mm256_add_epi16(c1, _mm256_srai_epi16(_mm256_slli_epi16(v, 12), 14));
+                c2 = _mm256_add_epi16(c2, _mm256_srai_epi16(_mm256_slli_epi16(v, 10), 14));
+                c3 = _mm256_add_epi16(c3, _mm256_srai_epi16(_mm256_slli_epi16(v, 8), 14));
+                c4 = _mm256_add_epi16(c4, _mm256_srai_epi16(_mm256_slli_epi16(v, 6), 14));
+                c5 = _mm256_add_epi16(c5, _mm256_srai_epi16(_mm256_slli_epi16(v, 4), 14));
+                c6 = _mm256_add_epi16(c6, _mm256_srai_epi16(_mm256_slli_epi16(v, 2), 14));
+                c7 = _mm256_add_epi16(c7, _mm256_srai_epi16(v, 14));
+            }
+            while (n) {
+                const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
+                n &= n - 1u;
+                __m256i v = SR_LOAD(l);
+                c0 = _mm256_sub_epi16(c0, _mm256_srai_epi16(_mm256_slli_epi16(v, 14), 14));
+                c1 = _mm256_sub_epi16(c1, _mm256_srai_epi16(_mm256_slli_epi16(v, 12), 14));
+                c2 = _mm256_sub_epi16(c2, _mm256_srai_epi16(_mm256_slli_epi16(v, 10), 14));
+                c3 = _mm256_sub_epi16(c3, _mm256_srai_epi16(_mm256_slli_epi16(v, 8), 14));
+                c4 = _mm256_sub_epi16(c4, _mm256_srai_epi16(_mm256_slli_epi16(v, 6), 14));
+                c5 = _mm256_sub_epi16(c5, _mm256_srai_epi16(_mm256_slli_epi16(v, 4), 14));
+                c6 = _mm256_sub_epi16(c6, _mm256_srai_epi16(_mm256_slli_epi16(v, 2), 14));
+                c7 = _mm256_sub_epi16(c7, _mm256_srai_epi16(v, 14));
+            }
+        }
+        int32_t *Ah = A + (h << 7);
+        SR_STORE16(Ah + 0, c0); SR_STORE16(Ah + 16, c1); SR_STORE16(Ah + 32, c2); SR_STORE16(Ah + 48, c3);
+        SR_STORE16(Ah + 64, c4); SR_STORE16(Ah + 80, c5); SR_STORE16(Ah + 96, c6); SR_STORE16(Ah + 112, c7);
+    }
+}
+
+// Q4_1 and ternary, int32 lanes (blocks or columns whose bound exceeds int16): the tile is
+// run in passes of 64 rows (8 accumulators x 8 rows). Pass (h, kk) covers rows
+// h*HALF + (4kk + k')*16 + i, k' = 0..3, i = 0..15: the low / high 8 words of half h,
+// widened to 32 bits, give lanes i = 0..7 / 8..15; field k = 4kk + k' of the word is the code.
+#define SR_Q4F(v, k) _mm256_and_si256(_mm256_srli_epi32(v, 4 * (k)), m4)
+#define SR_T2F(v, k) _mm256_srai_epi32(_mm256_slli_epi32(v, 30 - 2 * (k)), 30)
+#define SR_I32_PASS_KERNEL(name, HALF_ROWS, NKK, FIELD, WIDEN)                                  \
+    SR_AVX2 SR_NOINLINE static void name(const sr_blk_args *a, int32_t *A) {                     \
+        const __m256i m4 = _mm256_set1_epi32(15);                                               \
+        const int32_t nw = a->nw;                                                               \
+        (void)m4;                                                                               \
+        for (int32_t h = 0; h < 2; h++) {                                                       \
+            for (int32_t kk = 0; kk < (NKK); kk++) {                                            \
+                int32_t *Ap = A + h * (HALF_ROWS) + kk * 64;                                    \
+                if (h >= a->halves) {                                                           \
+                    for (int32_t r = 0; r < 64; r++) Ap[r] = 0;                                 \
+                    continue;                                                                   \
+                }                                                                               \
+                __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0; \
+                const uint8_t *tile = a->tile + (h << 5);                                       \
+                const uint32_t *pm = a->pm;                                                     \
+                const int32_t k0 = kk << 2;                                                     \
+                for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {                       \
+                    if (a->bitwise && t > 0) {                                                  \
+                        c0 = _mm256_add_epi32(c0, c0); c1 = _mm256_add_epi32(c1, c1);           \
+                        c2 = _mm256_add_epi32(c2, c2); c3 = _mm256_add_epi32(c3, c3);           \
+                        c4 = _mm256_add_epi32(c4, c4); c5 = _mm256_add_epi32(c5, c5);           \
+                        c6 = _mm256_add_epi32(c6, c6); c7 = _mm256_add_epi32(c7, c7);           \
+                    }                                                                           \
+                    uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;                   \
+                    if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }                  \
+                    while (p) {                                                                 \
+                        const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);              \
+                        p &= p - 1u;                                                            \
+                        __m256i lo = WIDEN(_mm_load_si128((const __m128i *)(const void *)l));   \
+                        __m256i hi = WIDEN(_mm_load_si128((const __m128i *)(const void *)(l + 16))); \
+                        if (k0 == 0) {                                                          \
+                            c0 = _mm256_add_epi32(c0, FIELD(lo, 0)); c1 = _mm256_add_epi32(c1, FIELD(hi, 0)); \
+                            c2 = _mm256_add_epi32(c2, FIELD(lo, 1)); c3 = _mm256_add_epi32(c3, FIELD(hi, 1)); \
+                            c4 = _mm256_add_epi32(c4, FIELD(lo, 2)); c5 = _mm256_add_epi32(c5, FIELD(hi, 2)); \
+                            c6 = _mm256_add_epi32(c6, FIELD(lo, 3)); c7 = _mm256_add_epi32(c7, FIELD(hi, 3)); \
+                        } else {                                                                \
+                            c0 = _mm256_add_epi32(c0, FIELD(lo, 4)); c1 = _mm256_add_epi32(c1, FIELD(hi, 4)); \
+                            c2 = _mm256_add_epi32(c2, FIELD(lo, 5)); c3 = _mm256_add_epi32(c3, FIELD(hi, 5)); \
+                            c4 = _mm256_add_epi32(c4, FIELD(lo, 6)); c5 = _mm256_add_epi32(c5, FIELD(hi, 6)); \
+                            c6 = _mm256_add_epi32(c6, FIELD(lo, 7)); c7 = _mm256_add_epi32(c7, FIELD(hi, 7)); \
+                        }                                                                       \
+                    }                                                                           \
+                    while (n) {                                                                 \
+                        const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);              \
+                        n &= n - 1u;                                                            \
+                        __m256i lo = WIDEN(_mm_load_si128((const __m128i *)(const void *)l));   \
+                        __m256i hi = WIDEN(_mm_load_si128((const __m128i *)(const void *)(l + 16))); \
+                        if (k0 == 0) {                                                          \
+                            c0 = _mm256_sub_epi32(c0, FIELD(lo, 0)); c1 = _mm256_sub_epi32(c1, FIELD(hi, 0)); \
+                            c2 = _mm256_sub_epi32(c2, FIELD(lo, 1)); c3 = _mm256_sub_epi32(c3, FIELD(hi, 1)); \
+                            c4 = _mm256_sub_epi32(c4, FIELD(lo, 2)); c5 = _mm256_sub_epi32(c5, FIELD(hi, 2)); \
+                            c6 = _mm256_sub_epi32(c6, FIELD(lo, 3)); c7 = _mm256_sub_epi32(c7, FIELD(hi, 3)); \
+                        } else {                                                                \
+                            c0 = _mm256_sub_epi32(c0, FIELD(lo, 4)); c1 = _mm256_sub_epi32(c1, FIELD(hi, 4)); \
+                            c2 = _mm256_sub_epi32(c2, FIELD(lo, 5)); c3 = _mm256_sub_epi32(c3, FIELD(hi, 5)); \
+                            c4 = _mm256_sub_epi32(c4, FIELD(lo, 6)); c5 = _mm256_sub_epi32(c5, FIELD(hi, 6)); \
+                            c6 = _mm256_sub_epi32(c6, FIELD(lo, 7)); c7 = _mm256_sub_epi32(c7, FIELD(hi, 7)); \
+                        }                                                                       \
+                    }                                                                           \
+                }                                                                               \
+                _mm256_storeu_si256((__m256i *)(Ap + 0), c0);  _mm256_storeu_si256((__m256i *)(Ap + 8), c1);  \
+                _mm256_storeu_si256((__m256i *)(Ap + 16), c2); _mm256_storeu_si256((__m256i *)(Ap + 24), c3); \
+                _mm256_storeu_si256((__m256i *)(Ap + 32), c4); _mm256_storeu_si256((__m256i *)(Ap + 40), c5); \
+                _mm256_storeu_si256((__m256i *)(Ap + 48), c6); _mm256_storeu_si256((__m256i *)(Ap + 56), c7); \
+            }                                                                                   \
+        }                                                                                       \
+    }
+
+// Q4_1: a half (64 rows) is one pass; fields 0..3 (k0 == 0 always).
+SR_I32_PASS_KERNEL(sr_spike_acc_q4_1_i32_avx2, 64, 1, SR_Q4F, _mm256_cvtepu16_epi32)
+// Ternary: a half (128 rows) is two passes, fields 0..3 and 4..7; sign-extending 2-bit fields.
+SR_I32_PASS_KERNEL(sr_spike_acc_ternary_i32_avx2, 128, 2, SR_T2F, _mm256_cvtepu16_epi32)
+
+// int8 codes (Q8_0, I8_ROW), int16 lanes: 4 accumulators x 16 rows = 64 rows.
+SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_i16_avx2(const sr_blk_args *a, int32_t *A) {
+    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0;
+    const uint8_t *tile = a->tile;
+    const uint32_t *pm = a->pm;
+    const int32_t nw = a->nw;
+    for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
+        if (a->bitwise && t > 0) {
+            c0 = _mm256_add_epi16(c0, c0); c1 = _mm256_add_epi16(c1, c1);
+            c2 = _mm256_add_epi16(c2, c2); c3 = _mm256_add_epi16(c3, c3);
+        }
+        uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
+        if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
+        while (p) {
+            const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
+            p &= p - 1u;
+            c0 = _mm256_add_epi16(c0, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)l)));
+            c1 = _mm256_add_epi16(c1, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)(l + 16))));
+            c2 = _mm256_add_epi16(c2, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)(l + 32))));
+            c3 = _mm256_add_epi16(c3, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)(l + 48))));
+        }
+        while (n) {
+            const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
+            n &= n - 1u;
+            c0 = _mm256_sub_epi16(c0, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)l)));
+            c1 = _mm256_sub_epi16(c1, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)(l + 16))));
+            c2 = _mm256_sub_epi16(c2, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)(l + 32))));
+            c3 = _mm256_sub_epi16(c3, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)(l + 48))));
+        }
+    }
+    SR_STORE16(A + 0, c0); SR_STORE16(A + 16, c1); SR_STORE16(A + 32, c2); SR_STORE16(A + 48, c3);
+}
+
+// int8 codes, int16 lanes, two tiles at once (128 rows: the plane loops run once for both).
+SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_pair_i16_avx2(const sr_blk_args *a, int32_t *A) {
+    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+    const uint8_t *tile = a->tile, *tile2 = a->tile2;
+    const uint32_t *pm = a->pm;
+    const int32_t nw = a->nw;
+#define SR_I8H(p, off) _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)((p) + (off))))
+    for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
+        if (a->bitwise && t > 0) {
+            c0 = _mm256_add_epi16(c0, c0); c1 = _mm256_add_epi16(c1, c1);
+            c2 = _mm256_add_epi16(c2, c2); c3 = _mm256_add_epi16(c3, c3);
+            c4 = _mm256_add_epi16(c4, c4); c5 = _mm256_add_epi16(c5, c5);
+            c6 = _mm256_add_epi16(c6, c6); c7 = _mm256_add_epi16(c7, c7);
+        }
+        uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
+        if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
+        while (p) {
+            const size_t o = (size_t)__builtin_ctz(p) << 6;
+            p &= p - 1u;
+            const uint8_t *l = tile + o, *l2 = tile2 + o;
+            c0 = _mm256_add_epi16(c0, SR_I8H(l, 0));  c1 = _mm256_add_epi16(c1, SR_I8H(l, 16));
+            c2 = _mm256_add_epi16(c2, SR_I8H(l, 32)); c3 = _mm256_add_epi16(c3, SR_I8H(l, 48));
+            c4 = _mm256_add_epi16(c4, SR_I8H(l2, 0));  c5 = _mm256_add_epi16(c5, SR_I8H(l2, 16));
+            c6 = _mm256_add_epi16(c6, SR_I8H(l2, 32)); c7 = _mm256_add_epi16(c7, SR_I8H(l2, 48));
+        }
+        while (n) {
+            const size_t o = (size_t)__builtin_ctz(n) << 6;
+            n &= n - 1u;
+            const uint8_t *l = tile + o, *l2 = tile2 + o;
+            c0 = _mm256_sub_epi16(c0, SR_I8H(l, 0));  c1 = _mm256_sub_epi16(c1, SR_I8H(l, 16));
+            c2 = _mm256_sub_epi16(c2, SR_I8H(l, 32)); c3 = _mm256_sub_epi16(c3, SR_I8H(l, 48));
+            c4 = _mm256_sub_epi16(c4, SR_I8H(l2, 0));  c5 = _mm256_sub_epi16(c5, SR_I8H(l2, 16));
+            c6 = _mm256_sub_epi16(c6, SR_I8H(l2, 32)); c7 = _mm256_sub_epi16(c7, SR_I8H(l2, 48));
+        }
+    }
+#undef SR_I8H
+    SR_STORE16(A + 0, c0); SR_STORE16(A + 16, c1); SR_STORE16(A + 32, c2); SR_STORE16(A + 48, c3);
+    SR_STORE16(A + 64, c4); SR_STORE16(A + 80, c5); SR_STORE16(A + 96, c6); SR_STORE16(A + 112, c7);
+}
+
+// int8 codes, int32 lanes: 8 accumulators x 8 rows = 64 rows.
+SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_i32_avx2(const sr_blk_args *a, int32_t *A) {
+    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+    const uint8_t *tile = a->tile;
+    const uint32_t *pm = a->pm;
+    const int32_t nw = a->nw;
+#define SR_I8W(off) _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(l + (off))))
+    for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
+        if (a->bitwise && t > 0) {
+            c0 = _mm256_add_epi32(c0, c0); c1 = _mm256_add_epi32(c1, c1);
+            c2 = _mm256_add_epi32(c2, c2); c3 = _mm256_add_epi32(c3, c3);
+            c4 = _mm256_add_epi32(c4, c4); c5 = _mm256_add_epi32(c5, c5);
+            c6 = _mm256_add_epi32(c6, c6); c7 = _mm256_add_epi32(c7, c7);
+        }
+        uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
+        if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
+        while (p) {
+            const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
+            p &= p - 1u;
+            c0 = _mm256_add_epi32(c0, SR_I8W(0));  c1 = _mm256_add_epi32(c1, SR_I8W(8));
+            c2 = _mm256_add_epi32(c2, SR_I8W(16)); c3 = _mm256_add_epi32(c3, SR_I8W(24));
+            c4 = _mm256_add_epi32(c4, SR_I8W(32)); c5 = _mm256_add_epi32(c5, SR_I8W(40));
+            c6 = _mm256_add_epi32(c6, SR_I8W(48)); c7 = _mm256_add_epi32(c7, SR_I8W(56));
+        }
+        while (n) {
+            const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
+            n &= n - 1u;
+            c0 = _mm256_sub_epi32(c0, SR_I8W(0));  c1 = _mm256_sub_epi32(c1, SR_I8W(8));
+            c2 = _mm256_sub_epi32(c2, SR_I8W(16)); c3 = _mm256_sub_epi32(c3, SR_I8W(24));
+            c4 = _mm256_sub_epi32(c4, SR_I8W(32)); c5 = _mm256_sub_epi32(c5, SR_I8W(40));
+            c6 = _mm256_sub_epi32(c6, SR_I8W(48)); c7 = _mm256_sub_epi32(c7, SR_I8W(56));
+        }
+    }
+#undef SR_I8W
+    _mm256_storeu_si256((__m256i *)(A + 0), c0);  _mm256_storeu_si256((__m256i *)(A + 8), c1);
+    _mm256_storeu_si256((__m256i *)(A + 16), c2); _mm256_storeu_si256((__m256i *)(A + 24), c3);
+    _mm256_storeu_si256((__m256i *)(A + 32), c4); _mm256_storeu_si256((__m256i *)(A + 40), c5);
+    _mm256_storeu_si256((__m256i *)(A + 48), c6); _mm256_storeu_si256((__m256i *)(A + 56), c7);
+}
+#endif  // SR_SPIKE_X86
+
+// ---------------------------------------------------------------- matvec driver
+
+typedef struct sr_kernels {
+    sr_blk_fn k16;       // used when qmax * blk_abs[b] <= 32767 (int16 lanes), may equal k32
+    sr_blk_fn k32;       // always safe (int32 lanes)
+    sr_blk_fn k16_half;  // int16, first half of the tile only (or NULL)
+    sr_blk_fn k16_pair;  // int16, two tiles at once (tile2), 2 * tile_w rows (or NULL)
+    void (*widen)(const uint16_t *h, float *f, int32_t n);  // fp16 -> f32, exact
+} sr_kernels;
+
+static void sr_widen_portable(const uint16_t *h, float *f, int32_t n) {
+    for (int32_t i = 0; i < n; i++) f[i] = sr_spike_f16_to_f32(h[i]);
+}
+
+#if SR_SPIKE_X86
+SR_AVX2 static void sr_widen_f16c(const uint16_t *h, float *f, int32_t n) {
+    for (int32_t i = 0; i < n; i += 8)  // n is a multiple of 64
+        _mm256_storeu_ps(f + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(h + i))));
+}
+#endif
+
+static sr_kernels sr_pick_kernels(int32_t fmt, int level) {
+    sr_kernels k;
+    k.k16_half = NULL;
+    k.k16_pair = NULL;
+    k.widen = sr_widen_portable;
+    switch (fmt) {
+    case SR_SPIKE_W_Q4_1: k.k16 = k.k32 = sr_spike_acc_q4_1_portable; break;
+    case SR_SPIKE_W_TERNARY: k.k16 = k.k32 = sr_spike_acc_ternary_portable; break;
+    default: k.k16 = k.k32 = sr_spike_acc_i8_portable; break;
+    }
+#if SR_SPIKE_X86
+    if (level >= SR_SPIKE_SIMD_AVX2) {
+        switch (fmt) {
+        case SR_SPIKE_W_Q4_1:
+            k.k16 = sr_spike_acc_q4_1_i16_avx2; k.k16_half = sr_spike_acc_q4_1_half_i16_avx2;
+            k.k32 = sr_spike_acc_q4_1_i32_avx2;
+            break;
+        case SR_SPIKE_W_TERNARY: k.k16 = sr_spike_acc_ternary_i16_avx2; k.k32 = sr_spike_acc_ternary_i32_avx2; break;
+        default:
+            k.k16 = sr_spike_acc_i8_i16_avx2; k.k32 = sr_spike_acc_i8_i32_avx2;
+            k.k16_pair = sr_spike_acc_i8_pair_i16_avx2;
+            break;
+        }
+        k.widen = sr_widen_f16c;
+    }
+#else
+    (void)level;
+#endif
+    return k;
+}
+
+// How block b's columns are run: int16 passes over column groups whose bound
+// qmax * sum a_j <= 32767 (usually one group = the whole block), plus one int32 pass over
+// the remaining columns (a column with qmax * a_j > 32767, or more groups than fit).
+#define SR_SPLIT_MAX 4
+typedef struct sr_split {
+    uint32_t m16[SR_SPLIT_MAX];
+    int32_t n16;
+    uint32_t m32;
+} sr_split;
+
+static void sr_make_split(const sr_spike_planes *x, int32_t b, int32_t qmax, int has16, sr_split *sp) {
+    sp->n16 = 0;
+    sp->m32 = 0;
+    if (b >= x->n_words || x->blk_tfirst[b] >= x->T) return;           // silent
+    if (!has16) { sp->m32 = 0xffffffffu; return; }
+    if ((int64_t)qmax * x->blk_abs[b] <= 32767) { sp->m16[0] = 0xffffffffu; sp->n16 = 1; return; }
+    uint32_t aj[32] = {0};
+    const size_t stride = (size_t)x->n_words * 2;
+    for (int32_t t = x->blk_tfirst[b]; t < x->T; t++) {
+        const uint32_t *pm = x->bits + stride * (size_t)t + (size_t)b;
+        uint32_t m = pm[0] | pm[x->n_words];
+        uint32_t add = 1u << sr_spike_plane_shift(x->encoding, x->T, t);
+        while (m) { aj[__builtin_ctz(m)] += add; m &= m - 1u; }
+    }
+    const uint32_t lim = (uint32_t)(32767 / qmax);
+    uint32_t cur = 0, sum = 0;
+    for (int32_t jj = 0; jj < 32; jj++) {
+        if (!aj[jj]) continue;
+        uint32_t bit = 1u << jj;
+        if (aj[jj] > lim) { sp->m32 |= bit; continue; }
+        if (sum + aj[jj] > lim) {
+            if (sp->n16 == SR_SPLIT_MAX - 1) { sp->m32 |= bit; continue; }  // keep the last slot
+            sp->m16[sp->n16++] = cur;
+            cur = 0;
+            sum = 0;
+        }
+        cur |= bit;
+        sum += aj[jj];
+    }
+    if (cur) {
+        if (sp->n16 < SR_SPLIT_MAX) sp->m16[sp->n16++] = cur;
+        else sp->m32 |= cur;
+    }
+}
+
+// Integer sums of block b for the tile whose lines start at `tile` (A: tile_w int32) and,
+// if tile2 != NULL, for the next tile too (A + tile_w; same block, rows + tile_w).
+static inline void sr_run_block(const sr_spike_weights *w, const sr_spike_planes *x, sr_kernels k,
+                                const sr_split *sp, const uint8_t *tile, const uint8_t *tile2,
+                                int32_t b, const int32_t *row_sum_b, const int32_t *row_sum_b2,
+                                int32_t rn, int32_t *A) {
+    const int32_t tw = w->tile_w;
+    const int32_t rows = tile2 ? 2 * tw : tw;
+    if (sp->n16 == 0 && sp->m32 == 0) {
+        memset(A, 0, (size_t)rows * sizeof *A);
+    } else {
+        sr_blk_args a;
+        a.tile = tile;
+        a.tile2 = tile2;
+        a.stride = (size_t)x->n_words * 2;
+        a.pm = x->bits + a.stride * (size_t)x->blk_tfirst[b] + (size_t)b;
+        a.nw = x->n_words;
+        a.t0 = x->blk_tfirst[b];
+        a.T = x->T;
+        a.bitwise = x->encoding == SR_SPIKE_SIGN_MAGNITUDE || x->encoding == SR_SPIKE_TWOS_COMPLEMENT;
+        a.neg0 = x->encoding == SR_SPIKE_TWOS_COMPLEMENT;
+        a.halves = rn * 2 <= tw ? 1 : 2;
+        int first = 1;
+        _Alignas(64) int32_t T2[2 * SR_SPIKE_MAX_TILE];
+        for (int32_t i = 0; i <= sp->n16; i++) {
+            if (i == sp->n16 && !sp->m32) break;
+            a.colmask = i < sp->n16 ? sp->m16[i] : sp->m32;
+            int32_t *dst = first ? A : T2;
+            if (i < sp->n16 && tile2 && k.k16_pair) {
+                k.k16_pair(&a, dst);
+            } else {
+                sr_blk_fn f = i < sp->n16 ? (a.halves == 1 && k.k16_half && !tile2 ? k.k16_half : k.k16) : k.k32;
+                sr_blk_args a2 = a;
+                if (tile2) a2.halves = 2;
+                f(&a2, dst);
+                if (tile2) {
+                    a2.tile = tile2;
+                    a2.halves = a.halves;
+                    f(&a2, dst + tw);
+                }
+            }
+            if (!first)
+                for (int32_t r = 0; r < rows; r++) A[r] += T2[r];
+            first = 0;
+        }
+    }
+    if (x->encoding == SR_SPIKE_BINARY && x->offset != 0) {
+        sr_spike_acc_offset_fix(A, row_sum_b, x->offset, tw);
+        if (tile2) sr_spike_acc_offset_fix(A + tw, row_sum_b2, x->offset, tw);
+    }
+}
+
+// The driver; always inlined into a portable and an AVX2 copy so that the shared rescale
+// loops of sr-spike.h are compiled (and vectorized, without FMA) for the level in use.
+#ifndef SR_PF_DIST
+#define SR_PF_DIST 1
+#endif
+#ifndef SR_PF_HINT
+#define SR_PF_HINT 3
+#endif
+#ifndef SR_PAIR
+#define SR_PAIR 1
+#endif
+static inline __attribute__((always_inline)) sr_status
+sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0, int32_t o1,
+                 float *y, int32_t *acc, float s0, sr_kernels k) {
+    const int32_t tw = w->tile_w, nb = w->n_blocks;
+    const int block_fmt = sr_spike_is_block_format_(w->format);
+    const int grouped = x->n_groups > 1;
+    const int32_t bpg = grouped ? x->group >> 5 : nb;     // blocks per scale group
+    const size_t tile_bytes = (size_t)SR_SPIKE_BLOCK * SR_SPIKE_LINE_BYTES;
+    const size_t chunk_bytes = (size_t)nb * tile_bytes;    // one tile row of all blocks
+    const size_t chunk_bv = (size_t)nb * (size_t)tw;        // its per-block-vector entries
+    _Alignas(64) int32_t A[2 * SR_SPIKE_MAX_TILE];
+    _Alignas(64) int32_t Aseg[2 * SR_SPIKE_MAX_TILE];
+    _Alignas(64) float yacc[2 * SR_SPIKE_MAX_TILE];
+    _Alignas(64) float dbuf[2 * SR_SPIKE_MAX_TILE];
+    _Alignas(64) float mbuf[2 * SR_SPIKE_MAX_TILE];
+    const int32_t c0 = o0 / tw, c1 = (o1 + tw - 1) / tw;
+    // Column split per block, computed once per call (up to SR_SPLIT_CACHE blocks cached;
+    // beyond that recomputed per tile).
+    enum { SR_SPLIT_CACHE = 256 };
+    sr_split splits[SR_SPLIT_CACHE];
+    const int has16 = k.k16 != k.k32;
+    const int cached = nb <= SR_SPLIT_CACHE;
+    if (cached)
+        for (int32_t b = 0; b < nb; b++) sr_make_split(x, b, w->qmax, has16, &splits[b]);
+    sr_split one;
+#define SR_SPLIT(b) (cached ? &splits[b] : (sr_make_split(x, (b), w->qmax, has16, &one), &one))
+    const uint8_t *ctile = w->lines + (size_t)c0 * chunk_bytes;   // (c, b = 0)
+    size_t cbv = (size_t)c0 * chunk_bv;
+    int32_t cg;
+    for (int32_t c = c0; c < c1; c += cg, ctile += (size_t)cg * chunk_bytes, cbv += (size_t)cg * chunk_bv) {
+        cg = (SR_PAIR && k.k16_pair && c + 1 < c1) ? 2 : 1;  // tiles handled together
+        const int32_t W = cg * tw;
+        const int32_t row0 = c * tw;
+        const int32_t rn = o1 - row0 < W ? o1 - row0 : W;   // rows to store
+        const int32_t rn1 = rn < tw ? rn : tw;                // rows of the first tile
+        for (int32_t r = 0; r < W; r++) yacc[r] = 0.0f;
+        const uint8_t *tile = ctile;
+        size_t bv = cbv;
+        if (block_fmt) {
+            int32_t g = 0, gb = 0;
+            for (int32_t b = 0; b < nb; b++, tile += tile_bytes, bv += (size_t)tw) {
+                for (int32_t i = 0; i < 32; i++) __builtin_prefetch(tile + SR_PF_DIST * tile_bytes + ((size_t)i << 6), 0, SR_PF_HINT);
+                if (cg == 2)
+                    for (int32_t i = 0; i < 32; i++) __builtin_prefetch(tile + chunk_bytes + SR_PF_DIST * tile_bytes + ((size_t)i << 6), 0, SR_PF_HINT);
+                sr_run_block(w, x, k, SR_SPLIT(b), tile, cg == 2 ? tile + chunk_bytes : NULL, b,
+                             w->row_sum ? w->row_sum + bv : NULL, w->row_sum ? w->row_sum + bv + chunk_bv : NULL,
+                             rn1, A);
+                if (acc) memcpy(acc + (size_t)b * (size_t)w->n_out + (size_t)row0, A, (size_t)rn * sizeof *A);
+                int32_t N = b < x->n_words ? x->blk_sum[b] : 0;
+                float sxg = grouped ? x->scale[g] : 1.0f;
+                k.widen(w->d + bv, dbuf, tw);
+                if (w->m) k.widen(w->m + bv, mbuf, tw);
+                if (cg == 2) {
+                    k.widen(w->d + bv + chunk_bv, dbuf + tw, tw);
+                    if (w->m) k.widen(w->m + bv + chunk_bv, mbuf + tw, tw);
+                }
+                sr_spike_rescale_block(yacc, A, dbuf, w->m ? mbuf : NULL, N, sxg, grouped, W);
+                if (++gb == bpg) { gb = 0; g++; }
+            }
+            sr_spike_rescale_block_finish(y + row0, yacc, s0, grouped, rn);
+        } else {
+            int32_t s = 0;
+            for (int32_t b0 = 0; b0 < nb; b0 += bpg, s++) {
+                for (int32_t r = 0; r < W; r++) Aseg[r] = 0;
+                for (int32_t b = b0; b < b0 + bpg && b < nb; b++, tile += tile_bytes, bv += (size_t)tw) {
+                    if (b >= x->n_words) continue;  // silent block (inputs beyond x->n)
+                    for (int32_t i = 0; i < 32; i++) __builtin_prefetch(tile + SR_PF_DIST * tile_bytes + ((size_t)i << 6), 0, SR_PF_HINT);
+                    sr_run_block(w, x, k, SR_SPLIT(b), tile, cg == 2 ? tile + chunk_bytes : NULL, b,
+                                 w->row_sum ? w->row_sum + bv : NULL, w->row_sum ? w->row_sum + bv + chunk_bv : NULL,
+                                 rn1, A);
+                    for (int32_t r = 0; r < W; r++) Aseg[r] += A[r];
+                }
+                if (acc) memcpy(acc + (size_t)s * (size_t)w->n_out + (size_t)row0, Aseg, (size_t)rn * sizeof *Aseg);
+                if (!grouped) sr_spike_rescale_rows(y + row0, Aseg, w->row_scale + row0, s0, rn);
+                else sr_spike_rescale_rows_group(yacc, Aseg, x->scale[s], W);
+            }
+            if (grouped) sr_spike_rescale_rows_finish(y + row0, yacc, w->row_scale + row0, rn);
+        }
+    }
+#undef SR_SPLIT
+    return SR_OK;
+}
+
+static SR_NOINLINE sr_status sr_matvec_portable(const sr_spike_weights *w, const sr_spike_planes *x,
+                                                int32_t o0, int32_t o1, float *y, int32_t *acc,
+                                                float s0, sr_kernels k) {
+    return sr_matvec_driver(w, x, o0, o1, y, acc, s0, k);
+}
+
+#if SR_SPIKE_X86
+SR_AVX2 static SR_NOINLINE sr_status sr_matvec_avx2(const sr_spike_weights *w, const sr_spike_planes *x,
+                                                    int32_t o0, int32_t o1, float *y, int32_t *acc,
+                                                    float s0, sr_kernels k) {
+    return sr_matvec_driver(w, x, o0, o1, y, acc, s0, k);
+}
+#endif
+
+sr_status sr_spike_matvec_opt_(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0,
+                               int32_t o1, float *y, int32_t *acc, sr_spike_stats *stats,
+                               int sx0_override, float sx0) {
+    sr_status st = sr_spike_matvec_check(w, x, o0, o1);
+    if (st != SR_OK) return st;
+    if (!y) return sr_fail(SR_ERR_INVALID_ARG, "spike matvec: null output");
+    if (o1 > o0) {
+        int level = sr_spike_simd_level_();
+        sr_kernels k = sr_pick_kernels(w->format, level);
+        float s0 = sx0_override ? sx0 : x->scale[0];
+#if SR_SPIKE_X86
+        if (level >= SR_SPIKE_SIMD_AVX2) st = sr_matvec_avx2(w, x, o0, o1, y, acc, s0, k);
+        else
+#endif
+            st = sr_matvec_portable(w, x, o0, o1, y, acc, s0, k);
+        if (st != SR_OK) return st;
+    }
+    sr_spike_fill_stats_(stats, x, o0, o1);
+    return SR_OK;
+}
+
+sr_status sr_spike_matvec(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0, int32_t o1,
+                          float *y, int32_t *acc, sr_spike_stats *stats) {
+    return sr_spike_matvec_opt_(w, x, o0, o1, y, acc, stats, 0, 0.0f);
+}

@@ -1,0 +1,108 @@
+// sr-quant.h - ggml-compatible block quantization: types, dequantization, activation
+// quantization, dot products and the dense (quantized) matmul of the exact engine.
+//
+// Numerics follow llama.cpp's x86 CPU backend (AVX2 build): the activation of a quantized
+// matmul is quantized into ggml's vec_dot_type for the weight type, and each dot product sums
+// in the same order as ggml's AVX2 kernel. The portable C path and the AVX2 path are
+// bit-identical (tests force the portable path with sr_set_simd_level(0) to compare).
+#ifndef SPIKERUN_SR_QUANT_H
+#define SPIKERUN_SR_QUANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sr-common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct sr_pool;
+
+/// Tensor element types, numbered like ggml's `ggml_type`.
+typedef enum sr_type {
+    SR_TYPE_F32  = 0,
+    SR_TYPE_F16  = 1,
+    SR_TYPE_Q4_0 = 2,
+    SR_TYPE_Q4_1 = 3,
+    SR_TYPE_Q8_0 = 8,
+    SR_TYPE_Q8_1 = 9,   // activation-only (vec_dot_type of Q4_1)
+    SR_TYPE_Q4_K = 12,
+    SR_TYPE_Q5_K = 13,
+    SR_TYPE_Q6_K = 14,
+    SR_TYPE_Q8_K = 15,  // activation-only (vec_dot_type of the K-quants)
+    SR_TYPE_BF16 = 30,
+} sr_type;
+
+/// True for the weight types the kernels accept: F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K,
+/// Q5_K, Q6_K (Q8_1 and Q8_K only occur as activation types). Takes an int so that any ggml
+/// type id read from a file can be checked.
+SR_API bool sr_type_supported(int type);
+
+/// Elements per block (1 for F32/F16/BF16, 32 for Q4_0..Q8_1, 256 for the K-quants);
+/// 0 for an unknown type.
+SR_API int64_t sr_type_block_elems(sr_type t);
+
+/// Bytes per block (e.g. Q4_1: 20, Q8_0: 34, Q4_K: 144); 0 for an unknown type.
+SR_API size_t sr_type_block_bytes(sr_type t);
+
+/// Bytes of a row of n elements; n must be a multiple of sr_type_block_elems(t).
+SR_API size_t sr_row_bytes(sr_type t, int64_t n);
+
+/// IEEE half -> float (exact).
+SR_API float sr_fp16_to_fp32(uint16_t h);
+
+/// float -> IEEE half, round-to-nearest-even like F16C's vcvtps2ph (NaN stays NaN).
+SR_API uint16_t sr_fp32_to_fp16(float f);
+
+/// bfloat16 -> float (exact).
+SR_API float sr_bf16_to_fp32(uint16_t h);
+
+/// float -> bfloat16 like ggml's GGML_FP32_TO_BF16 (round-to-nearest-even, NaN quieted).
+SR_API uint16_t sr_fp32_to_bf16(float f);
+
+/// Dequantizes n elements (a multiple of the block size) of type t into dst; the same values
+/// as ggml's dequantize_row_* (any type above, including Q8_1/Q8_K).
+SR_API void sr_dequantize_row(sr_type t, const void *src, float *dst, int64_t n);
+
+/// The activation type a weight type is multiplied with (ggml's vec_dot_type):
+/// Q4_0->Q8_0, Q4_1->Q8_1, Q8_0->Q8_0, Q4_K/Q5_K/Q6_K->Q8_K, F16->F16, BF16->BF16, F32->F32.
+SR_API sr_type sr_act_type_for(sr_type weight_type);
+
+/// Bytes of one quantized activation row of n elements for weight_type.
+SR_API size_t sr_act_row_bytes(sr_type weight_type, int64_t n);
+
+/// Quantizes the float activation row x (n elements) into sr_act_type_for(weight_type) at
+/// dst (sr_act_row_bytes(weight_type, n) bytes), rounding as llama.cpp's x86 CPU build does.
+SR_API void sr_quantize_act_row(sr_type weight_type, const float *x, void *dst, int64_t n);
+
+/// Dot product of one weight row and one activation row (already quantized with
+/// sr_quantize_act_row), n elements, in ggml's AVX2 summation order.
+SR_API float sr_vec_dot(sr_type weight_type, int64_t n, const void *w_row, const void *act_row);
+
+/// y[t*n_out + o] = sr_vec_dot(row o of w, activation row t) for o < n_out, t < n_tok.
+/// w: (n_out, n_in) of weight_type, rows of sr_row_bytes(weight_type, n_in) bytes;
+/// act: n_tok rows of sr_act_row_bytes(weight_type, n_in) bytes; y: (n_tok, n_out) floats.
+/// Output rows are split over the pool's threads (pool may be NULL: single-threaded). The
+/// result does not depend on the thread count.
+SR_API void sr_matmul(struct sr_pool *pool, sr_type weight_type, const void *w, int64_t n_in,
+                      int64_t n_out, const void *act, int64_t n_tok, float *y);
+
+/// Float reference path ("exact float32"): activations x (n_tok, n_in) stay f32, each weight
+/// row is dequantized on the fly and the dot is taken in f32 in a fixed summation order
+/// (independent of SIMD level and thread count). y: (n_tok, n_out).
+SR_API void sr_matmul_f32(struct sr_pool *pool, sr_type weight_type, const void *w,
+                          int64_t n_in, int64_t n_out, const float *x, int64_t n_tok, float *y);
+
+/// Current kernel level: 0 portable C, 1 AVX2 (+FMA+F16C).
+SR_API int sr_simd_level(void);
+
+/// Forces a kernel level (tests use 0 to compare); clamped to what the CPU supports.
+SR_API void sr_set_simd_level(int lvl);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif // SPIKERUN_SR_QUANT_H

@@ -1,0 +1,95 @@
+// A spike-driven model: packed integer weights for every linear layer, per-site encoder
+// settings, optional spike attention, operation counters and spike recording. Attached to an
+// engine it replaces every linear product (and optionally both attention products) by
+// spike-gated integer accumulation (sr-spike.h).
+#ifndef SPIKERUN_SR_SPIKE_NET_H
+#define SPIKERUN_SR_SPIKE_NET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sr-engine.h"
+#include "sr-spike.h"
+#include "sr-status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sr_spike_rule {
+    SR_SPIKE_RULE_MEAN = 0,  // s = mean|x| / k, no clip (bitwise codes, adaptive T)
+    SR_SPIKE_RULE_MAX = 1,   // s = gamma * max|x| / Q per group, fixed T
+    SR_SPIKE_RULE_DENSE = 2, // not spiking: the dense 8-bit path on the file's own weights
+                             // (sensitivity probes and debugging; needs ggml weight types)
+} sr_spike_rule;
+
+/// Encoder settings of one spiking site.
+typedef struct sr_spike_site_cfg {
+    int32_t rule;       // sr_spike_rule
+    int32_t encoding;   // sr_spike_encoding
+    float k;            // mean rule: resolution
+    int32_t bits;       // max rule: b (Q = 2^(b-1) - 1; ternary/binary: Q = C = clip)
+    float gamma;        // max rule: clip level (0, 1]
+    int32_t clip;       // membrane clip C (0 = Q)
+    float rho;          // dead zone [0, 0.5)
+    int32_t group;      // channels per scale (0 = one per token); max rule only
+} sr_spike_site_cfg;
+
+/// Counters of one site (summed over tokens since the last reset).
+typedef struct sr_spike_site_stats {
+    uint64_t tokens;       // encoded activation vectors
+    uint64_t activations;  // encoded values
+    uint64_t spikes;       // nonzero spike events
+    uint64_t planes;       // sum over tokens of T (time steps used)
+    uint64_t sops;         // spike events x fan-out, over every layer reading the site
+    uint64_t horner_adds;  // plane-combining adds
+    uint64_t dense_macs;   // d_in x d_out of the layers reading the site, per token
+    uint64_t rescale_mults;// float multiplies of the integer->float rescale
+} sr_spike_site_stats;
+
+/// Attention sites recorded with the per-block ones (index SR_N_SITES + 0/1).
+enum { SR_SITE_ATTN_Q = 5, SR_SITE_ATTN_P = 6, SR_N_SITES_ALL = 7 };
+
+typedef struct sr_spike_net_params {
+    int32_t n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_ctx;
+    const sr_spike_site_cfg *sites;  // (n_layer * 4 + 1): [l*4 + A,O,F,D], then H
+    bool spike_attention;            // QK and PV through spike kernels (option A)
+    int32_t q_bits;                  // attention: q encoded by the max rule at this many bits
+    int32_t p_bits;                  // attention: probabilities at this many bits (>= 10)
+    const float *v_scales;           // (n_layer, n_head_kv * head_dim) static V scales, or NULL
+} sr_spike_net_params;
+
+typedef struct sr_spike_net sr_spike_net;
+
+/// Called for every encoded token of a recorded site: counts (n), T planes of `encoding`.
+typedef void (*sr_spike_record_fn)(void *user, int32_t layer, int32_t site, const int32_t *counts,
+                                   int32_t n, int32_t T, int32_t encoding);
+
+sr_status sr_spike_net_create(const sr_spike_net_params *p, sr_spike_net **out);
+void sr_spike_net_free(sr_spike_net *net);
+
+/// Packs the weights of one linear layer (layer == n_layer with SR_PROJ_HEAD for the head).
+/// fmt Q4_1 / Q8_0: `data` holds GGUF blocks (row_scale NULL); I8_ROW / TERNARY: `data` holds
+/// int8 codes (n_out, n_in) row-major and row_scale (n_out) floats.
+sr_status sr_spike_net_set_linear(sr_spike_net *net, int32_t layer, sr_proj proj,
+                                  sr_spike_format fmt, const void *data, const float *row_scale,
+                                  int32_t n_out, int32_t n_in);
+
+/// Installs the linear (and attention) hooks on `e`; every linear must have been set.
+sr_status sr_spike_net_attach(sr_spike_net *net, sr_engine *e);
+
+/// Counters of (layer, site); site in 0..SR_N_SITES_ALL-1 (H: layer = n_layer).
+void sr_spike_net_site_stats(const sr_spike_net *net, int32_t layer, int32_t site,
+                             sr_spike_site_stats *out);
+void sr_spike_net_reset_stats(sr_spike_net *net);
+
+/// Record the counts of every encoded token (NULL fn stops recording).
+void sr_spike_net_set_recorder(sr_spike_net *net, sr_spike_record_fn fn, void *user);
+
+/// Bytes of packed weights and spike buffers held by the net.
+uint64_t sr_spike_net_memory_bytes(const sr_spike_net *net);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
