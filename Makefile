@@ -10,9 +10,15 @@ demo: setup model build
 	$(RELEASE_BIN) generate --chat -p "$(PROMPT)" -n 128 --temp 0
 
 ## Run every test (the real-model ones included), in release mode.
-test: setup model data build
-	$(SWIFT) test -c release -Xswiftc -enable-testing
-	$(MAKE) -C firmware csim
+# One release build with testing enabled serves the CLI tests, the library tests and the
+# disassembly check (a second configuration would double the build time).
+TEST_FLAGS := -c release -Xswiftc -enable-testing
+
+test: setup model data
+	$(SWIFT) build $(TEST_FLAGS) --build-tests
+	bash tools/check_no_multiply.sh .build/release/CSpikeRun.build/csrc/spike/sr-spike-opt.c.o
+	$(SWIFT) test $(TEST_FLAGS) --skip-build
+	$(MAKE) -C firmware csim-both
 
 setup:
 	@bash tools/setup.sh

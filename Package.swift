@@ -35,6 +35,7 @@ let package = Package(
             name: "spikerun",
             dependencies: [
                 "SpikeRun",
+                "CSpikeRun",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(

@@ -18,7 +18,8 @@ struct Chat: AsyncParsableCommand {
     func run() async throws {
         try await runReportingErrors {
             let model = try modelOptions.load()
-            let session = try Session(model: model, contextLength: contextSize == 0 ? nil : contextSize)
+            let session = try Session(model: model, contextLength: contextSize == 0 ? nil : contextSize,
+                                      mode: try modelOptions.runMode(for: model))
             var messages: [ChatMessage] = systemPrompt.map { [.system($0)] } ?? []
             let interactive = isatty(STDIN_FILENO) != 0
             if interactive { Stderr.print("spikerun chat: \(model.info.name ?? model.info.path); /exit to quit, /reset to clear") }

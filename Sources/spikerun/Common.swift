@@ -14,9 +14,34 @@ struct ModelOptionsGroup: ParsableArguments {
     @Option(name: .customLong("act"), help: "Dense activation path: q8 (llama.cpp-compatible) or f32 (default: q8).")
     var activation: ActivationMode = .q8
 
+    @Option(name: .customLong("spike-preview"),
+            help: "Run a dense Q4_1 model spike-driven without converting: mean rule with this k at every site, float attention.")
+    var spikePreview: Float?
+
+    @Flag(name: .customLong("dense"), help: "Run a converted (int4) model through the dense kernels instead of spikes.")
+    var dense = false
+
     func validate() throws {
         if let t = threads, t <= 0 { throw ValidationError("threads must be positive, got \(t)") }
+        if let k = spikePreview, !(k > 0 && k.isFinite) { throw ValidationError("--spike-preview must be positive, got \(k)") }
+        if dense && spikePreview != nil { throw ValidationError("--dense and --spike-preview exclude each other") }
     }
+
+    /// How sessions run this model's linear layers.
+    func runMode(for model: Model) throws(SpikeRunError) -> RunMode {
+        if dense { return .dense }
+        if let k = spikePreview {
+            if model.spike != nil { throw .invalidArgument("--spike-preview is for dense models; this one is already converted") }
+            return .spike(SpikeSetup(config: .uniform(k: k, nLayer: model.config.nLayer)))
+        }
+        return .model
+    }
+
+    @Option(name: .customLong("backend"), help: "auto, cpu or fpga (default: auto = the FPGA when a device, an xclbin and a spike model are there).")
+    var backend: BackendChoice = .auto
+
+    @Option(name: .customLong("xclbin"), help: "FPGA kernel image (default: $SPIKERUN_XCLBIN, else firmware/build/spk.xclbin).")
+    var xclbin: String?
 
     var resolvedPath: String { model ?? DefaultModel.path() }
 
@@ -25,11 +50,53 @@ struct ModelOptionsGroup: ParsableArguments {
         if model == nil && !FileManager.default.fileExists(atPath: path) {
             throw .io("the default model is not at '\(path)'; run 'make model' or pass -m MODEL")
         }
-        return try Model.load(path, options: ModelOptions(threads: threads, activationMode: activation))
+        let file = try Model.openFile(path)
+        let isSpike = file.metadata.int("spike.version") != nil && !dense
+        let chosen = try BackendChoice.resolve(backend, xclbin: xclbin, spikeModel: isSpike || spikePreview != nil)
+        do throws(SpikeRunError) {
+            return try Model(file: file, options: ModelOptions(threads: threads, activationMode: activation, backend: chosen))
+        } catch {
+            throw error.kind == .format || error.kind == .unsupported
+                ? SpikeRunError(error.kind, "cannot load '\(path)': \(error.message)") : error
+        }
     }
 }
 
 extension ActivationMode: ExpressibleByArgument {}
+
+/// `--backend`: what the user asked for, resolved into a `Backend` when the model is known.
+enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
+    case auto, cpu, fpga
+
+    static func defaultXclbin(_ flag: String?) -> String {
+        flag ?? ProcessInfo.processInfo.environment["SPIKERUN_XCLBIN"] ?? "firmware/build/spk.xclbin"
+    }
+
+    /// fpga: the FPGA or an error saying why not; auto: the FPGA when everything is there,
+    /// otherwise the CPU with one line on stderr saying why.
+    static func resolve(_ choice: BackendChoice, xclbin: String?, spikeModel: Bool) throws(SpikeRunError) -> Backend {
+        let path = defaultXclbin(xclbin)
+        func fpgaProblem() -> String? {
+            if case .unavailable(let reason) = FPGADevice.availability { return reason }
+            if !FileManager.default.fileExists(atPath: path) { return "no xclbin at '\(path)' (build it with make -C firmware xclbin, or pass --xclbin)" }
+            if !spikeModel { return "the FPGA runs spike-driven models and this one is dense" }
+            return nil
+        }
+        switch choice {
+        case .cpu:
+            return .cpu
+        case .fpga:
+            if let why = fpgaProblem() { throw SpikeRunError(.noDevice, "FPGA backend requested but \(why)") }
+            return .fpga(xclbin: path)
+        case .auto:
+            if let why = fpgaProblem() {
+                Stderr.print("spikerun: using the CPU backend: \(why)")
+                return .cpu
+            }
+            return .fpga(xclbin: path)
+        }
+    }
+}
 
 enum DefaultModel {
     static let fileName = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -27,12 +27,10 @@ struct Eval: AsyncParsableCommand {
 
     func run() async throws {
         try await runReportingErrors {
-            guard let data = FileManager.default.contents(atPath: file),
-                  let text = String(data: data, encoding: .utf8) else {
-                throw SpikeRunError.io("cannot read '\(file)' as UTF-8 text")
-            }
+            let text = try TextFile.read(file)
             let model = try modelOptions.load()
-            let session = try Session(model: model, contextLength: contextSize, batchSize: contextSize)
+            let session = try Session(model: model, contextLength: contextSize, batchSize: contextSize,
+                                      mode: try modelOptions.runMode(for: model))
             let line = ProgressLine(label: "perplexity")
             let r = try await Perplexity.evaluate(session: session, text: text, contextLength: contextSize,
                                                   maxChunks: chunks) { done, total, ppl in

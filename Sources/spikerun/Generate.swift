@@ -38,17 +38,14 @@ struct Generate: AsyncParsableCommand {
         try await runReportingErrors {
             let text: String
             if let file {
-                guard let data = FileManager.default.contents(atPath: file),
-                      let s = String(data: data, encoding: .utf8) else {
-                    throw SpikeRunError.io("cannot read prompt file '\(file)'")
-                }
-                text = s
+                text = try TextFile.read(file)
             } else {
                 text = prompt!
             }
             if text.isEmpty { throw SpikeRunError.invalidArgument("the prompt is empty") }
             let model = try modelOptions.load()
-            let session = try Session(model: model, contextLength: contextSize == 0 ? nil : contextSize)
+            let session = try Session(model: model, contextLength: contextSize == 0 ? nil : contextSize,
+                                      mode: try modelOptions.runMode(for: model))
             var input = Prompt.text(text)
             if chat {
                 var messages: [ChatMessage] = []

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import CSpikeRun
 import SpikeRun
 
 struct Info: AsyncParsableCommand {
@@ -15,8 +16,35 @@ struct Info: AsyncParsableCommand {
     @Flag(name: .customLong("tensors"), help: "List every tensor.")
     var tensors = false
 
+    @Flag(name: .customLong("devices"), help: "List what the backends see: CPUs and NUMA nodes (libnuma), FPGA devices (XRT).")
+    var devices = false
+
+    func listDevices() {
+        let topo = sr_numa_topology_create(0)
+        defer { sr_numa_topology_free(topo) }
+        let nodes = Int(sr_numa_topology_nodes(topo))
+        print("cpu: \(ProcessInfo.processInfo.activeProcessorCount) online CPUs, libnuma \(sr_numa_supported() ? "available" : "unavailable (one node assumed)"), \(nodes) node(s)")
+        for n in 0..<nodes {
+            var cpus = [Int32](repeating: 0, count: 4096)
+            let c = Int(sr_numa_topology_node_cpus(topo, Int32(n), &cpus, Int32(cpus.count)))
+            print("  node \(sr_numa_topology_os_node(topo, Int32(n))): cpus \(cpus.prefix(max(0, c)).map(String.init).joined(separator: ","))")
+        }
+        switch FPGADevice.availability {
+        case .unavailable(let reason):
+            print("fpga: unavailable: \(reason)")
+        case .available:
+            do {
+                let list = try FPGADevice.list()
+                print("fpga: \(list.count) device(s)" + (list.isEmpty ? "" : ": " + list.map(\.description).joined(separator: ", ")))
+            } catch {
+                print("fpga: \(error.message)")
+            }
+        }
+    }
+
     func run() async throws {
         try await runReportingErrors {
+            if devices { listDevices(); return }
             let path = model ?? DefaultModel.path()
             let m = try Model.load(path)
             let c = m.config

@@ -23,7 +23,7 @@ struct Tokenize: AsyncParsableCommand {
     func run() async throws {
         try await runReportingErrors {
             let path = model ?? DefaultModel.path()
-            let file = try GGUFFile(path: path)
+            let file = try Model.openFile(path)
             let tokenizer = try Tokenizer(gguf: file)
             let ids = tokenizer.encode(text, addSpecialTokens: addSpecial, parseSpecial: !noParseSpecial)
             if json {

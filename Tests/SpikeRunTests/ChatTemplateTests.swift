@@ -120,6 +120,8 @@ struct ChatTemplateTests {
         // trim_blocks and lstrip_blocks, as transformers configures Jinja2.
         let src = "A\n  {% if true %}\n    B\n  {% endif %}\nC {{- ' D ' -}} E\n{# c #}\nF"
         #expect(try ChatTemplate(src).render([:]) == "A\n    B\nC D E\nF")
+        // "+" keeps what lstrip_blocks and trim_blocks would remove.
+        #expect(try ChatTemplate("x\n  {%+ if true +%}\ny{% endif %}").render([:]) == "x\n  \ny")
     }
 
     @Test func transformersGlobals() throws {

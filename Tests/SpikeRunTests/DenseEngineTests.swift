@@ -93,7 +93,7 @@ struct DenseEngineTests {
         let model = try SharedModel.get()
         let fixture = try OracleFixture.load().perplexity
         let path = TestPaths.dataFile("text/botchan.txt")
-        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let text = try TextFile.read(path)
         let session = try Session(model: model, contextLength: fixture.ctx, batchSize: fixture.ctx)
         let r = try await Perplexity.evaluate(session: session, text: text, contextLength: fixture.ctx,
                                               maxChunks: fixture.chunks)

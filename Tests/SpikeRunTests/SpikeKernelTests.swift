@@ -536,6 +536,22 @@ struct SpikeKernelTests {
             }
             #expect(code(sr_spike_planes_from_trains(&Q.p, tr, Int32(n), enc, Int32(T), Int32(z), nil, 0)) == 0)
             #expect(Q.counts() == c)
+            // the packed planes and derived fields do not depend on the path (AVX2 fast path
+            // for sign-magnitude counts, portable counts path, generic trains path)
+            func fields(_ x: sr_spike_planes) -> [Int64] {
+                let nw = Int(x.n_words)
+                var f = (0..<(T * 2 * nw)).map { Int64(x.bits[$0]) }
+                for b in 0..<nw { f += [Int64(x.blk_abs[b]), Int64(x.blk_sum[b]), Int64(x.blk_tfirst[b])] }
+                return f + [Int64(x.spikes)]
+            }
+            let viaTrains = fields(Q.p)
+            for level: Int32 in [0, 1] {
+                let old = sr_spike_get_simd_level()
+                sr_spike_set_simd_level(level)
+                #expect(P.set(c, enc, T: T, offset: z) == 0)
+                sr_spike_set_simd_level(old)
+                #expect(fields(P.p) == viaTrains, "enc \(enc.rawValue) T \(T) n \(n) level \(level)")
+            }
             #expect(code(sr_spike_planes_events(&P.p)) == 0)
             var k = 0
             for t in 0..<T {

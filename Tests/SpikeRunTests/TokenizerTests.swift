@@ -80,6 +80,12 @@ struct SmolLM2Fixture: Decodable {
         var decoded_no_special_hex: String
         var python_detokenize_hex: String
     }
+    struct ByteCase: Decodable {
+        var text_hex: String
+        var ids: [Int32]
+        var ids_no_special: [Int32]
+        var decoded_hex: String
+    }
     struct Corpus: Decodable {
         var file: String
         var bytes: Int
@@ -91,6 +97,7 @@ struct SmolLM2Fixture: Decodable {
     var llama_cpp_version: String
     var vocab: Vocab
     var cases: [Case]
+    var byte_cases: [ByteCase]
     var pieces: [String: [String]]
     var corpora: [Corpus]
 }
@@ -110,10 +117,14 @@ struct SmolLM2TokenizerTests {
         #expect(fixture.llama_cpp_version == "0.3.36")
     }
 
-    @Test func vocabularyFacts() {
+    @Test func vocabularyFacts() throws {
         #expect(tokenizer.vocabularySize == fixture.vocab.n_tokens)
         #expect(tokenizer.bosToken == fixture.vocab.bos)
         #expect(tokenizer.eosToken == fixture.vocab.eos)
+        // llama.cpp takes the first EOT candidate in hash-map order (here <|endoftext|>); we
+        // take the first in its candidate list (<|im_end|>). Both are end-of-generation.
+        #expect(tokenizer.eotToken == tokenizer.tokenID("<|im_end|>"))
+        #expect(tokenizer.isEndOfGeneration(try #require(tokenizer.eotToken)))
         #expect(tokenizer.addBOS == fixture.vocab.add_bos)
         #expect(tokenizer.addBOS == false)
         #expect(tokenizer.addEOS == fixture.vocab.add_eos)
@@ -134,6 +145,17 @@ struct SmolLM2TokenizerTests {
                     == c.ids_no_special, "no special: \(c.text.debugDescription)")
             #expect(tokenizer.encode(c.text) == c.ids_add_special,
                     "add special: \(c.text.debugDescription)")
+        }
+    }
+
+    @Test func invalidUTF8MatchesLlamaCpp() {
+        #expect(fixture.byte_cases.count >= 5)
+        for c in fixture.byte_cases {
+            let bytes = TokenizerTestSupport.bytes(hex: c.text_hex)
+            #expect(tokenizer.encode(bytes: bytes, addSpecialTokens: false) == c.ids, "\(c.text_hex)")
+            #expect(tokenizer.encode(bytes: bytes, addSpecialTokens: false, parseSpecial: false)
+                    == c.ids_no_special, "\(c.text_hex)")
+            #expect(tokenizer.decodeBytes(c.ids) == TokenizerTestSupport.bytes(hex: c.decoded_hex))
         }
     }
 
@@ -214,7 +236,7 @@ struct SmolLM2TokenizerTests {
         // An emoji the vocabulary has no token for arrives as several byte tokens.
         let ids = t.encode("a🦙b", addSpecialTokens: false)
         let pieces = ids.map { t.pieceBytes($0) }
-        #expect(pieces.contains { String(validatingUTF8: $0.map { CChar(bitPattern: $0) } + [0]) == nil },
+        #expect(pieces.contains { String(validating: $0, as: UTF8.self) == nil },
                 "expected the emoji to be split over byte tokens: \(ids)")
         var detok = StreamingDetokenizer(tokenizer: t)
         var outputs: [String] = []
@@ -254,9 +276,10 @@ struct SmolLM2TokenizerTests {
     }
 
     @Test func encodesProseFast() throws {
-        // ~40k tokens of varied prose: generated, so the test needs no data files.
+        // ~40k tokens of varied prose: generated (same text every run), so the test needs no
+        // data files.
         var words: [String] = []
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix64(seed: 42)
         let syllables = ["ka", "lo", "mi", "ter", "shan", "dre", "qu", "ip", "or", "ve", "th", "ing",
                          "ab", "st", "ou", "el", "ph", "ry", "ne", "co"]
         for i in 0..<24_000 {
@@ -277,6 +300,18 @@ struct SmolLM2TokenizerTests {
         assert({ isDebug = true; return true }())
         let limit: Duration = isDebug ? .seconds(20) : .milliseconds(700)
         #expect(elapsed < limit, "encoding \(ids.count) tokens took \(elapsed)")
+    }
+}
+
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
 
@@ -345,6 +380,8 @@ struct VocabFileTests {
         #expect(tokenizer.vocabularySize == oracle.info.n_tokens)
         #expect(tokenizer.bosToken == oracle.info.bos)
         #expect(tokenizer.eosToken == oracle.info.eos)
+        #expect((tokenizer.eotToken == nil) == (oracle.info.eot == nil), "\(name)")
+        if let eot = tokenizer.eotToken { #expect(tokenizer.isEndOfGeneration(eot)) }
         #expect(tokenizer.addBOS == oracle.info.add_bos)
         #expect(tokenizer.addEOS == oracle.info.add_eos)
         #expect(tokenizer.endOfGenerationTokens == oracle.info.eog, "\(name)")

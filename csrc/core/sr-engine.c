@@ -100,6 +100,22 @@ sr_status sr_engine_create(const sr_engine_params *p, const sr_engine_weights *w
     if (!e->blocks || !e->pool) goto oom;
     memcpy(e->blocks, w->blocks, sizeof(sr_block_weights) * (size_t)p->n_layer);
     e->w.blocks = e->blocks;
+    // NUMA (several nodes only): each node's share of every weight's rows moves to that node.
+    if (!p->hooked_linears && sr_pool_nodes(e->pool) > 1) {
+        const sr_linear *ls[8];
+        for (int32_t l = 0; l <= p->n_layer; l++) {
+            const sr_block_weights *b = &e->blocks[l < p->n_layer ? l : 0];
+            const int n = l < p->n_layer ? 7 : 1;
+            if (l < p->n_layer) {
+                ls[0] = &b->q; ls[1] = &b->k; ls[2] = &b->v; ls[3] = &b->o;
+                ls[4] = &b->gate; ls[5] = &b->up; ls[6] = &b->down;
+            } else {
+                ls[0] = &e->w.output;
+            }
+            for (int i = 0; i < n; i++)
+                sr_matmul_place(e->pool, (sr_type)ls[i]->type, ls[i]->w, ls[i]->n_in, ls[i]->n_out);
+        }
+    }
 
     const size_t nl = (size_t)p->n_layer, nb = (size_t)p->n_batch;
     e->k_cache = xcalloc(e, nl * (size_t)kv_dim * (size_t)p->n_ctx, sizeof(uint16_t));
@@ -217,6 +233,29 @@ static sr_status linear_group(sr_engine *e, int32_t layer, sr_site site, int cou
                               const float *x, int32_t n) {
     if (e->tap) e->tap(e->tap_user, layer, (sr_tap_point)site, x, n, lins[0]->n_in);
     if (e->hook) return e->hook(e->hook_user, layer, site, count, projs, lins, x, n, ys);
+    if (e->p.act_mode == SR_ACT_Q8 && count > 1 && count <= SR_MATMUL_MULTI_MAX) {
+        // One activation type for the whole group (the usual case): quantize once, one dispatch.
+        const sr_type at = sr_act_type_for((sr_type)lins[0]->type);
+        bool same = true;
+        for (int i = 1; i < count; i++) same &= sr_act_type_for((sr_type)lins[i]->type) == at;
+        if (same) {
+            const size_t row = sr_act_row_bytes((sr_type)lins[0]->type, lins[0]->n_in);
+            for (int32_t t = 0; t < n; t++)
+                sr_quantize_act_row((sr_type)lins[0]->type, x + (size_t)t * lins[0]->n_in,
+                                    (char *)e->act + (size_t)t * row, lins[0]->n_in);
+            sr_type types[SR_MATMUL_MULTI_MAX];
+            const void *ws[SR_MATMUL_MULTI_MAX], *acts[SR_MATMUL_MULTI_MAX];
+            int64_t n_outs[SR_MATMUL_MULTI_MAX];
+            for (int i = 0; i < count; i++) {
+                types[i] = (sr_type)lins[i]->type;
+                ws[i] = lins[i]->w;
+                n_outs[i] = lins[i]->n_out;
+                acts[i] = e->act;
+            }
+            sr_matmul_multi(e->pool, count, types, ws, lins[0]->n_in, n_outs, acts, n, ys);
+            return SR_OK;
+        }
+    }
     int prepared = -1;
     for (int i = 0; i < count; i++) {
         const sr_linear *l = lins[i];

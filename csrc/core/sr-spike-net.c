@@ -1,14 +1,21 @@
 // Spike-driven model runtime: engine hooks that encode each site's activation into spike
 // planes once per token and run every layer reading it through sr_spike_matvec (threaded by
 // output rows), plus option-A spike attention with int8 K/V caches.
+// Linear layers run on the CPU backend's batched job (csrc/cpu/sr-spike-batch.c): one pool
+// run per site covers all its layers and up to SR_SPIKE_NET_BATCH tokens, with NUMA-aware
+// row ownership; the results are those of one sr_spike_matvec per (layer, token).
 #include "spikerun/sr-spike-net.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "spikerun/sr-fpga.h"
 #include "spikerun/sr-pool.h"
 #include "spikerun/sr-quant.h"
+#include "../cpu/sr-cpu-internal.h"
+
+#define SR_SPIKE_NET_BATCH 16  // tokens encoded, then run over each weight slice together
 
 typedef struct attn_scratch {
     sr_spike_planes q, p;
@@ -31,12 +38,17 @@ struct sr_spike_net {
     int32_t *counts;
     float *scales;
     void *act;  // quantized activation row for dense sites
-    sr_spike_planes planes;
+    int32_t T_cap;                     // most planes any site needs
+    sr_spike_planes *bplanes;          // [SR_SPIKE_NET_BATCH] encoded tokens of one batch
+    sr_spike_replica replica;          // node-local copies of bplanes (several NUMA nodes)
     sr_spike_site_stats *stats;  // [(n_layer + 1) * SR_N_SITES_ALL]
     sr_spike_weights *kc, *vc;   // [n_layer * n_head_kv]
     attn_scratch *as;            // [n_threads]
     sr_spike_record_fn record;
     void *record_user;
+    struct sr_fpga *fpga;        // when set, linear layers run on the FPGA
+    int32_t *fpga_base;          // [(n_layer * 4 + 1)] first matrix index of each site
+    float *fpga_y;               // outputs of one step
 };
 
 static int32_t max3(int32_t a, int32_t b, int32_t c) {
@@ -46,6 +58,21 @@ static int32_t max3(int32_t a, int32_t b, int32_t c) {
 
 static bool bitwise(int32_t enc) {
     return enc == SR_SPIKE_SIGN_MAGNITUDE || enc == SR_SPIKE_TWOS_COMPLEMENT;
+}
+
+// Most planes a site's encoder can produce (see encode below); 0 for a dense site.
+static int32_t site_planes(const sr_spike_site_cfg *c) {
+    if (c->rule == SR_SPIKE_RULE_MEAN) return SR_SPIKE_MAX_T_BITWISE;
+    if (c->rule != SR_SPIKE_RULE_MAX) return 0;
+    const int32_t q = (1 << (c->bits - 1)) - 1, cl = c->clip > 0 ? c->clip : q;
+    int32_t T;
+    switch (c->encoding) {
+    case SR_SPIKE_SIGN_MAGNITUDE: T = c->bits - 1; break;
+    case SR_SPIKE_TWOS_COMPLEMENT: T = c->bits; break;
+    case SR_SPIKE_TERNARY: T = cl; break;
+    default: T = 2 * cl; break;
+    }
+    return T < SR_SPIKE_MAX_T ? T : SR_SPIKE_MAX_T;
 }
 
 static sr_status check_site(const sr_spike_site_cfg *c, int32_t i) {
@@ -89,9 +116,14 @@ void sr_spike_net_free(sr_spike_net *net) {
             free(net->as[i].scores);
             free(net->as[i].qscale);
         }
-    sr_spike_planes_free(&net->planes);
+    if (net->bplanes)
+        for (int32_t i = 0; i < SR_SPIKE_NET_BATCH; i++) sr_spike_planes_free(&net->bplanes[i]);
+    free(net->bplanes);
+    sr_spike_replica_free(&net->replica);
     free(net->as); free(net->kc); free(net->vc); free(net->lin); free(net->lin_set);
     free(net->act);
+    free(net->fpga_base);
+    free(net->fpga_y);
     free(net->sites); free(net->v_scales); free(net->counts); free(net->scales); free(net->stats);
     free(net);
 }
@@ -126,7 +158,15 @@ sr_status sr_spike_net_create(const sr_spike_net_params *p, sr_spike_net **out) 
         goto oom;
     memcpy(net->sites, p->sites, sizeof *net->sites * (size_t)n_sites);
     net->p.sites = net->sites;
-    if (sr_spike_planes_init(&net->planes, net->n_max, SR_SPIKE_MAX_T) != SR_OK) goto oom;
+    net->T_cap = 1;
+    for (int32_t i = 0; i < n_sites; i++) {
+        const int32_t t = site_planes(&net->sites[i]);
+        if (t > net->T_cap) net->T_cap = t;
+    }
+    net->bplanes = calloc(SR_SPIKE_NET_BATCH, sizeof *net->bplanes);
+    if (!net->bplanes) goto oom;
+    for (int32_t i = 0; i < SR_SPIKE_NET_BATCH; i++)
+        if (sr_spike_planes_init(&net->bplanes[i], net->n_max, net->T_cap) != SR_OK) goto oom;
     if (p->spike_attention) {
         const size_t kv = (size_t)p->n_layer * (size_t)p->n_head_kv;
         const size_t vs = (size_t)p->n_layer * (size_t)p->n_head_kv * (size_t)p->head_dim;
@@ -272,6 +312,39 @@ static sr_status dense_site(sr_spike_net *net, int32_t count, const sr_linear *c
     return SR_OK;
 }
 
+// The site's layers as one FPGA run per token; counters as the CPU kernels count them.
+static sr_status fpga_site(sr_spike_net *net, int32_t layer, sr_site site, const sr_spike_site_cfg *c,
+                           int32_t count, const sr_proj *projs, const sr_linear *const *lins,
+                           const float *x, int32_t n_tok, float *const *ys) {
+    const int32_t n_in = lins[0]->n_in;
+    const int32_t idx = layer == net->p.n_layer ? layer * 4 : layer * 4 + (int32_t)site;
+    sr_spike_site_stats *st = stats_at(net, layer, (int32_t)site);
+    sr_spike_planes *pl = &net->bplanes[0];
+    for (int32_t t = 0; t < n_tok; t++) {
+        sr_status s = encode(net, c, x + (size_t)t * n_in, n_in, pl);
+        if (s != SR_OK) return s;
+        if (net->record) net->record(net->record_user, layer, (int32_t)site, net->counts, n_in, pl->T,
+                                     pl->encoding);
+        sr_fpga_input in = {0, pl};
+        if ((s = sr_fpga_step(net->fpga, net->fpga_base[idx], count, &in, 1, net->fpga_y)) != SR_OK) return s;
+        st->tokens++;
+        st->activations += (uint64_t)n_in;
+        st->spikes += pl->spikes;
+        st->planes += (uint64_t)pl->T;
+        size_t off = 0;
+        for (int32_t i = 0; i < count; i++) {
+            const sr_spike_weights *w = &net->lin[lin_index(net, layer, projs[i])];
+            memcpy(ys[i] + (size_t)t * w->n_out, net->fpga_y + off, sizeof(float) * (size_t)w->n_out);
+            off += (size_t)w->n_out;
+            st->sops += pl->spikes * (uint64_t)w->n_out;
+            st->horner_adds += (uint64_t)pl->T * (uint64_t)w->n_out;
+            st->dense_macs += (uint64_t)w->n_in * (uint64_t)w->n_out;
+            st->rescale_mults += rescale_mults(w, pl);
+        }
+    }
+    return SR_OK;
+}
+
 static sr_status linear_hook(void *user, int32_t layer, sr_site site, int32_t count,
                              const sr_proj *projs, const sr_linear *const *lins, const float *x,
                              int32_t n_tok, float *const *ys) {
@@ -280,32 +353,41 @@ static sr_status linear_hook(void *user, int32_t layer, sr_site site, int32_t co
     const sr_spike_site_cfg *c = &net->sites[layer == net->p.n_layer ? layer * 4 : layer * 4 + (int32_t)site];
     sr_spike_site_stats *st = stats_at(net, layer, (int32_t)site);
     if (c->rule == SR_SPIKE_RULE_DENSE) return dense_site(net, count, lins, x, n_tok, ys);
-    for (int32_t t = 0; t < n_tok; t++) {
-        sr_status s = encode(net, c, x + (size_t)t * n_in, n_in, &net->planes);
-        if (s != SR_OK) return s;
-        if (net->record) net->record(net->record_user, layer, (int32_t)site, net->counts, n_in,
-                                     net->planes.T, net->planes.encoding);
-        st->tokens++;
-        st->activations += (uint64_t)n_in;
-        st->spikes += net->planes.spikes;
-        st->planes += (uint64_t)net->planes.T;
-        for (int32_t i = 0; i < count; i++) {
-            const sr_spike_weights *w = &net->lin[lin_index(net, layer, projs[i])];
-            sr_spike_matvec_job job;
-            memset(&job, 0, sizeof job);
-            job.w = w;
-            job.x = &net->planes;
-            job.n_rows = w->n_out;
-            job.y = ys[i] + (size_t)t * w->n_out;
-            sr_pool_run(net->pool, sr_spike_matvec_job_run, &job);
-            for (int th = 0; th < net->n_threads && th < SR_SPIKE_MAX_THREADS; th++) {
-                if (job.status[th] != SR_OK) return job.status[th];
-                st->sops += job.stats[th].sops;
-                st->horner_adds += job.stats[th].horner_adds;
-            }
-            st->dense_macs += (uint64_t)w->n_in * (uint64_t)w->n_out;
-            st->rescale_mults += rescale_mults(w, &net->planes);
+    if (net->fpga) return fpga_site(net, layer, site, c, count, projs, lins, x, n_tok, ys);
+    if (count > SR_SPIKE_BATCH_MAX_W)
+        return sr_fail(SR_ERR_INVALID_ARG, "a site feeds %d layers (at most %d)", count, SR_SPIKE_BATCH_MAX_W);
+    sr_spike_batch job;  // status/stats are written by every thread, error only on failure
+    job.pool = net->pool;
+    job.n_w = count;
+    for (int32_t i = 0; i < count; i++) job.w[i] = &net->lin[lin_index(net, layer, projs[i])];
+    for (int32_t t0 = 0; t0 < n_tok; t0 += SR_SPIKE_NET_BATCH) {
+        const int32_t nb = n_tok - t0 < SR_SPIKE_NET_BATCH ? n_tok - t0 : SR_SPIKE_NET_BATCH;
+        for (int32_t t = 0; t < nb; t++) {
+            sr_spike_planes *pl = &net->bplanes[t];
+            sr_status s = encode(net, c, x + (size_t)(t0 + t) * n_in, n_in, pl);
+            if (s != SR_OK) return s;
+            if (net->record) net->record(net->record_user, layer, (int32_t)site, net->counts, n_in, pl->T,
+                                         pl->encoding);
+            st->tokens++;
+            st->activations += (uint64_t)n_in;
+            st->spikes += pl->spikes;
+            st->planes += (uint64_t)pl->T;
         }
+        for (int32_t i = 0; i < count; i++) job.y[i] = ys[i] + (size_t)t0 * (size_t)job.w[i]->n_out;
+        job.n_tok = nb;
+        job.xs = net->bplanes;
+        sr_spike_replica_fill(&net->replica, net->bplanes, nb, &job);
+        sr_pool_run(net->pool, sr_spike_batch_run, &job);
+        for (int th = 0; th < net->n_threads && th < SR_SPIKE_MAX_THREADS; th++) {
+            if (job.status[th] != SR_OK) return sr_fail(job.status[th], "%s", job.error[th]);
+            st->sops += job.stats[th].sops;
+            st->horner_adds += job.stats[th].horner_adds;
+        }
+        for (int32_t t = 0; t < nb; t++)
+            for (int32_t i = 0; i < count; i++) {
+                st->dense_macs += (uint64_t)job.w[i]->n_in * (uint64_t)job.w[i]->n_out;
+                st->rescale_mults += rescale_mults(job.w[i], &net->bplanes[t]);
+            }
     }
     return SR_OK;
 }
@@ -431,6 +513,12 @@ sr_status sr_spike_net_attach(sr_spike_net *net, sr_engine *e) {
     if (net->n_threads > SR_SPIKE_MAX_THREADS)
         return sr_fail(SR_ERR_UNSUPPORTED, "at most %d threads are supported by the spike kernels",
                        SR_SPIKE_MAX_THREADS);
+    // NUMA: each node's row chunks move to that node; planes are copied to every node per batch.
+    for (int32_t i = 0; i < (net->p.n_layer + 1) * SR_N_PROJ; i++)
+        if (net->lin_set[i]) sr_numa_place_spike_weights(net->pool, &net->lin[i]);
+    sr_spike_replica_free(&net->replica);
+    sr_status rs = sr_spike_replica_init(&net->replica, net->pool, SR_SPIKE_NET_BATCH, net->n_max, net->T_cap);
+    if (rs != SR_OK) return rs;
     if (net->p.spike_attention && !net->as) {
         net->as = calloc((size_t)net->n_threads, sizeof *net->as);
         if (!net->as) return sr_fail(SR_ERR_NO_MEMORY, "cannot allocate attention scratch");
@@ -448,5 +536,56 @@ sr_status sr_spike_net_attach(sr_spike_net *net, sr_engine *e) {
     }
     sr_engine_set_linear_hook(e, linear_hook, net);
     sr_engine_set_attention_hook(e, net->p.spike_attention ? attention_hook : NULL, net);
+    return SR_OK;
+}
+
+sr_status sr_spike_net_use_fpga(sr_spike_net *net, struct sr_fpga *f) {
+    net->fpga = NULL;
+    if (!f) return SR_OK;
+    const int32_t n_sites = net->p.n_layer * 4 + 1;
+    static const sr_proj groups[4][3] = {
+        {SR_PROJ_Q, SR_PROJ_K, SR_PROJ_V}, {SR_PROJ_O, SR_PROJ_O, SR_PROJ_O},
+        {SR_PROJ_GATE, SR_PROJ_UP, SR_PROJ_UP}, {SR_PROJ_DOWN, SR_PROJ_DOWN, SR_PROJ_DOWN}};
+    static const int32_t group_n[4] = {3, 1, 2, 1};
+    sr_fpga_matrix *m = malloc(sizeof *m * (size_t)(net->p.n_layer * SR_N_PROJ + 1));
+    int32_t *base = malloc(sizeof *base * (size_t)n_sites);
+    if (!m || !base) {
+        free(m);
+        free(base);
+        return sr_fail(SR_ERR_NO_MEMORY, "cannot allocate the FPGA job list");
+    }
+    int32_t n = 0;
+    for (int32_t l = 0; l < net->p.n_layer; l++)
+        for (int32_t g = 0; g < 4; g++) {
+            base[l * 4 + g] = n;
+            for (int32_t i = 0; i < group_n[g]; i++) {
+                m[n].w = &net->lin[lin_index(net, l, groups[g][i])];
+                m[n++].input_slot = 0;
+            }
+        }
+    base[net->p.n_layer * 4] = n;
+    m[n].w = &net->lin[lin_index(net, net->p.n_layer, SR_PROJ_HEAD)];
+    m[n++].input_slot = 0;
+    sr_status s = sr_fpga_upload_weights(f, m, n);
+    free(m);
+    if (s != SR_OK) {
+        free(base);
+        return s;
+    }
+    int64_t widest = 1;
+    for (int32_t i = 0; i < n_sites; i++) {
+        const int64_t o = sr_fpga_step_outputs(f, base[i], i == n_sites - 1 ? 1 : group_n[i % 4]);
+        if (o > widest) widest = o;
+    }
+    float *y = malloc(sizeof(float) * (size_t)widest);
+    if (!y) {
+        free(base);
+        return sr_fail(SR_ERR_NO_MEMORY, "cannot allocate the FPGA outputs");
+    }
+    free(net->fpga_base);
+    free(net->fpga_y);
+    net->fpga_base = base;
+    net->fpga_y = y;
+    net->fpga = f;
     return SR_OK;
 }

@@ -3,7 +3,8 @@
 // Dispatch: the caller publishes fn/ctx, sets n_pending = nth - 1, bumps `gen` and wakes
 // sleepers (only if some are asleep). Workers spin on `gen` for a short while after each job,
 // then sleep on it. The last worker to finish wakes the caller if it went to sleep.
-// Each worker has its own struct (cpu/node slots for the pinning / NUMA placement to come).
+// Each worker has its own struct. Workers are pinned at creation (pthread_attr_setaffinity_np,
+// so their stacks are first touched on their node) and grouped by NUMA node (sr-numa.h).
 #include "spikerun/sr-pool.h"
 
 #include <errno.h>
@@ -14,8 +15,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "spikerun/sr-numa.h"
+#include "sr-cpu-internal.h"
 
 #if defined(__linux__)
 #include <linux/futex.h>
@@ -30,8 +35,8 @@ typedef struct sr_pool_worker {
     pthread_t thread;
     struct sr_pool *pool;
     int ith;
-    int cpu;    // CPU to pin to, -1 = none (pinning: later issue)
-    int node;   // NUMA node, -1 = none (libnuma placement: later issue)
+    int cpu;    // CPU it is pinned to, -1 = none
+    int node;   // pool node (index into node_first)
     bool started;
 } __attribute__((aligned(SR_CACHE_LINE))) sr_pool_worker;
 
@@ -47,6 +52,19 @@ struct sr_pool {
     atomic_int caller_waiting;
     _Alignas(SR_CACHE_LINE) int n_threads;
     sr_pool_worker *workers;   // n_threads entries; [0] describes the caller
+    // NUMA layout (read-only after creation)
+    int policy;
+    bool fake;
+    bool pinned;
+    int n_nodes;
+    int node_first[SR_NUMA_MAX_NODES + 1];   // threads of node n: [node_first[n], node_first[n+1])
+    int node_os[SR_NUMA_MAX_NODES];          // kernel node number, -1 fake / unknown
+    // the caller is bound to node 0's CPUs while it runs work (several real nodes only)
+    bool bind_caller;
+    int *caller_cpus;
+    int n_caller_cpus;
+    pthread_t bound_caller;
+    bool caller_bound;
 #if !defined(__linux__)
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -144,15 +162,138 @@ static int online_cpus(void) {
     return n > 0 ? (int)n : 1;
 }
 
+sr_pool_params sr_pool_default_params(void) {
+    sr_pool_params p;
+    memset(&p, 0, sizeof p);
+    int policy, fake;
+    bool pin;
+    sr_pool_defaults_(&policy, &fake, &pin);
+    p.numa = policy;
+    p.fake_nodes = fake;
+    p.pin = pin;
+    return p;
+}
+
 sr_pool *sr_pool_create(int n_threads) {
-    if (n_threads <= 0) n_threads = online_cpus();
+    sr_pool_params p = sr_pool_default_params();
+    p.n_threads = n_threads;
+    return sr_pool_create_ex(&p);
+}
+
+// Chooses the pool's nodes and CPUs from the topology and the policy: fills p->n_nodes,
+// node_first, node_os and each thread's node and CPU. Returns the thread count used.
+static int layout(sr_pool *p, const sr_numa_topology *t, const sr_pool_params *prm, int n_threads,
+                  sr_pool_worker *w, int **caller_cpus, int *n_caller_cpus) {
+    // candidate nodes: index list into t
+    int sel[SR_NUMA_MAX_NODES], n_sel = 0;
+    const int policy = prm->numa;
+    if (policy == SR_NUMA_ISOLATE) {
+        int cpu = -1;
+#if defined(__linux__)
+        cpu = sched_getcpu();
+#endif
+        int found = 0;
+        for (int n = 0; n < t->n_nodes && !found; n++)
+            for (int i = t->cpu_start[n]; i < t->cpu_start[n + 1]; i++)
+                if (t->cpus[i] == cpu) { found = n; break; }
+        sel[n_sel++] = found;
+    } else if (policy == SR_NUMA_DISTRIBUTE || policy == SR_NUMA_NUMACTL) {
+        for (int n = 0; n < t->n_nodes; n++) sel[n_sel++] = n;
+    }
+    // CPU lists per pool node
+    int *cpus = NULL, start[SR_NUMA_MAX_NODES + 1];
+    int n_nodes;
+    if (n_sel == 0) {   // policy off: one node of every CPU (distinct, in topology order)
+        cpus = malloc(sizeof(int) * (size_t)(t->cpu_start[t->n_nodes] + 1));
+        if (!cpus) return -1;
+        int k = 0;
+        for (int i = 0; i < t->cpu_start[t->n_nodes]; i++) {
+            bool dup = false;
+            for (int j = 0; j < k; j++) dup |= cpus[j] == t->cpus[i];
+            if (!dup) cpus[k++] = t->cpus[i];
+        }
+        start[0] = 0;
+        start[1] = k;
+        n_nodes = 1;
+        p->node_os[0] = t->n_nodes == 1 ? t->os_node[0] : -1;
+        if (n_threads <= 0) n_threads = online_cpus();
+    } else {
+        cpus = malloc(sizeof(int) * (size_t)(t->cpu_start[t->n_nodes] + 1));
+        if (!cpus) return -1;
+        int k = 0;
+        for (int i = 0; i < n_sel; i++) {
+            start[i] = k;
+            p->node_os[i] = t->os_node[sel[i]];
+            for (int c = t->cpu_start[sel[i]]; c < t->cpu_start[sel[i] + 1]; c++) cpus[k++] = t->cpus[c];
+        }
+        start[n_sel] = k;
+        n_nodes = n_sel;
+        if (n_threads <= 0) {   // one per distinct CPU of the chosen nodes
+            int distinct = 0;
+            for (int i = 0; i < k; i++) {
+                bool dup = false;
+                for (int j = 0; j < i; j++) dup |= cpus[j] == cpus[i];
+                distinct += !dup;
+            }
+            n_threads = distinct;
+        }
+    }
+    if (n_nodes > n_threads) n_nodes = n_threads;   // nodes beyond the thread count stay idle
+    // threads per node: as even as possible, contiguous
+    int ith = 0;
+    for (int n = 0; n < n_nodes; n++) {
+        const int cnt = n_threads / n_nodes + (n < n_threads % n_nodes ? 1 : 0);
+        p->node_first[n] = ith;
+        const int nc = start[n + 1] - start[n];
+        for (int k = 0; k < cnt; k++, ith++) {
+            w[ith].node = n;
+            w[ith].cpu = nc > 0 ? cpus[start[n] + k % nc] : -1;
+        }
+    }
+    p->node_first[n_nodes] = n_threads;
+    p->n_nodes = n_nodes;
+    // pin only if no CPU gets two threads
+    bool ok = prm->pin;
+    for (int i = 0; i < n_threads && ok; i++) {
+        if (w[i].cpu < 0) ok = false;
+        for (int j = 0; j < i && ok; j++) ok = w[j].cpu != w[i].cpu;
+    }
+    p->pinned = ok;
+    if (!ok)
+        for (int i = 0; i < n_threads; i++) w[i].cpu = -1;
+    // the caller: bound to node 0's CPUs (real multi-node only), never to a single CPU
+    p->bind_caller = ok && n_nodes > 1 && !t->fake;
+    if (p->bind_caller) {
+        *n_caller_cpus = start[1] - start[0];
+        *caller_cpus = malloc(sizeof(int) * (size_t)*n_caller_cpus);
+        if (*caller_cpus) memcpy(*caller_cpus, cpus + start[0], sizeof(int) * (size_t)*n_caller_cpus);
+        else p->bind_caller = false;
+    }
+    free(cpus);
+    return n_threads;
+}
+
+sr_pool *sr_pool_create_ex(const sr_pool_params *params) {
+    sr_pool_params prm = params ? *params : sr_pool_default_params();
+    if (prm.numa < SR_NUMA_OFF || prm.numa > SR_NUMA_NUMACTL) prm.numa = SR_NUMA_OFF;
+    if (prm.fake_nodes > 0 && prm.numa == SR_NUMA_OFF) prm.numa = SR_NUMA_DISTRIBUTE;
+    // prm.fake_nodes is already resolved (defaults read the environment): -1 = real topology
+    sr_numa_topology *topo = sr_numa_topology_create(prm.fake_nodes > 0 ? prm.fake_nodes : -1);
+    if (!topo) return NULL;
     sr_pool *p = aligned_alloc(SR_CACHE_LINE, (sizeof(sr_pool) + SR_CACHE_LINE - 1) / SR_CACHE_LINE * SR_CACHE_LINE);
-    if (!p) return NULL;
+    if (!p) { sr_numa_topology_free(topo); return NULL; }
     memset(p, 0, sizeof *p);
+    const int cap = prm.n_threads > 0 ? prm.n_threads : (online_cpus() > topo->cpu_start[topo->n_nodes] ? online_cpus() : topo->cpu_start[topo->n_nodes]);
+    sr_pool_worker *w = aligned_alloc(SR_CACHE_LINE, sizeof(sr_pool_worker) * (size_t)cap);
+    if (!w) { free(p); sr_numa_topology_free(topo); return NULL; }
+    memset(w, 0, sizeof(sr_pool_worker) * (size_t)cap);
+    p->policy = prm.numa;
+    p->fake = topo->fake;
+    const int n_threads = layout(p, topo, &prm, prm.n_threads, w, &p->caller_cpus, &p->n_caller_cpus);
+    sr_numa_topology_free(topo);
+    if (n_threads <= 0) { free(w); free(p); return NULL; }
     p->n_threads = n_threads;
-    p->workers = aligned_alloc(SR_CACHE_LINE, sizeof(sr_pool_worker) * (size_t)n_threads);
-    if (!p->workers) { free(p); return NULL; }
-    memset(p->workers, 0, sizeof(sr_pool_worker) * (size_t)n_threads);
+    p->workers = w;
     atomic_init(&p->gen, 0);
     atomic_init(&p->stop, 0);
     atomic_init(&p->n_sleeping, 0);
@@ -165,12 +306,34 @@ sr_pool *sr_pool_create(int n_threads) {
     for (int i = 0; i < n_threads; ++i) {
         p->workers[i].pool = p;
         p->workers[i].ith = i;
-        p->workers[i].cpu = -1;
-        p->workers[i].node = -1;
     }
+    p->workers[0].cpu = -1;   // the caller is not pinned to one CPU
     for (int i = 1; i < n_threads; ++i) {
-        if (pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i]) != 0) {
-            p->n_threads = i;   // run with the workers we got; free() joins only started ones
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+#if defined(__linux__)
+        if (p->workers[i].cpu >= 0) {
+            cpu_set_t set;
+            CPU_ZERO(&set);
+            CPU_SET(p->workers[i].cpu, &set);
+            pthread_attr_setaffinity_np(&attr, sizeof set, &set);
+        }
+#endif
+        int rc = pthread_create(&p->workers[i].thread, &attr, worker_main, &p->workers[i]);
+        if (rc != 0 && p->workers[i].cpu >= 0) {   // affinity refused (cgroup change?): unpinned
+            pthread_attr_destroy(&attr);
+            pthread_attr_init(&attr);
+            p->workers[i].cpu = -1;
+            rc = pthread_create(&p->workers[i].thread, &attr, worker_main, &p->workers[i]);
+        }
+        pthread_attr_destroy(&attr);
+        if (rc != 0) {
+            // run with the workers we got; free() joins only started ones
+            p->n_threads = i;
+            for (int n = 0; n <= p->n_nodes; n++)
+                if (p->node_first[n] > i) p->node_first[n] = i;
+            while (p->n_nodes > 1 && p->node_first[p->n_nodes - 1] == i) p->n_nodes--;
+            p->node_first[p->n_nodes] = i;
             break;
         }
         p->workers[i].started = true;
@@ -189,6 +352,7 @@ void sr_pool_free(sr_pool *p) {
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
 #endif
+    free(p->caller_cpus);
     free(p->workers);
     free(p);
 }
@@ -199,6 +363,12 @@ void sr_pool_run(sr_pool *p, sr_pool_fn fn, void *ctx) {
     if (!p || p->n_threads <= 1) {
         fn(ctx, 0, 1);
         return;
+    }
+    if (p->bind_caller && (!p->caller_bound || !pthread_equal(p->bound_caller, pthread_self()))) {
+        if (sr_cpu_pin_self_(p->caller_cpus, p->n_caller_cpus) == 0) {
+            p->bound_caller = pthread_self();
+            p->caller_bound = true;
+        }
     }
     p->fn = fn;
     p->ctx = ctx;
@@ -224,4 +394,87 @@ void sr_pool_run(sr_pool *p, sr_pool_fn fn, void *ctx) {
     }
     atomic_store(&p->caller_waiting, 0);
     atomic_thread_fence(memory_order_acquire);
+}
+
+// ---------------------------------------------------------------- NUMA layout queries
+
+int sr_pool_nodes(const sr_pool *p) { return p ? p->n_nodes : 1; }
+int sr_pool_numa_policy(const sr_pool *p) { return p ? p->policy : SR_NUMA_OFF; }
+bool sr_pool_numa_is_fake(const sr_pool *p) { return p && p->fake; }
+
+int sr_pool_node_first_thread(const sr_pool *p, int node) {
+    if (!p) return 0;
+    if (node < 0) node = 0;
+    if (node > p->n_nodes) node = p->n_nodes;
+    return p->node_first[node];
+}
+
+int sr_pool_node_threads(const sr_pool *p, int node) {
+    if (!p) return node == 0 ? 1 : 0;
+    if (node < 0 || node >= p->n_nodes) return 0;
+    return p->node_first[node + 1] - p->node_first[node];
+}
+
+int sr_pool_thread_node(const sr_pool *p, int ith) {
+    return p && ith >= 0 && ith < p->n_threads ? p->workers[ith].node : 0;
+}
+
+int sr_pool_thread_cpu(const sr_pool *p, int ith) {
+    return p && ith >= 0 && ith < p->n_threads ? p->workers[ith].cpu : -1;
+}
+
+int sr_pool_node_os_node(const sr_pool *p, int node) {
+    return p && node >= 0 && node < p->n_nodes ? p->node_os[node] : -1;
+}
+
+// Units of `align` rows are dealt to threads as units * ith / nth, so node n (threads
+// [f, f + c)) gets units [units * f / nth, units * (f + c) / nth): in proportion to its threads.
+static void unit_range(int64_t n_rows, int64_t align, int64_t a, int64_t b, int nth, int64_t *r0, int64_t *r1) {
+    if (align < 1) align = 1;
+    const int64_t units = (n_rows + align - 1) / align;
+    const int64_t u0 = units * a / nth, u1 = units * b / nth;
+    *r0 = u0 * align < n_rows ? u0 * align : n_rows;
+    *r1 = u1 * align < n_rows ? u1 * align : n_rows;
+}
+
+void sr_pool_node_rows(const sr_pool *p, int64_t n_rows, int64_t align, int node, int64_t *r0, int64_t *r1) {
+    if (!p) {
+        *r0 = 0;
+        *r1 = node == 0 ? n_rows : 0;
+        return;
+    }
+    if (node < 0 || node >= p->n_nodes) { *r0 = *r1 = 0; return; }
+    unit_range(n_rows, align, p->node_first[node], p->node_first[node + 1], p->n_threads, r0, r1);
+}
+
+void sr_pool_thread_rows(const sr_pool *p, int64_t n_rows, int64_t align, int ith, int64_t *r0, int64_t *r1) {
+    const int nth = p ? p->n_threads : 1;
+    if (ith < 0 || ith >= nth) { *r0 = *r1 = 0; return; }
+    unit_range(n_rows, align, ith, ith + 1, nth, r0, r1);
+}
+
+int sr_pool_describe(const sr_pool *p, char *buf, int cap) {
+    if (!buf || cap <= 0) return 0;
+    if (!p) return snprintf(buf, (size_t)cap, "1 thread (no pool)") < cap ? (int)strlen(buf) : cap - 1;
+    int n = snprintf(buf, (size_t)cap, "%d threads, numa %s (%d %snode%s), ", p->n_threads,
+                     sr_numa_policy_name(p->policy), p->n_nodes, p->fake ? "fake " : "", p->n_nodes == 1 ? "" : "s");
+    if (n >= 0 && n < cap) {
+        if (!p->pinned) {
+            n += snprintf(buf + n, (size_t)(cap - n), "not pinned");
+        } else {
+            n += snprintf(buf + n, (size_t)(cap - n), p->n_threads > 1 ? "workers pinned to cpus" : "no workers");
+            for (int i = 1; i < p->n_threads && n < cap; i++)
+                n += snprintf(buf + n, (size_t)(cap - n), "%s%d", i == 1 ? " " : ",", p->workers[i].cpu);
+        }
+    }
+    if (n < 0) n = 0;
+    return n < cap ? n : cap - 1;
+}
+
+int sr_cpu_current(void) {
+#if defined(__linux__)
+    return sched_getcpu();
+#else
+    return -1;
+#endif
 }

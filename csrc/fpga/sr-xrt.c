@@ -98,9 +98,13 @@ static void load_once(void) {
     } while (0);
     SR_XRT_FUNCS(SR_XRT_SYM)
 #undef SR_XRT_SYM
-    // Silence XRT's own console output; must precede every other XRT call.
-    api.xrtIniStringSet("Runtime.runtime_log", "null");
-    api.xrtIniUintSet("Runtime.verbosity", 0);
+    // Silence XRT's own console output (must precede every other XRT call) unless the user
+    // points XRT at an xrt.ini (XRT_INI_PATH, as run_app.sh does on the board): then it wins.
+    const char *ini = getenv("XRT_INI_PATH");
+    if (!ini || !*ini) {
+        api.xrtIniStringSet("Runtime.runtime_log", "null");
+        api.xrtIniUintSet("Runtime.verbosity", 0);
+    }
     g_api = api;
     g_status = SR_OK;
 }

@@ -279,21 +279,21 @@ typedef struct {
     const float *x;
     int64_t n_in, n_out, n_tok;
     float *y;
+    sr_pool *pool;
 } mm_ctx;
 
-// Thread ith owns a contiguous range of output rows (multiple of SR_ROW_CHUNK), so results do
-// not depend on the thread count.
-static void row_range(int64_t n_out, int ith, int nth, int64_t *r0, int64_t *r1) {
-    const int64_t chunks = (n_out + SR_ROW_CHUNK - 1) / SR_ROW_CHUNK;
-    const int64_t c0 = chunks * ith / nth, c1 = chunks * (ith + 1) / nth;
-    *r0 = c0 * SR_ROW_CHUNK;
-    *r1 = c1 * SR_ROW_CHUNK < n_out ? c1 * SR_ROW_CHUNK : n_out;
+// Thread ith owns a contiguous range of output rows (multiple of SR_ROW_CHUNK) inside its NUMA
+// node's block (sr_pool_thread_rows), so results do not depend on the thread count and each
+// node streams only the rows placed on it (sr_numa_place_rows with the same alignment).
+static void row_range(sr_pool *pool, int64_t n_out, int ith, int64_t *r0, int64_t *r1) {
+    sr_pool_thread_rows(pool, n_out, SR_ROW_CHUNK, ith, r0, r1);
 }
 
 static void mm_worker(void *vctx, int ith, int nth) {
     const mm_ctx *c = vctx;
     int64_t r0, r1;
-    row_range(c->n_out, ith, nth, &r0, &r1);
+    (void)nth;
+    row_range(c->pool, c->n_out, ith, &r0, &r1);
     for (int64_t rc = r0; rc < r1; rc += SR_ROW_CHUNK) {
         const int64_t re = rc + SR_ROW_CHUNK < r1 ? rc + SR_ROW_CHUNK : r1;
         for (int64_t t = 0; t < c->n_tok; t += c->tt) {
@@ -318,15 +318,56 @@ void sr_matmul(struct sr_pool *pool, sr_type wt, const void *w, int64_t n_in, in
         .tt = n_tok == 1 ? 1 : k->tile_toks[wt],
         .wt = wt, .w = w, .w_rb = sr_row_bytes(wt, n_in),
         .act = act, .a_rb = sr_act_row_bytes(wt, n_in),
-        .n_in = n_in, .n_out = n_out, .n_tok = n_tok, .y = y,
+        .n_in = n_in, .n_out = n_out, .n_tok = n_tok, .y = y, .pool = pool,
     };
     sr_pool_run(pool, mm_worker, &c);
+}
+
+sr_status sr_matmul_place(struct sr_pool *pool, sr_type wt, const void *w, int64_t n_in, int64_t n_out) {
+    if (!sr_type_supported(wt) || !w || n_out <= 0) return SR_OK;
+    return sr_numa_place_rows(pool, w, sr_row_bytes(wt, n_in), n_out, SR_ROW_CHUNK);
+}
+
+typedef struct {
+    mm_ctx m[SR_MATMUL_MULTI_MAX];
+    int count;
+} mm_multi;
+
+static void mm_multi_worker(void *vctx, int ith, int nth) {
+    const mm_multi *mm = vctx;
+    for (int i = 0; i < mm->count; i++) mm_worker((void *)&mm->m[i], ith, nth);
+}
+
+void sr_matmul_multi(struct sr_pool *pool, int count, const sr_type *types, const void *const *ws, int64_t n_in,
+                     const int64_t *n_outs, const void *const *acts, int64_t n_tok, float *const *ys) {
+    if (n_tok <= 0 || count <= 0) return;
+    const sr_kernels *k = kern();
+    mm_multi mm;
+    mm.count = 0;
+    for (int i = 0; i < count; i++) {
+        if (mm.count == SR_MATMUL_MULTI_MAX) {   // more than fit: run what we have, continue
+            sr_pool_run(pool, mm_multi_worker, &mm);
+            mm.count = 0;
+        }
+        const sr_type wt = types[i];
+        if (n_outs[i] <= 0 || !sr_type_supported(wt)) continue;
+        mm.m[mm.count++] = (mm_ctx){
+            .tile = k->tile[wt],
+            .tr = n_tok == 1 ? k->tile_rows1[wt] : k->tile_rows[wt],
+            .tt = n_tok == 1 ? 1 : k->tile_toks[wt],
+            .wt = wt, .w = ws[i], .w_rb = sr_row_bytes(wt, n_in),
+            .act = acts[i], .a_rb = sr_act_row_bytes(wt, n_in),
+            .n_in = n_in, .n_out = n_outs[i], .n_tok = n_tok, .y = ys[i], .pool = pool,
+        };
+    }
+    if (mm.count) sr_pool_run(pool, mm_multi_worker, &mm);
 }
 
 static void mmf_worker(void *vctx, int ith, int nth) {
     const mm_ctx *c = vctx;
     int64_t r0, r1;
-    row_range(c->n_out, ith, nth, &r0, &r1);
+    (void)nth;
+    row_range(c->pool, c->n_out, ith, &r0, &r1);
     if (r0 >= r1) return;
     float stackbuf[4096];
     float *wrow = c->n_in <= 4096 ? stackbuf : malloc((size_t)c->n_in * sizeof(float));
@@ -344,7 +385,7 @@ void sr_matmul_f32(struct sr_pool *pool, sr_type wt, const void *w, int64_t n_in
     if (n_out <= 0 || n_tok <= 0 || !sr_type_supported(wt)) return;
     mm_ctx c = {
         .fdot = kern()->fdot, .wt = wt, .w = w, .w_rb = sr_row_bytes(wt, n_in),
-        .x = x, .n_in = n_in, .n_out = n_out, .n_tok = n_tok, .y = y,
+        .x = x, .n_in = n_in, .n_out = n_out, .n_tok = n_tok, .y = y, .pool = pool,
     };
     sr_pool_run(pool, mmf_worker, &c);
 }

@@ -216,6 +216,24 @@ sr_status sr_spike_planes_from_counts(sr_spike_planes *p, const int32_t *counts,
                                       sr_spike_encoding enc, int32_t T, int32_t offset,
                                       const float *scales, int32_t group) {
     if (!counts) return sr_fail(SR_ERR_INVALID_ARG, "spike planes: null counts");
+    if (enc == SR_SPIKE_SIGN_MAGNITUDE && T >= 1 && T <= SR_SPIKE_MAX_T_BITWISE && n > 0) {
+        // fast path: one range check (|n| <= 2^T - 1), then bits and derived fields at once
+        uint32_t lim = (1u << T) - 1u, mx = 0;
+        for (int32_t j = 0; j < n; j++) {
+            uint32_t a = counts[j] < 0 ? 0u - (uint32_t)counts[j] : (uint32_t)counts[j];
+            mx = a > mx ? a : mx;
+        }
+        if (mx > lim) {
+            for (int32_t j = 0; j < n; j++)
+                if (!sr_spike_count_fits(counts[j], (int32_t)enc, T, offset))
+                    return sr_fail(SR_ERR_INVALID_ARG, "spike planes: count %d of input %d does not fit %d planes of encoding %d", counts[j], j, T, (int)enc);
+        }
+        if (offset == 0) {
+            sr_status st = sr_planes_setup(p, n, enc, T, offset, scales, group);
+            if (st != SR_OK) return st;
+            if (sr_spike_planes_sm_fast_(p, counts, n, T)) return SR_OK;
+        }
+    }
     for (int32_t j = 0; j < n; j++)
         if (!sr_spike_count_fits(counts[j], (int32_t)enc, T, offset))
             return sr_fail(SR_ERR_INVALID_ARG, "spike planes: count %d of input %d does not fit %d planes of encoding %d", counts[j], j, T, (int)enc);
@@ -575,7 +593,8 @@ void sr_spike_row_split(const sr_spike_weights *w, int32_t n_rows, int ith, int 
 
 void sr_spike_matvec_job_run(void *ctx, int ith, int nth) {
     sr_spike_matvec_job *job = ctx;
-    if (ith >= SR_SPIKE_MAX_THREADS) return;
+    if (nth > SR_SPIKE_MAX_THREADS) nth = SR_SPIKE_MAX_THREADS;  // extra threads idle
+    if (ith >= nth) return;
     int32_t o0, o1;
     sr_spike_row_split(job->w, job->n_rows, ith, nth, &o0, &o1);
     if (o0 >= o1 && ith > 0) {

@@ -12,12 +12,21 @@
 //       block formats: float rescale of this block (sr_spike_rescale_block)
 //       row formats:   A added into the segment's int32 sum; rescale at the segment end
 // Only columns that fire are read (work and weight traffic scale with the spike count); the
-// lines of one (c, b) are 2 KiB contiguous. AVX2 accumulates in int16 lanes when
-// qmax * blk_abs[b] <= 32767 (every partial sum is bounded by that, see sr-spike.h), else
-// in int32. The block kernels (sr_spike_acc_*) contain adds, subs, shifts and bit ops only:
-// tools/check_no_multiply.sh disassembles them.
+// lines of one (c, b) are 2 KiB contiguous and software-prefetched two tiles ahead.
+// AVX2 accumulates in int16 lanes when qmax * blk_abs[b] <= 32767 (every partial sum is
+// bounded by that, see sr-spike.h); a block above the bound is split into column groups that
+// each fit (usually 2), run as separate int16 passes, and columns that cannot fit alone (an
+// outlier count) go to one int32 pass; the parts are added in int32. Q4_1 tiles whose rows
+// are all in the first half (576 = 4.5 x 128) use a half kernel. The block kernels
+// (sr_spike_acc_*) contain adds, subs, shifts and bit ops only: tools/check_no_multiply.sh
+// disassembles them.
+//
+// Cost model (AVX2, Q4_1, 128 rows): per event 2 loads + 12 shift/and + 8 adds = 22 uops,
+// i.e. 0.17 uops per (event, row); per tile and plane 8 Horner adds and two mask loops;
+// per tile and block one fp16 widening and the shared float rescale (2 mul + 2 add / row).
 #include "sr-spike-impl.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +39,7 @@
 
 // ---------------------------------------------------------------- SIMD level
 
-static int sr_spike_level = -2;  // -2: not resolved yet
+static _Atomic int sr_spike_level = -2;  // -2: not resolved yet (relaxed: a plain flag)
 
 static int sr_spike_cpu_avx2(void) {
 #if SR_SPIKE_X86
@@ -151,6 +160,69 @@ uint32_t sr_spike_max_abs_bits_(const float *x, int32_t n) {
     return sr_max_abs_bits_portable(x, n);
 }
 
+// ---------------------------------------------------------------- sign-magnitude planes (AVX2)
+
+#if SR_SPIKE_X86
+// Counts -> sign-magnitude planes and the derived fields in one pass: per 32-input word,
+// plane t's mask is the movemask of bit T-1-t of |n| shifted into the sign position.
+// Same bits and fields as the generic path (sr_spike_planes_from_counts + finalize).
+SR_AVX2 static int sr_planes_sm_avx2(sr_spike_planes *p, const int32_t *counts, int32_t n, int32_t T) {
+    const int32_t nw = p->n_words;
+    const size_t stride = (size_t)nw * 2;
+    uint64_t spikes = 0;
+    _Alignas(32) int32_t buf[32];
+    for (int32_t b = 0; b < nw; b++) {
+        const int32_t *c = counts + (size_t)b * 32;
+        if (n - b * 32 < 32) {
+            memset(buf, 0, sizeof buf);
+            memcpy(buf, c, (size_t)(n - b * 32) * sizeof *buf);
+            c = buf;
+        }
+        __m256i v0 = _mm256_loadu_si256((const __m256i *)(c + 0)), v1 = _mm256_loadu_si256((const __m256i *)(c + 8));
+        __m256i v2 = _mm256_loadu_si256((const __m256i *)(c + 16)), v3 = _mm256_loadu_si256((const __m256i *)(c + 24));
+        uint32_t neg = (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(v0)) |
+                       ((uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(v1)) << 8) |
+                       ((uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(v2)) << 16) |
+                       ((uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(v3)) << 24);
+        __m256i a0 = _mm256_abs_epi32(v0), a1 = _mm256_abs_epi32(v1), a2 = _mm256_abs_epi32(v2), a3 = _mm256_abs_epi32(v3);
+        __m256i sa = _mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3));
+        __m256i sv = _mm256_add_epi32(_mm256_add_epi32(v0, v1), _mm256_add_epi32(v2, v3));
+        __m256i mx = _mm256_or_si256(_mm256_or_si256(a0, a1), _mm256_or_si256(a2, a3));  // same top bit as max
+        _Alignas(32) int32_t la[8], ls[8], lm[8];
+        _mm256_store_si256((__m256i *)la, sa);
+        _mm256_store_si256((__m256i *)ls, sv);
+        _mm256_store_si256((__m256i *)lm, mx);
+        int32_t babs = 0, bsum = 0;
+        uint32_t bor = 0;
+        for (int i = 0; i < 8; i++) { babs += la[i]; bsum += ls[i]; bor |= (uint32_t)lm[i]; }
+        p->blk_abs[b] = babs;
+        p->blk_sum[b] = bsum;
+        p->blk_tfirst[b] = bor ? T - 32 + __builtin_clz(bor) : T;
+        uint32_t *pm = p->bits + (size_t)b;
+        for (int32_t t = 0; t < T; t++, pm += stride) {
+            const __m128i sh = _mm_cvtsi32_si128(31 - (T - 1 - t));
+            uint32_t m = (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_sll_epi32(a0, sh))) |
+                         ((uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_sll_epi32(a1, sh))) << 8) |
+                         ((uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_sll_epi32(a2, sh))) << 16) |
+                         ((uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_sll_epi32(a3, sh))) << 24);
+            pm[0] = m & ~neg;
+            pm[nw] = m & neg;
+            spikes += (uint64_t)__builtin_popcount(m);
+        }
+    }
+    p->spikes = spikes;
+    return 1;
+}
+#endif
+
+int sr_spike_planes_sm_fast_(sr_spike_planes *p, const int32_t *counts, int32_t n, int32_t T) {
+#if SR_SPIKE_X86
+    if (sr_spike_simd_level_() >= SR_SPIKE_SIMD_AVX2) return sr_planes_sm_avx2(p, counts, n, T);
+#endif
+    (void)p; (void)counts; (void)n; (void)T;
+    return 0;
+}
+
 // ---------------------------------------------------------------- block kernels (no multiply)
 
 // One (tile c, block b) of work: 32 lines of 64 bytes and the masks of planes t0 .. T-1.
@@ -164,7 +236,6 @@ typedef struct sr_blk_args {
     int32_t neg0;          // plane 0 carries a negative weight (two's complement)
     int32_t halves;        // 2, or 1 when only the first half of the tile's rows is needed
     uint32_t colmask;      // columns jj of the block to include (int16 passes split a block)
-    const uint8_t *tile2;  // pair kernels: the same block of the next tile (rows + tile_w)
 } sr_blk_args;
 
 typedef void (*sr_blk_fn)(const sr_blk_args *a, int32_t *A);
@@ -501,46 +572,6 @@ SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_i16_avx2(const sr_blk_args *a, i
     SR_STORE16(A + 0, c0); SR_STORE16(A + 16, c1); SR_STORE16(A + 32, c2); SR_STORE16(A + 48, c3);
 }
 
-// int8 codes, int16 lanes, two tiles at once (128 rows: the plane loops run once for both).
-SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_pair_i16_avx2(const sr_blk_args *a, int32_t *A) {
-    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-    const uint8_t *tile = a->tile, *tile2 = a->tile2;
-    const uint32_t *pm = a->pm;
-    const int32_t nw = a->nw;
-#define SR_I8H(p, off) _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)((p) + (off))))
-    for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
-        if (a->bitwise && t > 0) {
-            c0 = _mm256_add_epi16(c0, c0); c1 = _mm256_add_epi16(c1, c1);
-            c2 = _mm256_add_epi16(c2, c2); c3 = _mm256_add_epi16(c3, c3);
-            c4 = _mm256_add_epi16(c4, c4); c5 = _mm256_add_epi16(c5, c5);
-            c6 = _mm256_add_epi16(c6, c6); c7 = _mm256_add_epi16(c7, c7);
-        }
-        uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
-        if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
-        while (p) {
-            const size_t o = (size_t)__builtin_ctz(p) << 6;
-            p &= p - 1u;
-            const uint8_t *l = tile + o, *l2 = tile2 + o;
-            c0 = _mm256_add_epi16(c0, SR_I8H(l, 0));  c1 = _mm256_add_epi16(c1, SR_I8H(l, 16));
-            c2 = _mm256_add_epi16(c2, SR_I8H(l, 32)); c3 = _mm256_add_epi16(c3, SR_I8H(l, 48));
-            c4 = _mm256_add_epi16(c4, SR_I8H(l2, 0));  c5 = _mm256_add_epi16(c5, SR_I8H(l2, 16));
-            c6 = _mm256_add_epi16(c6, SR_I8H(l2, 32)); c7 = _mm256_add_epi16(c7, SR_I8H(l2, 48));
-        }
-        while (n) {
-            const size_t o = (size_t)__builtin_ctz(n) << 6;
-            n &= n - 1u;
-            const uint8_t *l = tile + o, *l2 = tile2 + o;
-            c0 = _mm256_sub_epi16(c0, SR_I8H(l, 0));  c1 = _mm256_sub_epi16(c1, SR_I8H(l, 16));
-            c2 = _mm256_sub_epi16(c2, SR_I8H(l, 32)); c3 = _mm256_sub_epi16(c3, SR_I8H(l, 48));
-            c4 = _mm256_sub_epi16(c4, SR_I8H(l2, 0));  c5 = _mm256_sub_epi16(c5, SR_I8H(l2, 16));
-            c6 = _mm256_sub_epi16(c6, SR_I8H(l2, 32)); c7 = _mm256_sub_epi16(c7, SR_I8H(l2, 48));
-        }
-    }
-#undef SR_I8H
-    SR_STORE16(A + 0, c0); SR_STORE16(A + 16, c1); SR_STORE16(A + 32, c2); SR_STORE16(A + 48, c3);
-    SR_STORE16(A + 64, c4); SR_STORE16(A + 80, c5); SR_STORE16(A + 96, c6); SR_STORE16(A + 112, c7);
-}
-
 // int8 codes, int32 lanes: 8 accumulators x 8 rows = 64 rows.
 SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_i32_avx2(const sr_blk_args *a, int32_t *A) {
     __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
@@ -588,7 +619,6 @@ typedef struct sr_kernels {
     sr_blk_fn k16;       // used when qmax * blk_abs[b] <= 32767 (int16 lanes), may equal k32
     sr_blk_fn k32;       // always safe (int32 lanes)
     sr_blk_fn k16_half;  // int16, first half of the tile only (or NULL)
-    sr_blk_fn k16_pair;  // int16, two tiles at once (tile2), 2 * tile_w rows (or NULL)
     void (*widen)(const uint16_t *h, float *f, int32_t n);  // fp16 -> f32, exact
 } sr_kernels;
 
@@ -606,7 +636,6 @@ SR_AVX2 static void sr_widen_f16c(const uint16_t *h, float *f, int32_t n) {
 static sr_kernels sr_pick_kernels(int32_t fmt, int level) {
     sr_kernels k;
     k.k16_half = NULL;
-    k.k16_pair = NULL;
     k.widen = sr_widen_portable;
     switch (fmt) {
     case SR_SPIKE_W_Q4_1: k.k16 = k.k32 = sr_spike_acc_q4_1_portable; break;
@@ -621,10 +650,7 @@ static sr_kernels sr_pick_kernels(int32_t fmt, int level) {
             k.k32 = sr_spike_acc_q4_1_i32_avx2;
             break;
         case SR_SPIKE_W_TERNARY: k.k16 = sr_spike_acc_ternary_i16_avx2; k.k32 = sr_spike_acc_ternary_i32_avx2; break;
-        default:
-            k.k16 = sr_spike_acc_i8_i16_avx2; k.k32 = sr_spike_acc_i8_i32_avx2;
-            k.k16_pair = sr_spike_acc_i8_pair_i16_avx2;
-            break;
+        default: k.k16 = sr_spike_acc_i8_i16_avx2; k.k32 = sr_spike_acc_i8_i32_avx2; break;
         }
         k.widen = sr_widen_f16c;
     }
@@ -679,20 +705,16 @@ static void sr_make_split(const sr_spike_planes *x, int32_t b, int32_t qmax, int
     }
 }
 
-// Integer sums of block b for the tile whose lines start at `tile` (A: tile_w int32) and,
-// if tile2 != NULL, for the next tile too (A + tile_w; same block, rows + tile_w).
+// Integer sums of block b for the tile whose lines start at `tile` (A: tile_w int32).
 static inline void sr_run_block(const sr_spike_weights *w, const sr_spike_planes *x, sr_kernels k,
-                                const sr_split *sp, const uint8_t *tile, const uint8_t *tile2,
-                                int32_t b, const int32_t *row_sum_b, const int32_t *row_sum_b2,
-                                int32_t rn, int32_t *A) {
+                                const sr_split *sp, const uint8_t *tile, int32_t b,
+                                const int32_t *row_sum_b, int32_t rn, int32_t *A) {
     const int32_t tw = w->tile_w;
-    const int32_t rows = tile2 ? 2 * tw : tw;
     if (sp->n16 == 0 && sp->m32 == 0) {
-        memset(A, 0, (size_t)rows * sizeof *A);
+        memset(A, 0, (size_t)tw * sizeof *A);
     } else {
         sr_blk_args a;
         a.tile = tile;
-        a.tile2 = tile2;
         a.stride = (size_t)x->n_words * 2;
         a.pm = x->bits + a.stride * (size_t)x->blk_tfirst[b] + (size_t)b;
         a.nw = x->n_words;
@@ -701,46 +723,23 @@ static inline void sr_run_block(const sr_spike_weights *w, const sr_spike_planes
         a.bitwise = x->encoding == SR_SPIKE_SIGN_MAGNITUDE || x->encoding == SR_SPIKE_TWOS_COMPLEMENT;
         a.neg0 = x->encoding == SR_SPIKE_TWOS_COMPLEMENT;
         a.halves = rn * 2 <= tw ? 1 : 2;
-        int first = 1;
-        _Alignas(64) int32_t T2[2 * SR_SPIKE_MAX_TILE];
+        _Alignas(64) int32_t T2[SR_SPIKE_MAX_TILE];
         for (int32_t i = 0; i <= sp->n16; i++) {
             if (i == sp->n16 && !sp->m32) break;
             a.colmask = i < sp->n16 ? sp->m16[i] : sp->m32;
-            int32_t *dst = first ? A : T2;
-            if (i < sp->n16 && tile2 && k.k16_pair) {
-                k.k16_pair(&a, dst);
-            } else {
-                sr_blk_fn f = i < sp->n16 ? (a.halves == 1 && k.k16_half && !tile2 ? k.k16_half : k.k16) : k.k32;
-                sr_blk_args a2 = a;
-                if (tile2) a2.halves = 2;
-                f(&a2, dst);
-                if (tile2) {
-                    a2.tile = tile2;
-                    a2.halves = a.halves;
-                    f(&a2, dst + tw);
-                }
-            }
-            if (!first)
-                for (int32_t r = 0; r < rows; r++) A[r] += T2[r];
-            first = 0;
+            sr_blk_fn f = i < sp->n16 ? (a.halves == 1 && k.k16_half ? k.k16_half : k.k16) : k.k32;
+            f(&a, i == 0 ? A : T2);
+            if (i > 0)
+                for (int32_t r = 0; r < tw; r++) A[r] += T2[r];
         }
     }
-    if (x->encoding == SR_SPIKE_BINARY && x->offset != 0) {
-        sr_spike_acc_offset_fix(A, row_sum_b, x->offset, tw);
-        if (tile2) sr_spike_acc_offset_fix(A + tw, row_sum_b2, x->offset, tw);
-    }
+    if (x->encoding == SR_SPIKE_BINARY && x->offset != 0) sr_spike_acc_offset_fix(A, row_sum_b, x->offset, tw);
 }
 
-// The driver; always inlined into a portable and an AVX2 copy so that the shared rescale
-// loops of sr-spike.h are compiled (and vectorized, without FMA) for the level in use.
+// Software prefetch of the lines of the tile SR_PF_DIST tiles ahead (the weights stream from
+// memory in decode; measured best at 2 tiles = 4 KiB ahead on the project machine).
 #ifndef SR_PF_DIST
-#define SR_PF_DIST 1
-#endif
-#ifndef SR_PF_HINT
-#define SR_PF_HINT 3
-#endif
-#ifndef SR_PAIR
-#define SR_PAIR 1
+#define SR_PF_DIST 2
 #endif
 static inline __attribute__((always_inline)) sr_status
 sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0, int32_t o1,
@@ -750,13 +749,11 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
     const int grouped = x->n_groups > 1;
     const int32_t bpg = grouped ? x->group >> 5 : nb;     // blocks per scale group
     const size_t tile_bytes = (size_t)SR_SPIKE_BLOCK * SR_SPIKE_LINE_BYTES;
-    const size_t chunk_bytes = (size_t)nb * tile_bytes;    // one tile row of all blocks
-    const size_t chunk_bv = (size_t)nb * (size_t)tw;        // its per-block-vector entries
-    _Alignas(64) int32_t A[2 * SR_SPIKE_MAX_TILE];
-    _Alignas(64) int32_t Aseg[2 * SR_SPIKE_MAX_TILE];
-    _Alignas(64) float yacc[2 * SR_SPIKE_MAX_TILE];
-    _Alignas(64) float dbuf[2 * SR_SPIKE_MAX_TILE];
-    _Alignas(64) float mbuf[2 * SR_SPIKE_MAX_TILE];
+    _Alignas(64) int32_t A[SR_SPIKE_MAX_TILE];
+    _Alignas(64) int32_t Aseg[SR_SPIKE_MAX_TILE];
+    _Alignas(64) float yacc[SR_SPIKE_MAX_TILE];
+    _Alignas(64) float dbuf[SR_SPIKE_MAX_TILE];
+    _Alignas(64) float mbuf[SR_SPIKE_MAX_TILE];
     const int32_t c0 = o0 / tw, c1 = (o1 + tw - 1) / tw;
     // Column split per block, computed once per call (up to SR_SPLIT_CACHE blocks cached;
     // beyond that recomputed per tile).
@@ -768,59 +765,46 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
         for (int32_t b = 0; b < nb; b++) sr_make_split(x, b, w->qmax, has16, &splits[b]);
     sr_split one;
 #define SR_SPLIT(b) (cached ? &splits[b] : (sr_make_split(x, (b), w->qmax, has16, &one), &one))
-    const uint8_t *ctile = w->lines + (size_t)c0 * chunk_bytes;   // (c, b = 0)
-    size_t cbv = (size_t)c0 * chunk_bv;
-    int32_t cg;
-    for (int32_t c = c0; c < c1; c += cg, ctile += (size_t)cg * chunk_bytes, cbv += (size_t)cg * chunk_bv) {
-        cg = (SR_PAIR && k.k16_pair && c + 1 < c1) ? 2 : 1;  // tiles handled together
-        const int32_t W = cg * tw;
+#define SR_PREFETCH(tile)                                                                         \
+    for (int32_t i_ = 0; i_ < 32; i_++) __builtin_prefetch((tile) + SR_PF_DIST * tile_bytes + ((size_t)i_ << 6))
+    const uint8_t *tile = w->lines + (size_t)c0 * (size_t)nb * tile_bytes;
+    size_t bv = (size_t)c0 * (size_t)nb * (size_t)tw;     // (c, b = 0) in the per-block arrays
+    for (int32_t c = c0; c < c1; c++) {
         const int32_t row0 = c * tw;
-        const int32_t rn = o1 - row0 < W ? o1 - row0 : W;   // rows to store
-        const int32_t rn1 = rn < tw ? rn : tw;                // rows of the first tile
-        for (int32_t r = 0; r < W; r++) yacc[r] = 0.0f;
-        const uint8_t *tile = ctile;
-        size_t bv = cbv;
+        const int32_t rn = o1 - row0 < tw ? o1 - row0 : tw;
+        for (int32_t r = 0; r < tw; r++) yacc[r] = 0.0f;
         if (block_fmt) {
             int32_t g = 0, gb = 0;
             for (int32_t b = 0; b < nb; b++, tile += tile_bytes, bv += (size_t)tw) {
-                for (int32_t i = 0; i < 32; i++) __builtin_prefetch(tile + SR_PF_DIST * tile_bytes + ((size_t)i << 6), 0, SR_PF_HINT);
-                if (cg == 2)
-                    for (int32_t i = 0; i < 32; i++) __builtin_prefetch(tile + chunk_bytes + SR_PF_DIST * tile_bytes + ((size_t)i << 6), 0, SR_PF_HINT);
-                sr_run_block(w, x, k, SR_SPLIT(b), tile, cg == 2 ? tile + chunk_bytes : NULL, b,
-                             w->row_sum ? w->row_sum + bv : NULL, w->row_sum ? w->row_sum + bv + chunk_bv : NULL,
-                             rn1, A);
+                SR_PREFETCH(tile);
+                sr_run_block(w, x, k, SR_SPLIT(b), tile, b, w->row_sum ? w->row_sum + bv : NULL, rn, A);
                 if (acc) memcpy(acc + (size_t)b * (size_t)w->n_out + (size_t)row0, A, (size_t)rn * sizeof *A);
                 int32_t N = b < x->n_words ? x->blk_sum[b] : 0;
                 float sxg = grouped ? x->scale[g] : 1.0f;
                 k.widen(w->d + bv, dbuf, tw);
                 if (w->m) k.widen(w->m + bv, mbuf, tw);
-                if (cg == 2) {
-                    k.widen(w->d + bv + chunk_bv, dbuf + tw, tw);
-                    if (w->m) k.widen(w->m + bv + chunk_bv, mbuf + tw, tw);
-                }
-                sr_spike_rescale_block(yacc, A, dbuf, w->m ? mbuf : NULL, N, sxg, grouped, W);
+                sr_spike_rescale_block(yacc, A, dbuf, w->m ? mbuf : NULL, N, sxg, grouped, tw);
                 if (++gb == bpg) { gb = 0; g++; }
             }
             sr_spike_rescale_block_finish(y + row0, yacc, s0, grouped, rn);
         } else {
             int32_t s = 0;
             for (int32_t b0 = 0; b0 < nb; b0 += bpg, s++) {
-                for (int32_t r = 0; r < W; r++) Aseg[r] = 0;
+                for (int32_t r = 0; r < tw; r++) Aseg[r] = 0;
                 for (int32_t b = b0; b < b0 + bpg && b < nb; b++, tile += tile_bytes, bv += (size_t)tw) {
                     if (b >= x->n_words) continue;  // silent block (inputs beyond x->n)
-                    for (int32_t i = 0; i < 32; i++) __builtin_prefetch(tile + SR_PF_DIST * tile_bytes + ((size_t)i << 6), 0, SR_PF_HINT);
-                    sr_run_block(w, x, k, SR_SPLIT(b), tile, cg == 2 ? tile + chunk_bytes : NULL, b,
-                                 w->row_sum ? w->row_sum + bv : NULL, w->row_sum ? w->row_sum + bv + chunk_bv : NULL,
-                                 rn1, A);
-                    for (int32_t r = 0; r < W; r++) Aseg[r] += A[r];
+                    SR_PREFETCH(tile);
+                    sr_run_block(w, x, k, SR_SPLIT(b), tile, b, w->row_sum ? w->row_sum + bv : NULL, rn, A);
+                    for (int32_t r = 0; r < tw; r++) Aseg[r] += A[r];
                 }
                 if (acc) memcpy(acc + (size_t)s * (size_t)w->n_out + (size_t)row0, Aseg, (size_t)rn * sizeof *Aseg);
                 if (!grouped) sr_spike_rescale_rows(y + row0, Aseg, w->row_scale + row0, s0, rn);
-                else sr_spike_rescale_rows_group(yacc, Aseg, x->scale[s], W);
+                else sr_spike_rescale_rows_group(yacc, Aseg, x->scale[s], tw);
             }
             if (grouped) sr_spike_rescale_rows_finish(y + row0, yacc, w->row_scale + row0, rn);
         }
     }
+#undef SR_PREFETCH
 #undef SR_SPLIT
     return SR_OK;
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "sr-common.h"
+#include "sr-status.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -88,6 +89,20 @@ SR_API float sr_vec_dot(sr_type weight_type, int64_t n, const void *w_row, const
 /// result does not depend on the thread count.
 SR_API void sr_matmul(struct sr_pool *pool, sr_type weight_type, const void *w, int64_t n_in,
                       int64_t n_out, const void *act, int64_t n_tok, float *y);
+
+/// Up to SR_MATMUL_MULTI_MAX products that read activations of the same width in ONE pool run
+/// (q, k and v of a block; gate and up): ys[i] = sr_matmul(types[i], ws[i], n_in, n_outs[i],
+/// acts[i], n_tok) bit for bit, with one dispatch instead of `count`.
+#define SR_MATMUL_MULTI_MAX 4
+SR_API void sr_matmul_multi(struct sr_pool *pool, int count, const sr_type *types,
+                            const void *const *ws, int64_t n_in, const int64_t *n_outs,
+                            const void *const *acts, int64_t n_tok, float *const *ys);
+
+/// NUMA: moves the pages of each pool node's output rows of w (the rows sr_matmul and
+/// sr_matmul_f32 hand to that node's threads) to that node. A no-op on one node or a fake
+/// topology; best effort otherwise (w may be a read-only file mapping).
+SR_API sr_status sr_matmul_place(struct sr_pool *pool, sr_type weight_type, const void *w,
+                                 int64_t n_in, int64_t n_out);
 
 /// Float reference path ("exact float32"): activations x (n_tok, n_in) stay f32, each weight
 /// row is dequantized on the fly and the dot is taken in f32 in a fixed summation order

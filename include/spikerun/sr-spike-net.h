@@ -86,6 +86,15 @@ void sr_spike_net_reset_stats(sr_spike_net *net);
 /// Record the counts of every encoded token (NULL fn stops recording).
 void sr_spike_net_set_recorder(sr_spike_net *net, sr_spike_record_fn fn, void *user);
 
+struct sr_fpga;
+
+/// Runs every linear layer's spike accumulation on an open FPGA (sr-fpga.h) instead of the
+/// CPU: uploads all packed weights once (one matrix group per site, in block order), then
+/// each token's site encoding is sent as spike planes and the outputs come back. Encoding,
+/// attention and everything float stay on the CPU. NULL returns to the CPU kernels. The net
+/// does not own `f`.
+sr_status sr_spike_net_use_fpga(sr_spike_net *net, struct sr_fpga *f);
+
 /// Bytes of packed weights and spike buffers held by the net.
 uint64_t sr_spike_net_memory_bytes(const sr_spike_net *net);
 

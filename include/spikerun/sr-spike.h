@@ -34,9 +34,10 @@
 //   the mean rule itself bounds sum_j |n_j| <= n_in * (k + 0.5), so only pathological inputs
 //   (n_in * (k + 0.5) * 128 >= 2^31) can be rejected; the FPGA keeps one accumulator width.
 // - Every partial sum of the accumulation (in any order: Horner per plane, shift per event,
-//   per-plane sums) is bounded by the same qmax * sum_j a_j, so every order gives the same
-//   int32 result; implementations may use int16 lanes when that bound is <= 32767 (proved
-//   per block at run time).
+//   per-plane sums, any subset of the columns) is bounded by the same qmax * sum_j a_j, so
+//   every order gives the same int32 result; implementations may use int16 lanes for any
+//   set of columns whose bound is <= 32767 (the AVX2 path proves it per block, or splits a
+//   block into column groups that each fit, at run time) and add the parts in int32.
 // - Plane t has weight c_t = sign_t * 2^shift_t (sr_spike_plane_shift / _sign); Horner:
 //   acc = (acc << horner_t) + sign_t * P_t, where horner_t = 1 for bitwise codes at t > 0.
 //
@@ -603,7 +604,8 @@ typedef struct sr_spike_matvec_job {
     sr_status status[SR_SPIKE_MAX_THREADS];      // per thread
     sr_spike_stats stats[SR_SPIKE_MAX_THREADS];  // per thread, sum with sr_spike_stats_add
 } sr_spike_matvec_job;
-/// sr_pool_fn-compatible: runs the optimized matvec on thread ith's slice.
+/// sr_pool_fn-compatible: runs the optimized matvec on thread ith's slice (with more than
+/// SR_SPIKE_MAX_THREADS threads the extra ones idle).
 SR_API void sr_spike_matvec_job_run(void *job, int ith, int nth);
 
 /// Select the SIMD level (SR_SPIKE_SIMD_*). Returns the level now in use (AVX2 requests on

@@ -195,7 +195,9 @@ public struct FPGAPerformanceModel: Sendable, Hashable {
         var out: [FPGAPerformanceEstimate] = []
         for (shape, bits) in rows {
             for mem in [Memory.ddr4, .lpddr4, .both] {
-                out.append(FPGAPerformanceModel(shape: shape, weightBits: bits, memory: mem).estimate())
+                var m = FPGAPerformanceModel(shape: shape, weightBits: bits, memory: mem)
+                m.launchesPerToken = 0  // the table is the memory bound alone
+                out.append(m.estimate())
             }
         }
         return out

@@ -19,6 +19,8 @@ final class Engine: @unchecked Sendable {
     private let handle: OpaquePointer
     /// The spike runtime when the model runs spike-driven (owns hooks into `handle`).
     let spike: SpikeRuntime?
+    /// The FPGA running the spike runtime's accumulations, when the backend is `.fpga`.
+    let fpga: FPGAAccelerator?
 
     init(model: Model, contextLength: Int, batchSize: Int, mode: RunMode = .model) throws(SpikeRunError) {
         let c = model.config
@@ -49,18 +51,29 @@ final class Engine: @unchecked Sendable {
         }
         guard status == SR_OK, let out else { throw SpikeRunError(status: status) }
         self.handle = out
-        if let setup {
-            do {
+        var runtime: SpikeRuntime?
+        var accelerator: FPGAAccelerator?
+        do {
+            if let setup {
                 let rt = try SpikeRuntime(model: model, setup: setup, contextLength: contextLength)
                 try rt.attach(to: out)
-                self.spike = rt
-            } catch {
-                sr_engine_free(out)
-                throw error
+                runtime = rt
             }
-        } else {
-            self.spike = nil
+            if case .fpga(let xclbin) = model.options.backend {
+                guard let rt = runtime else {
+                    throw SpikeRunError.unsupported("the FPGA backend runs spike-driven models; convert this one first with 'spikerun convert'")
+                }
+                let acc = try FPGAAccelerator(xclbin: xclbin)
+                let status = sr_spike_net_use_fpga(rt.net, acc.handle)
+                guard status == SR_OK else { throw SpikeRunError(status: status) }
+                accelerator = acc
+            }
+        } catch {
+            sr_engine_free(out)
+            throw error
         }
+        self.spike = runtime
+        self.fpga = accelerator
     }
 
     deinit {

@@ -32,6 +32,8 @@ public struct BenchmarkResult: Sendable, Hashable, Codable {
 
     public var model: String
     public var backend: String
+    /// "dense" or "spike": which kernels computed the linear layers.
+    public var path: String
     public var threads: Int
     public var activationMode: String
     public var tests: [Test]
@@ -43,11 +45,11 @@ public struct BenchmarkResult: Sendable, Hashable, Codable {
 
 public enum Benchmark {
     public static func run(model: Model, promptTokens: [Int], generateTokens: [Int],
-                           repetitions: Int, backend: String = "cpu",
+                           repetitions: Int, mode: RunMode = .model,
                            progress: (@Sendable (String, Int, Int) -> Void)? = nil) throws(SpikeRunError) -> BenchmarkResult {
         guard repetitions > 0 else { throw .invalidArgument("repetitions must be positive") }
         let longest = max(promptTokens.max() ?? 0, generateTokens.max() ?? 0, 1)
-        let engine = try Engine(model: model, contextLength: longest + 1, batchSize: 512)
+        let engine = try Engine(model: model, contextLength: longest + 1, batchSize: 512, mode: mode)
         // Random in-vocabulary tokens, as llama-bench uses.
         var rng = Xoshiro256(seed: 42)
         func randomTokens(_ n: Int) -> [Int32] {
@@ -79,7 +81,7 @@ public enum Benchmark {
             tests.append(.init(name: "tg\(n)", tokens: n, samples: samples))
         }
         return BenchmarkResult(
-            model: model.info.path, backend: backend,
+            model: model.info.path, backend: model.options.backend.name, path: engine.spike == nil ? "dense" : "spike",
             threads: model.options.threads ?? ProcessInfo.processInfo.activeProcessorCount,
             activationMode: model.options.activationMode.rawValue, tests: tests,
             peakRSSBytes: peakResidentBytes(), weightBytes: model.info.weightBytes)

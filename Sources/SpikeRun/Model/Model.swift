@@ -9,15 +9,34 @@ public enum ActivationMode: String, Sendable, Hashable, CaseIterable, Codable {
     case f32
 }
 
+/// Where a spike-driven model's linear layers run.
+public enum Backend: Sendable, Hashable {
+    /// The C kernels on this CPU (NUMA-aware thread pool).
+    case cpu
+    /// The VCK190 spike accumulation kernel through XRT, loaded from this xclbin; encoding,
+    /// attention and the float parts stay on the CPU.
+    case fpga(xclbin: String)
+
+    public var name: String {
+        switch self {
+        case .cpu: "cpu"
+        case .fpga: "fpga"
+        }
+    }
+}
+
 /// Options fixed when a model is loaded.
 public struct ModelOptions: Sendable, Hashable {
     /// Worker threads for the kernels; nil = one per online CPU.
     public var threads: Int? = nil
     /// Dense activation path.
     public var activationMode: ActivationMode = .q8
-    public init(threads: Int? = nil, activationMode: ActivationMode = .q8) {
+    /// Where spike-driven linear layers run.
+    public var backend: Backend = .cpu
+    public init(threads: Int? = nil, activationMode: ActivationMode = .q8, backend: Backend = .cpu) {
         self.threads = threads
         self.activationMode = activationMode
+        self.backend = backend
     }
 }
 
@@ -49,8 +68,22 @@ public final class Model: Sendable {
 
     /// Loads a GGUF model of the Llama family.
     public static func load(_ path: String, options: ModelOptions = .init()) throws(SpikeRunError) -> Model {
-        let file = try GGUFFile(path: path)
-        return try Model(file: file, options: options)
+        let file = try openFile(path)
+        do throws(SpikeRunError) {
+            return try Model(file: file, options: options)
+        } catch {
+            throw error.kind == .format || error.kind == .unsupported
+                ? SpikeRunError(error.kind, "cannot load '\(path)': \(error.message)") : error
+        }
+    }
+
+    /// Maps a GGUF file; format errors name the file ("cannot load 'x.gguf': …").
+    public static func openFile(_ path: String) throws(SpikeRunError) -> GGUFFile {
+        do throws(SpikeRunError) {
+            return try GGUFFile(path: path)
+        } catch {
+            throw error.kind == .io ? error : SpikeRunError(error.kind, "cannot load '\(path)': \(error.message)")
+        }
     }
 
     public init(file: GGUFFile, options: ModelOptions = .init()) throws(SpikeRunError) {

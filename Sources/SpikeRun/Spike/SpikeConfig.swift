@@ -76,6 +76,15 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
 
     public static let siteNames = ["A", "O", "F", "D"]
 
+    /// The recommended recipe at one resolution: mean rule with `k` at every site, bitwise
+    /// sign-magnitude trains, the GGUF's own int4 weights, float attention (spike attention
+    /// needs calibrated V scales, which `spikerun convert` provides).
+    public static func uniform(k: Float, nLayer: Int) -> SpikeConfig {
+        SpikeConfig(encoding: .signMagnitude, weights: .int4,
+                    sites: Array(repeating: .mean(k: k), count: nLayer * 4 + 1),
+                    spikeAttention: false, attentionQBits: 8, attentionPBits: 12, provenance: [:])
+    }
+
     /// Site index of (layer, site name); the head input H is at n_layer * 4.
     public static func siteIndex(layer: Int, site: String, nLayer: Int) -> Int {
         site == "H" ? nLayer * 4 : layer * 4 + siteNames.firstIndex(of: site)!

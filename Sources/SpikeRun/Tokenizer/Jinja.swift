@@ -169,7 +169,7 @@ enum JinjaValue {
         switch (a, b) {
         case (.undefined, .undefined), (.none, .none): return true
         case (.bool(let x), .bool(let y)): return x == y
-        case (.string(let x), .string(let y)): return x == y
+        case (.string(let x), .string(let y)): return x.scalarEquals(y)
         case (.list(let x), .list(let y)):
             return x.count == y.count && zip(x, y).allSatisfy { equal($0, $1) }
         case (.dict(let x), .dict(let y)):
@@ -283,9 +283,9 @@ private func lex(_ source: String) throws(SpikeRunError) -> [Segment] {
             throw .unsupported("cannot parse the chat template: unclosed '{\(kind)' tag")
         }
         var bodyEnd = found
-        var stripAfter = false
+        var stripAfter = false, keepNewline = false
         if bodyEnd > j, s[bodyEnd - 1] == "-" { stripAfter = true; bodyEnd -= 1 }
-        else if bodyEnd > j, s[bodyEnd - 1] == "+" { bodyEnd -= 1 }
+        else if bodyEnd > j, s[bodyEnd - 1] == "+" { keepNewline = true; bodyEnd -= 1 }
         let body = String(String.UnicodeScalarView(s[j..<bodyEnd]))
         if !text.isEmpty { segments.append(.text(String(String.UnicodeScalarView(text)))) }
         text.removeAll()
@@ -302,7 +302,7 @@ private func lex(_ source: String) throws(SpikeRunError) -> [Segment] {
         lineStarting = false
         if stripAfter {
             while i < s.count, isSpace(s[i]) { lineStarting = s[i] == "\n"; i += 1 }
-        } else if kind != "{", i < s.count, s[i] == "\n" {
+        } else if kind != "{", !keepNewline, i < s.count, s[i] == "\n" {
             i += 1  // trim_blocks
             lineStarting = true
         }
@@ -936,7 +936,7 @@ private struct Renderer {
         switch v {
         case .list(let l): return l
         case .dict(let d): return d.map { .string($0.0) }
-        case .string(let s): return s.map { .string(String($0)) }
+        case .string(let s): return s.unicodeScalars.map { .string(String($0)) }
         case .undefined, .none: return []
         default: throw .invalidArgument("the chat template iterates over a \(v.typeName)")
         }
@@ -1029,7 +1029,7 @@ private struct Renderer {
             let j = k < 0 ? l.count + k : k
             return j >= 0 && j < l.count ? l[j] : .undefined
         case (.string(let s), .int(let k)):
-            let chars = Array(s)
+            let chars = s.scalars
             let j = k < 0 ? chars.count + k : k
             return j >= 0 && j < chars.count ? .string(String(chars[j])) : .undefined
         case (.dict, .string(let k)), (.namespace, .string(let k)):
@@ -1062,8 +1062,8 @@ private struct Renderer {
         switch v {
         case .list(let l): return .list(pick(l.count).map { l[$0] })
         case .string(let s):
-            let chars = Array(s)
-            return .string(String(pick(chars.count).map { chars[$0] }))
+            let chars = s.scalars
+            return .string(stringFromScalars(pick(chars.count).map { chars[$0] }))
         default: return .undefined
         }
     }
@@ -1075,7 +1075,7 @@ private struct Renderer {
         case "~": return .string(a.text + b.text)
         case "in":
             switch b {
-            case .string(let s): return .bool(s.contains(a.text) || a.text.isEmpty)
+            case .string(let s): return .bool(s.scalarFind(a.text) != nil)
             case .list(let l): return .bool(l.contains { JinjaValue.equal($0, a) })
             case .dict(let d): return .bool(d.contains { $0.0 == a.text })
             case .undefined, .none: return .bool(false)
@@ -1181,25 +1181,25 @@ private struct Renderer {
             case "title": return .string(titleCase(s))
             case "capitalize": return .string(capitalize(s))
             case "startswith":
-                if case .list(let l)? = args.first { return .bool(l.contains { s.hasPrefix($0.text) }) }
-                return .bool(s.hasPrefix(arg0 ?? ""))
+                if case .list(let l)? = args.first { return .bool(l.contains { s.scalarHasPrefix($0.text) }) }
+                return .bool(s.scalarHasPrefix(arg0 ?? ""))
             case "endswith":
-                if case .list(let l)? = args.first { return .bool(l.contains { s.hasSuffix($0.text) }) }
-                return .bool(s.hasSuffix(arg0 ?? ""))
+                if case .list(let l)? = args.first { return .bool(l.contains { s.scalarHasSuffix($0.text) }) }
+                return .bool(s.scalarHasSuffix(arg0 ?? ""))
             case "split":
                 if let sep = arg0, !(args.first.map { if case .none = $0 { return true }; return false } ?? false) {
                     var limit = -1
                     if args.count > 1, case .int(let m) = args[1] { limit = m }
                     return .list(pySplit(s, sep, limit).map { .string($0) })
                 }
-                return .list(s.split(whereSeparator: { $0.isWhitespace }).map { .string(String($0)) })
+                return .list(s.unicodeScalars.split(whereSeparator: { $0.properties.isWhitespace })
+                    .map { .string(stringFromScalars($0)) })
             case "replace":
                 guard args.count >= 2 else { break }
                 return .string(replaceAll(s, args[0].text, args[1].text))
             case "find":
                 guard let sub = arg0 else { break }
-                if let r = s.firstRange(of: sub) { return .int(s.distance(from: s.startIndex, to: r.lowerBound)) }
-                return .int(-1)
+                return .int(s.scalarFind(sub) ?? -1)
             case "count":
                 guard let sub = arg0, !sub.isEmpty else { break }
                 return .int(pySplit(s, sub, -1).count - 1)
@@ -1227,7 +1227,7 @@ private struct Renderer {
         case "trim": return .string(pyStrip(v.text, args.first?.text, left: true, right: true))
         case "length", "count":
             switch v {
-            case .string(let s): return .int(s.count)
+            case .string(let s): return .int(s.unicodeScalars.count)
             case .list(let l): return .int(l.count)
             case .dict(let d): return .int(d.count)
             default: return .int(0)
@@ -1252,7 +1252,7 @@ private struct Renderer {
         case "first": return try iterate(v).first ?? .undefined
         case "last": return try iterate(v).last ?? .undefined
         case "reverse":
-            if case .string(let s) = v { return .string(String(s.reversed())) }
+            if case .string(let s) = v { return .string(stringFromScalars(s.unicodeScalars.reversed())) }
             return .list(try iterate(v).reversed())
         case "join":
             let sep = args.first?.text ?? ""
@@ -1360,23 +1360,35 @@ private struct Renderer {
     // MARK: String helpers (Python semantics)
 
     func pyStrip(_ s: String, _ chars: String?, left: Bool, right: Bool) -> String {
-        let set: (Character) -> Bool
-        if let chars { let cs = Set(chars); set = { cs.contains($0) } } else { set = { $0.isWhitespace } }
-        var sub = Substring(s)
-        if left { while let f = sub.first, set(f) { sub.removeFirst() } }
-        if right { while let l = sub.last, set(l) { sub.removeLast() } }
-        return String(sub)
+        let strip: (Unicode.Scalar) -> Bool
+        if let chars {
+            let set = Set(chars.unicodeScalars)
+            strip = { set.contains($0) }
+        } else {
+            strip = { $0.properties.isWhitespace || (0x1C...0x1F).contains($0.value) }
+        }
+        var sub = s.unicodeScalars[...]
+        if left { while let f = sub.first, strip(f) { sub.removeFirst() } }
+        if right { while let l = sub.last, strip(l) { sub.removeLast() } }
+        return stringFromScalars(sub)
     }
 
+    /// Python `str.split(sep, maxsplit)`, on code points.
     func pySplit(_ s: String, _ sep: String, _ limit: Int) -> [String] {
-        guard !sep.isEmpty else { return [s] }
+        let a = s.scalars, b = sep.scalars
+        guard !b.isEmpty else { return [s] }
         var parts: [String] = []
-        var rest = Substring(s)
-        while limit < 0 || parts.count < limit, let r = rest.firstRange(of: sep) {
-            parts.append(String(rest[..<r.lowerBound]))
-            rest = rest[r.upperBound...]
+        var start = 0, i = 0
+        while i + b.count <= a.count, limit < 0 || parts.count < limit {
+            if a[i..<(i + b.count)].elementsEqual(b) {
+                parts.append(stringFromScalars(a[start..<i]))
+                i += b.count
+                start = i
+            } else {
+                i += 1
+            }
         }
-        parts.append(String(rest))
+        parts.append(stringFromScalars(a[start...]))
         return parts
     }
 
@@ -1418,4 +1430,39 @@ private func strftimeNow(_ format: String) -> String {
     var buffer = [CChar](repeating: 0, count: 256)
     let n = strftime(&buffer, buffer.count, format, &parts)
     return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+// Python strings are sequences of code points and compare code point by code point; Swift's
+// String compares canonically equivalent texts as equal, so these helpers work on scalars.
+private extension String {
+    var scalars: [Unicode.Scalar] { Array(unicodeScalars) }
+
+    func scalarEquals(_ other: String) -> Bool { unicodeScalars.elementsEqual(other.unicodeScalars) }
+
+    func scalarHasPrefix(_ p: String) -> Bool {
+        let a = scalars, b = p.scalars
+        return b.count <= a.count && a[..<b.count].elementsEqual(b)
+    }
+
+    func scalarHasSuffix(_ p: String) -> Bool {
+        let a = scalars, b = p.scalars
+        return b.count <= a.count && a[(a.count - b.count)...].elementsEqual(b)
+    }
+
+    /// The code point offset of the first occurrence of `p`, or nil.
+    func scalarFind(_ p: String) -> Int? {
+        let a = scalars, b = p.scalars
+        if b.isEmpty { return 0 }
+        guard b.count <= a.count else { return nil }
+        for i in 0...(a.count - b.count) where a[i] == b[0] {
+            if a[i..<(i + b.count)].elementsEqual(b) { return i }
+        }
+        return nil
+    }
+}
+
+private func stringFromScalars<S: Sequence>(_ s: S) -> String where S.Element == Unicode.Scalar {
+    var out = String.UnicodeScalarView()
+    out.append(contentsOf: s)
+    return String(out)
 }

@@ -17,7 +17,8 @@ public struct Tokenizer: Sendable {
     public var bosToken: Int32? { vocab.bos }
     /// The end-of-sequence token, if the vocabulary has one.
     public var eosToken: Int32? { vocab.eos }
-    /// The end-of-turn token (`<|im_end|>`, `<|eot_id|>`, …), if the vocabulary has one.
+    /// The end-of-turn token: `tokenizer.ggml.eot_token_id`, else the first of llama.cpp's
+    /// candidate texts (`<|eot_id|>`, `<|im_end|>`, `<|end|>`, …) the vocabulary has.
     public var eotToken: Int32? { vocab.eot }
     /// Whether `encode(_:addSpecialTokens: true)` starts with `bosToken`.
     public var addBOS: Bool { vocab.addBOS }
@@ -25,7 +26,8 @@ public struct Tokenizer: Sendable {
     public var addEOS: Bool { vocab.addEOS }
     /// The vocabulary type (`tokenizer.ggml.model`): `gpt2` or `llama`.
     public var model: String { vocab.modelName }
-    /// The pre-tokenizer name (`tokenizer.ggml.pre`), or nil for SentencePiece vocabularies.
+    /// The pre-tokenizer name (`tokenizer.ggml.pre`; `default` when a BPE vocabulary names
+    /// none), or nil for SentencePiece vocabularies.
     public var preTokenizer: String? { vocab.preName }
     /// The model's own chat template (`tokenizer.chat_template`), if it has one.
     public var chatTemplate: String? { vocab.chatTemplate }

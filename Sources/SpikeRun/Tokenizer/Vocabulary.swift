@@ -175,16 +175,18 @@ struct Vocabulary: Sendable {
         if let v = config.addEOS { addEOS = v }
 
         // llama.cpp recognises some special tokens by their text and forces them to CONTROL.
-        // (It walks a hash map; we walk ids in order, which picks the same token whenever the
-        // vocabulary has only one candidate.)
+        // It takes the first candidate in hash-map order; we take the first in its candidate
+        // list (the same token whenever the vocabulary has only one candidate, and e.g.
+        // <|im_end|> rather than <|endoftext|> as EOT of a ChatML model).
         func detect(_ id: inout Int32?, _ texts: [String]) {
             guard id == nil else { return }
             for t in texts {
                 if let found = textToID[ByteString(t)] {
-                    if id == nil || found < id! { id = found }
+                    id = found
+                    attributes[Int(found)] |= TokenAttribute.control
+                    return
                 }
             }
-            if let found = id { attributes[Int(found)] |= TokenAttribute.control }
         }
         detect(&eot, ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
                       "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>",

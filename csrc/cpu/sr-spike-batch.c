@@ -1,0 +1,143 @@
+// sr-spike-batch.c - NUMA-aware, token-batched spike matvecs on the pool (see sr-cpu-internal.h).
+//
+// One pool run covers every layer that reads a site (q, k, v or gate, up) and a batch of
+// tokens. Thread ith owns the tile-aligned rows sr_pool_thread_rows(n_out, tile_w, ith) of each
+// layer, so with several NUMA nodes a node's threads read only the row chunks that were
+// migrated to that node. Within its rows a thread walks groups of tiles small enough to stay
+// in its L2 and runs every token of the batch over a group before moving on: the packed
+// weights are fetched from memory once per batch instead of once per token.
+//
+// Numerics: each (token, row) goes through sr_spike_matvec exactly as in the one-token path;
+// integer sums do not depend on the row range and the float rescale is per row, so any split
+// over threads, nodes or tile groups gives the same bits.
+#include <stdio.h>
+#include <string.h>
+
+#include "sr-cpu-internal.h"
+
+// Bytes of packed weights a thread keeps hot while it runs a batch's tokens over them.
+#define SR_BATCH_GROUP_BYTES (192u * 1024u)
+
+static size_t row_bytes(const sr_spike_weights *w) {
+    // codes + per-block scales (+ mins) of one row
+    size_t codes = (size_t)w->n_in * SR_SPIKE_LINE_BYTES / (size_t)w->tile_w;
+    size_t scales = (size_t)w->n_blocks * ((w->d ? 2u : 0u) + (w->m ? 2u : 0u));
+    return codes + scales + 4;
+}
+
+void sr_spike_batch_run(void *ctx, int ith, int nth) {
+    sr_spike_batch *b = ctx;
+    (void)nth;
+    if (ith >= SR_SPIKE_MAX_THREADS) return;
+    const int node = sr_pool_thread_node(b->pool, ith);
+    const sr_spike_planes *xs = b->xs_node[node] ? b->xs_node[node] : b->xs;
+    sr_spike_stats sum;
+    memset(&sum, 0, sizeof sum);
+    sr_status st = SR_OK;
+    for (int32_t i = 0; i < b->n_w && st == SR_OK; i++) {
+        const sr_spike_weights *w = b->w[i];
+        int64_t r0, r1;
+        sr_pool_thread_rows(b->pool, w->n_out, w->tile_w, ith, &r0, &r1);
+        if (r1 <= r0) continue;
+        int64_t group = (int64_t)(SR_BATCH_GROUP_BYTES / row_bytes(w)) / w->tile_w * w->tile_w;
+        if (group < w->tile_w) group = w->tile_w;
+        if (b->n_tok == 1) group = r1 - r0;   // decode: one call over the whole slice
+        for (int64_t g0 = r0; g0 < r1 && st == SR_OK; g0 += group) {
+            const int64_t g1 = g0 + group < r1 ? g0 + group : r1;
+            for (int32_t t = 0; t < b->n_tok; t++) {
+                sr_spike_stats s1;
+                st = sr_spike_matvec(w, &xs[t], (int32_t)g0, (int32_t)g1, b->y[i] + (size_t)t * (size_t)w->n_out,
+                                     NULL, &s1);
+                if (st != SR_OK) break;
+                sr_spike_stats_add(&sum, &s1);
+            }
+        }
+    }
+    b->status[ith] = st;
+    b->stats[ith] = sum;
+    if (st != SR_OK) snprintf(b->error[ith], sizeof b->error[ith], "%s", sr_last_error());
+}
+
+// ---------------------------------------------------------------- node-local plane copies
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+// Bytes of one replica slot (everything the matvec reads; no event lists).
+static size_t slot_bytes(int32_t n_cap, int32_t T_cap) {
+    const size_t nw = (size_t)(n_cap + 31) / 32;
+    return align64((size_t)T_cap * 2 * nw * 4) + align64((size_t)n_cap * 4) + 3 * align64(nw * 4);
+}
+
+sr_status sr_spike_replica_init(sr_spike_replica *r, const sr_pool *pool, int32_t n_tok_cap, int32_t n_cap,
+                                int32_t T_cap) {
+    memset(r, 0, sizeof *r);
+    r->n_nodes = sr_pool_nodes(pool);
+    r->n_tok_cap = n_tok_cap;
+    r->n_cap = n_cap;
+    r->T_cap = T_cap;
+    if (r->n_nodes <= 1) return SR_OK;
+    const size_t slot = slot_bytes(n_cap, T_cap);
+    const size_t head = align64(sizeof(sr_spike_planes) * (size_t)n_tok_cap);
+    for (int n = 0; n < r->n_nodes; n++) {
+        r->bytes[n] = head + slot * (size_t)n_tok_cap;
+        r->mem[n] = sr_numa_alloc(pool, n, r->bytes[n]);
+        if (!r->mem[n]) {
+            sr_spike_replica_free(r);
+            return sr_fail(SR_ERR_NO_MEMORY, "cannot allocate node-local spike planes (%zu bytes)", r->bytes[0]);
+        }
+        r->planes[n] = r->mem[n];
+        const size_t nw = (size_t)(n_cap + 31) / 32;
+        for (int32_t t = 0; t < n_tok_cap; t++) {
+            uint8_t *m = (uint8_t *)r->mem[n] + head + slot * (size_t)t;
+            sr_spike_planes *p = &r->planes[n][t];
+            memset(p, 0, sizeof *p);
+            p->bits = (uint32_t *)m;
+            m += align64((size_t)T_cap * 2 * nw * 4);
+            p->scale = (float *)m;
+            m += align64((size_t)n_cap * 4);
+            p->blk_abs = (int32_t *)m;
+            m += align64(nw * 4);
+            p->blk_sum = (int32_t *)m;
+            m += align64(nw * 4);
+            p->blk_tfirst = (int32_t *)m;
+            p->n_cap = n_cap;
+            p->T_cap = T_cap;
+            p->mem = r->mem[n];   // non-NULL marks it initialized; never passed to sr_spike_planes_free
+        }
+    }
+    return SR_OK;
+}
+
+void sr_spike_replica_free(sr_spike_replica *r) {
+    if (!r) return;
+    for (int n = 0; n < SR_NUMA_MAX_NODES; n++)
+        if (r->mem[n]) sr_numa_free(r->mem[n], r->bytes[n]);
+    memset(r, 0, sizeof *r);
+}
+
+void sr_spike_replica_fill(sr_spike_replica *r, const sr_spike_planes *xs, int32_t n_tok, sr_spike_batch *b) {
+    for (int n = 0; n < SR_NUMA_MAX_NODES; n++) b->xs_node[n] = NULL;
+    if (r->n_nodes <= 1 || n_tok > r->n_tok_cap) return;
+    for (int n = 0; n < r->n_nodes; n++) {
+        for (int32_t t = 0; t < n_tok; t++) {
+            const sr_spike_planes *s = &xs[t];
+            sr_spike_planes *d = &r->planes[n][t];
+            if (s->n > r->n_cap || s->T > r->T_cap) return;   // does not fit: everyone reads xs
+            d->n = s->n;
+            d->n_words = s->n_words;
+            d->T = s->T;
+            d->encoding = s->encoding;
+            d->offset = s->offset;
+            d->group = s->group;
+            d->n_groups = s->n_groups;
+            d->has_events = 0;
+            d->spikes = s->spikes;
+            memcpy(d->bits, s->bits, sizeof(uint32_t) * (size_t)s->T * 2 * (size_t)s->n_words);
+            memcpy(d->scale, s->scale, sizeof(float) * (size_t)s->n_groups);
+            memcpy(d->blk_abs, s->blk_abs, sizeof(int32_t) * (size_t)s->n_words);
+            memcpy(d->blk_sum, s->blk_sum, sizeof(int32_t) * (size_t)s->n_words);
+            memcpy(d->blk_tfirst, s->blk_tfirst, sizeof(int32_t) * (size_t)s->n_words);
+        }
+    }
+    for (int n = 0; n < r->n_nodes; n++) b->xs_node[n] = r->planes[n];
+}
