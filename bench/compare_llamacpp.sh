@@ -68,7 +68,7 @@ fi
 # Can `spikerun bench` run a spike preview (and say so in its JSON)?
 spike_cli=0
 if [ -n "$spike" ] && "$SPIKERUN" bench --help 2>&1 | grep -q -- '--spike-preview'; then
-    if "$SPIKERUN" bench -m "$model" -t 1 -p 0 -n 1 -r 1 --spike-preview 8 --json 2>/dev/null | grep -q '"mode" *: *"spike'; then
+    if "$SPIKERUN" bench -m "$model" -t 1 -p 0 -n 1 -r 1 --spike-preview 8 --json 2>/dev/null | grep -q '"path" *: *"spike'; then
         spike_cli=1
     fi
 fi

@@ -117,6 +117,7 @@ static void parse_list(const char *s, int *v, int *n) {
 int main(int argc, char **argv) {
     const char *path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     int threads = 0, reps = 5, check = 0, fake = 0, numa = 0, numa_set = 0, json = 0;
+    const char *prompt_ids = NULL;   // --tokens 1,2,3: print the top-10 logits after them
     float spike_k = 0.0f;
     int pp[8] = {512}, n_pp = 1, tg[8] = {128}, n_tg = 1;
     for (int i = 1; i < argc; i++) {
@@ -138,6 +139,7 @@ int main(int argc, char **argv) {
 #endif
         else if (!strcmp(a, "--check")) check = 1;
         else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--tokens") && v) { prompt_ids = v; i++; }
         else { fprintf(stderr, "usage: %s [-m gguf] [-t n] [-p 64,512] [-n 128] [-r 5] [--spike k] [--numa policy] [--fake-numa n] [--check] [--json]\n", argv[0]); return 64; }
     }
 #ifndef SR_BENCH_BASELINE
@@ -212,9 +214,16 @@ int main(int argc, char **argv) {
                 sr_spike_format fmt = L->type == SR_TYPE_Q4_1 ? SR_SPIKE_W_Q4_1 : SR_SPIKE_W_Q8_0;
                 if (sr_spike_net_set_linear(net, l, (sr_proj)j, fmt, L->w, NULL, L->n_out, L->n_in) != SR_OK)
                     die("spike weights");
+#ifndef SR_BENCH_BASELINE
+                // the packed copy is all the spike path reads: drop the mapped original
+                if (!getenv("SR_BENCH_KEEP_PAGES"))
+                    sr_numa_release_file_pages(L->w, sr_row_bytes((sr_type)L->type, L->n_in) * (size_t)L->n_out);
+#endif
             }
         if (sr_spike_net_attach(net, e) != SR_OK) die("attach");
         if (getenv("SR_BENCH_RECORD")) sr_spike_net_set_recorder(net, recorder, NULL);
+        fprintf(stderr, "spike net: %.1f MiB of packed weights and buffers\n",
+                (double)sr_spike_net_memory_bytes(net) / 1048576.0);
         free(sites);
     }
     sr_pool *pool = sr_engine_pool(e);
@@ -230,6 +239,23 @@ int main(int argc, char **argv) {
     float *logits = malloc(sizeof(float) * (size_t)n_vocab);
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)max_ctx);
 
+    if (prompt_ids) {
+        int n = 0;
+        for (const char *c = prompt_ids; *c && n < max_ctx; ) {
+            tok[n++] = atoi(c);
+            c = strchr(c, ',');
+            if (!c) break;
+            c++;
+        }
+        if (sr_engine_eval(e, tok, n, 0, logits, false) != SR_OK) die("eval");
+        for (int k = 0; k < 10; k++) {
+            int best = -1;
+            for (int i = 0; i < n_vocab; i++)
+                if (!isnan(logits[i]) && (best < 0 || logits[i] > logits[best])) best = i;
+            printf("%d %.6f\n", best, logits[best]);
+            logits[best] = NAN;
+        }
+    }
     if (check) {
         // Fixed prompt of 64 tokens + 16 greedy decode steps; checksum of every logits row.
         rng_state = 7;

@@ -37,7 +37,16 @@ struct Eval: AsyncParsableCommand {
                 line.update(done, total, String(format: "ppl %.4f", ppl))
             }
             if json {
-                print(jsonString(EvalJSON(r, model: model)))
+                var out = EvalJSON(r, model: model)
+                // Spike measurements (spike-algorithms.md §2, §8): any model, dense or spike.
+                let stats = await session.spikeStatistics()
+                let spikeAttention: Bool
+                if case .spike(let s) = try modelOptions.runMode(for: model) { spikeAttention = s.config.spikeAttention }
+                else { spikeAttention = session.isSpikeDriven && (model.spike?.config.spikeAttention ?? false) }
+                out.spike = SpikeMeasurementsJSON(config: model.config, stats: stats, chunks: r.chunks,
+                                                  contextLength: r.contextLength, spikeAttention: spikeAttention,
+                                                  spikeDriven: session.isSpikeDriven, weightBytes: model.info.weightBytes)
+                print(jsonString(out))
             } else {
                 print(String(format: "perplexity %.4f +/- %.4f over %d tokens (%d chunks of %d), %.1f s",
                              r.perplexity, r.perplexity * r.nllStandardError, r.tokensScored, r.chunks,
@@ -57,6 +66,7 @@ struct EvalJSON: Encodable {
     var seconds: Double
     var model: String
     var weight_bytes: Int
+    var spike: SpikeMeasurementsJSON?
 
     init(_ r: PerplexityResult, model: Model) {
         ppl = r.perplexity
@@ -68,5 +78,57 @@ struct EvalJSON: Encodable {
         seconds = r.seconds
         self.model = model.info.path
         weight_bytes = model.info.weightBytes
+    }
+}
+
+/// Per-site and overall spike measurements plus the energy estimate of `eval --json`.
+struct SpikeMeasurementsJSON: Encodable {
+    struct Site: Encodable {
+        var layer: Int
+        var site: String
+        var firing_rate: Double
+        var spikes_per_activation: Double
+        var mean_timesteps: Double
+        var sops_per_token: Double
+    }
+    var spike_driven: Bool
+    var spike_attention: Bool
+    var tokens_evaluated: Int
+    /// Linear sites (A, O, F, D, H) together; attention (Q, P) separately.
+    var spikes_per_activation: Double
+    var firing_rate: Double
+    var mean_timesteps: Double
+    var attention_spikes_per_activation: Double?
+    var sops_per_token: Double
+    var weight_bytes: Int
+    var energy: EnergyReport
+    var sites: [Site]
+
+    init(config: ModelConfig, stats: [SpikeSiteStatistics], chunks: Int, contextLength: Int, spikeAttention: Bool,
+         spikeDriven: Bool, weightBytes: Int) {
+        let tokens = chunks * contextLength
+        let t = Double(max(tokens, 1))
+        spike_driven = spikeDriven
+        spike_attention = spikeDriven && spikeAttention
+        tokens_evaluated = tokens
+        sites = stats.map {
+            Site(layer: $0.layer, site: $0.site, firing_rate: $0.firingRate, spikes_per_activation: $0.spikesPerActivation,
+                 mean_timesteps: $0.meanTimesteps, sops_per_token: Double($0.sops + $0.hornerAdds) / t)
+        }
+        let lin = stats.filter { ["A", "O", "F", "D", "H"].contains($0.site) }
+        let acts = lin.reduce(0) { $0 + $1.activations }
+        let spikes = lin.reduce(0) { $0 + $1.spikes }
+        spikes_per_activation = acts > 0 ? Double(spikes) / Double(acts) : 0
+        // Activation-weighted mean T; firing rate = spikes / (activations · T).
+        let slots = lin.reduce(0.0) { $0 + Double($1.activations) * $1.meanTimesteps }
+        mean_timesteps = acts > 0 ? slots / Double(acts) : 0
+        firing_rate = slots > 0 ? Double(spikes) / slots : 0
+        let att = stats.filter { $0.site == "Q" || $0.site == "P" }
+        let attActs = att.reduce(0) { $0 + $1.activations }
+        attention_spikes_per_activation = attActs > 0 ? Double(att.reduce(0) { $0 + $1.spikes }) / Double(attActs) : nil
+        energy = EnergyReport(config: config, stats: stats, tokens: tokens,
+                              meanAttendedPositions: Double(contextLength + 1) / 2, spikeAttention: spike_attention)
+        sops_per_token = energy.sopsPerToken
+        weight_bytes = weightBytes
     }
 }

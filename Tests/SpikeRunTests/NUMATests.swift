@@ -90,7 +90,8 @@ struct NUMATests {
         var allowed: [Int32] = []
         for n in 0..<sr_numa_topology_nodes(real) {
             var c = [Int32](repeating: -1, count: 4096)
-            allowed += c.prefix(Int(sr_numa_topology_node_cpus(real, n, &c, 4096)))
+            let k = Int(sr_numa_topology_node_cpus(real, n, &c, 4096))
+            allowed += c.prefix(k)
         }
         allowed.sort()
         var listed: [Int32] = []

@@ -279,7 +279,7 @@ struct SmolLM2TokenizerTests {
         // ~40k tokens of varied prose: generated (same text every run), so the test needs no
         // data files.
         var words: [String] = []
-        var rng = SplitMix64(seed: 42)
+        var rng = TokenizerTestRNG(seed: 42)
         let syllables = ["ka", "lo", "mi", "ter", "shan", "dre", "qu", "ip", "or", "ve", "th", "ing",
                          "ab", "st", "ou", "el", "ph", "ry", "ne", "co"]
         for i in 0..<24_000 {
@@ -303,7 +303,7 @@ struct SmolLM2TokenizerTests {
     }
 }
 
-struct SplitMix64: RandomNumberGenerator {
+struct TokenizerTestRNG: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {

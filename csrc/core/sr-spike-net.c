@@ -325,7 +325,7 @@ static sr_status fpga_site(sr_spike_net *net, int32_t layer, sr_site site, const
         if (s != SR_OK) return s;
         if (net->record) net->record(net->record_user, layer, (int32_t)site, net->counts, n_in, pl->T,
                                      pl->encoding);
-        sr_fpga_input in = {0, pl};
+        sr_fpga_input in = {layer == net->p.n_layer ? 4 : (int32_t)site, pl};  // slots: see use_fpga
         if ((s = sr_fpga_step(net->fpga, net->fpga_base[idx], count, &in, 1, net->fpga_y)) != SR_OK) return s;
         st->tokens++;
         st->activations += (uint64_t)n_in;
@@ -560,12 +560,12 @@ sr_status sr_spike_net_use_fpga(sr_spike_net *net, struct sr_fpga *f) {
             base[l * 4 + g] = n;
             for (int32_t i = 0; i < group_n[g]; i++) {
                 m[n].w = &net->lin[lin_index(net, l, groups[g][i])];
-                m[n++].input_slot = 0;
+                m[n++].input_slot = g;  // one input slot per site kind (A, O, F, D): same width
             }
         }
     base[net->p.n_layer * 4] = n;
     m[n].w = &net->lin[lin_index(net, net->p.n_layer, SR_PROJ_HEAD)];
-    m[n++].input_slot = 0;
+    m[n++].input_slot = 4;
     sr_status s = sr_fpga_upload_weights(f, m, n);
     free(m);
     if (s != SR_OK) {

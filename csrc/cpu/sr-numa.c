@@ -366,3 +366,35 @@ sr_status sr_numa_place_spike_weights(const sr_pool *p, const sr_spike_weights *
     }
     return SR_OK;
 }
+
+// ---------------------------------------------------------------- resident set
+
+size_t sr_numa_release_file_pages(const void *p, size_t bytes) {
+#if defined(__linux__)
+    if (!p || bytes == 0) return 0;
+    uintptr_t lo, hi;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    lo = ((uintptr_t)p + page - 1) & ~(page - 1);           // whole pages inside the range only
+    hi = ((uintptr_t)p + bytes) & ~(page - 1);
+    if (hi <= lo) return 0;
+    FILE *maps = fopen("/proc/self/maps", "r");
+    if (!maps) return 0;
+    size_t released = 0;
+    char line[512];
+    while (fgets(line, sizeof line, maps)) {
+        unsigned long a, b, off, inode;
+        char perms[8], dev[16];
+        if (sscanf(line, "%lx-%lx %7s %lx %15s %lu", &a, &b, perms, &off, dev, &inode) != 6) continue;
+        if (b <= lo || a >= hi) continue;
+        // read-only, private, backed by a file: dropping pages loses nothing
+        if (inode == 0 || perms[0] != 'r' || perms[1] != '-' || perms[3] != 'p') continue;
+        const uintptr_t s0 = a > lo ? a : lo, s1 = b < hi ? b : hi;
+        if (s1 > s0 && madvise((void *)s0, s1 - s0, MADV_DONTNEED) == 0) released += s1 - s0;
+    }
+    fclose(maps);
+    return released;
+#else
+    (void)p; (void)bytes;
+    return 0;
+#endif
+}

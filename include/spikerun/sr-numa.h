@@ -86,6 +86,12 @@ SR_API bool sr_numa_topology_is_fake(const sr_numa_topology *t);
 /// resident). Touches nothing.
 SR_API int sr_numa_node_of_memory(const void *p);
 
+/// Drops the whole pages of [p, p + bytes) from this process's resident set when they belong
+/// to a read-only file mapping (e.g. the mapped GGUF after its weights were repacked): the
+/// kernel re-reads them from the page cache if they are touched again. Anything else
+/// (anonymous or writable memory) is left alone. Returns the bytes released.
+SR_API size_t sr_numa_release_file_pages(const void *p, size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,7 +16,7 @@ final class Engine: @unchecked Sendable {
     let model: Model
     let contextLength: Int
     let batchSize: Int
-    private let handle: OpaquePointer
+    let handle: OpaquePointer
     /// The spike runtime when the model runs spike-driven (owns hooks into `handle`).
     let spike: SpikeRuntime?
     /// The FPGA running the spike runtime's accumulations, when the backend is `.fpga`.
@@ -53,7 +53,7 @@ final class Engine: @unchecked Sendable {
         self.handle = out
         var runtime: SpikeRuntime?
         var accelerator: FPGAAccelerator?
-        do {
+        do throws(SpikeRunError) {
             if let setup {
                 let rt = try SpikeRuntime(model: model, setup: setup, contextLength: contextLength)
                 try rt.attach(to: out)

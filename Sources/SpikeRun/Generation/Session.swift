@@ -77,6 +77,36 @@ public actor Session {
         return out
     }
 
+    /// Evaluates `tokens` from an empty cache while `recorder` records their spike trains
+    /// (the sites, layers and neurons of its plan); returns the last token's logits, or every
+    /// token's (n × vocabulary) when `allLogits`. The tokens are registered with the recorder
+    /// first, as belonging to `sentence` (an index from ``SpikeRecorder/addSentence(_:)``).
+    /// Recording only reads the spike counts: the logits are identical to ``logits(for:)``'s.
+    /// When the plan records the head input `H`, the head runs on every token (as with
+    /// `allLogits`) so that `H` has one entry per token.
+    /// The recorder is removed when the call returns.
+    /// - Throws: `.unsupported` for a dense run (nothing spikes); a recorder error (e.g. a
+    ///   count outside its steps) after the evaluation.
+    public func record(_ tokens: [Int32], into recorder: SpikeRecorder, sentence: Int? = nil,
+                       texts: [String]? = nil, allLogits: Bool = false) throws(SpikeRunError) -> [Float] {
+        guard let spike = engine.spike else {
+            throw .unsupported("recording spike trains needs a spike-driven model; this session runs dense")
+        }
+        guard !tokens.isEmpty else { throw .invalidArgument("nothing to evaluate") }
+        try recorder.begin(tokens: tokens, sentence: sentence, texts: texts, nLayer: spike.nLayer,
+                           sites: spike.siteSettings)
+        // The head runs on every token only when every token's logits are wanted; recording
+        // the head input H needs all of them (else H would get one token per evaluation).
+        let full = allLogits || recorder.plan.records(layer: spike.nLayer, site: .H)
+        spike.setRecorder(recorder)
+        defer { spike.setRecorder(nil) }
+        cachedTokens = []
+        let out = try engine.eval(tokens, at: 0, allLogits: full)
+        cachedTokens = tokens
+        try recorder.end()
+        return full && !allLogits ? Array(out.suffix(engine.vocabularySize)) : out
+    }
+
     /// Spike counters since the last reset (empty for a dense run).
     public func spikeStatistics() -> [SpikeSiteStatistics] { engine.spike?.statistics() ?? [] }
 

@@ -92,6 +92,10 @@ final class SpikeRuntime {
     let net: OpaquePointer
     let nLayer: Int
     let attention: Bool
+    /// Encoder settings per site (n_layer * 4 + 1), for the recorder's binary-code offsets.
+    let siteSettings: [SpikeSiteSetting]
+    /// The installed spike recorder, if any (see SpikeRecorder.swift).
+    let recorderBox = SpikeRecorderSlot()
     /// Keeps int8/ternary codes alive only while packing.
     init(model: Model, setup: SpikeSetup, contextLength: Int) throws(SpikeRunError) {
         let c = model.config
@@ -122,6 +126,7 @@ final class SpikeRuntime {
         self.net = out
         self.nLayer = c.nLayer
         self.attention = cfg.spikeAttention
+        self.siteSettings = cfg.sites
         do {
             try packWeights(model: model, format: cfg.weights)
         } catch {

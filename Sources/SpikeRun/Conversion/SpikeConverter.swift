@@ -1,0 +1,459 @@
+import CSpikeRun
+import Foundation
+
+/// What `spikerun convert` should produce.
+public struct ConversionOptions: Sendable, Hashable {
+    /// How the per-site encoder settings are chosen.
+    public enum Mode: Sendable, Hashable {
+        /// Mean-step rule with one `k` at every site (§1; the recommended recipe).
+        case mean(k: Float)
+        /// Fixed-T max rule with G = 32 groups and a per-site calibrated gamma (§1).
+        case timesteps(Int)
+        /// Mixed per-block `k` from sensitivity probes under a perplexity budget in percent (§7).
+        case pplBudget(Double)
+    }
+    public var encoding: SpikeEncoding = .signMagnitude
+    public var mode: Mode = .mean(k: 12)
+    public var weights: SpikeWeightFormat = .int4
+    public var spikeAttention = true
+    public var attentionQBits = 8
+    public var attentionPBits = 12
+    /// Calibration tokens (cut into sequences of `calibrationContext`).
+    public var calibrationTokens = 512
+    public var calibrationContext = 256
+    /// Tokens per site used for the gamma search (subsampled from the calibration tokens).
+    public var gammaTokens = 32
+    /// Output rows per weight matrix used for the gamma search's output-space error.
+    public var gammaRows = 96
+    /// Candidate k of the budget allocation, finest first.
+    public var budgetLevels: [Float] = [16, 8, 4, 3, 2]
+
+    public init() {}
+
+    /// Max-rule resolution for `T` time steps of `encoding`: (bits, membrane clip; 0 = Q).
+    /// bitwise sign-magnitude: b = T + 1; two's complement: b = T; ternary: Q = T; binary: T = 2Q.
+    public static func maxRuleBits(encoding: SpikeEncoding, timesteps T: Int) throws(SpikeRunError) -> (bits: Int, clip: Int) {
+        func covering(_ q: Int) -> (Int, Int) {
+            var b = 2
+            while (1 << (b - 1)) - 1 < q { b += 1 }
+            return (b, (1 << (b - 1)) - 1 == q ? 0 : q)
+        }
+        switch encoding {
+        case .signMagnitude:
+            guard (1...15).contains(T) else { throw .invalidArgument("--timesteps for bitwise sign-magnitude must be in 1...15, got \(T)") }
+            return (T + 1, 0)
+        case .twosComplement:
+            guard (2...16).contains(T) else { throw .invalidArgument("--timesteps for two's complement must be in 2...16, got \(T)") }
+            return (T, 0)
+        case .ternary:
+            guard (1...255).contains(T) else { throw .invalidArgument("--timesteps for ternary must be in 1...255, got \(T)") }
+            return covering(T)
+        case .binary:
+            guard T >= 2, T % 2 == 0, T <= 510 else { throw .invalidArgument("--timesteps for binary must be even and in 2...510 (T = 2Q), got \(T)") }
+            return covering(T / 2)
+        }
+    }
+}
+
+/// Results of a conversion beyond the file: what was chosen and how well it scored on the
+/// calibration text.
+public struct ConversionReport: Sendable, Codable {
+    public var output: String
+    public var mode: String
+    public var encoding: String
+    public var weights: String
+    public var spikeAttention: Bool
+    public var calibrationTokens: Int
+    /// Per-site settings as short strings ("k12", "b5 g0.85") in site order A, O, F, D per block, then H.
+    public var sites: [String]
+    /// Mean NLL (nats/token) of the dense and the converted model on the calibration text.
+    public var calibrationDenseNLL: Double?
+    public var calibrationSpikeNLL: Double?
+    public var calibrationPPLChangePercent: Double?
+    /// Budget mode: sensitivity S_l(k) (nats/token) and SOPs/token per unit and level.
+    public var sensitivity: [[Double]]?
+    public var unitSOPs: [[Double]]?
+    public var budgetBackoffs: Int?
+    public var seconds: Double
+}
+
+/// Converts a dense Llama GGUF to a spike-driven one (`spikerun convert`): calibrates the
+/// encoders on text, chooses the per-site settings and writes the file via `SpikeModelWriter`.
+public enum SpikeConverter {
+    /// Checks that `model` can be converted with `options` (clear one-line errors).
+    public static func validate(model: Model, options: ConversionOptions) throws(SpikeRunError) {
+        if model.file.metadata.int("spike.version") != nil || model.spike != nil {
+            throw .invalidArgument("'\(model.info.path)' is already a converted spike model (it has spike.version); convert the dense original")
+        }
+        let c = model.config
+        guard c.architecture == "llama" else {
+            throw .unsupported("architecture '\(c.architecture)' is not supported (only 'llama')")
+        }
+        switch options.mode {
+        case .mean, .pplBudget:
+            guard options.encoding.isBitwise else {
+                throw .invalidArgument("--encoding \(options.encoding.name) needs --timesteps T (the mean rule and --ppl-budget are for bitwise codes)")
+            }
+        case .timesteps(let t):
+            _ = try ConversionOptions.maxRuleBits(encoding: options.encoding, timesteps: t)
+        }
+        if case .mean(let k) = options.mode, !(k > 0 && k.isFinite) {
+            throw .invalidArgument("-k must be positive, got \(k)")
+        }
+        if case .pplBudget(let p) = options.mode, !(p > 0 && p.isFinite) {
+            throw .invalidArgument("--ppl-budget must be a positive percentage, got \(p)")
+        }
+        for l in 0...c.nLayer {
+            let names = l == c.nLayer ? [c.tiedOutput ? "token_embd.weight" : "output.weight"]
+                : SpikeRuntime.projections.map { "blk.\(l).\($0.0).weight" }
+            for n in names {
+                guard let t = model.file.tensor(n) else { throw .format("tensor '\(n)' is missing") }
+                switch options.weights {
+                case .int4:
+                    guard t.type == .q4_1 || t.type == .q8_0 else {
+                        throw .unsupported("tensor '\(n)' has type \(t.type.name); --weights int4 keeps the GGUF's codes and needs Q4_1 (or Q8_0); use --weights int8")
+                    }
+                case .int8, .ternary:
+                    guard sr_type_supported(Int32(t.type.rawValue)) else {
+                        throw .unsupported("tensor '\(n)' has type \(t.type.name), which cannot be requantized to \(options.weights.rawValue)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calibration tokens of `text`: at least one full sequence, at most `options.calibrationTokens`.
+    static func calibrationSequences(model: Model, text: String, options: ConversionOptions) throws(SpikeRunError) -> [[Int32]] {
+        let toks = model.tokenizer.encode(text, addSpecialTokens: true, parseSpecial: false)
+        let ctx = options.calibrationContext
+        guard toks.count >= ctx else {
+            throw .invalidArgument("the calibration text has \(toks.count) tokens; at least \(ctx) are needed")
+        }
+        let n = max(1, min(options.calibrationTokens, toks.count) / ctx)
+        return (0..<n).map { i in
+            var s = Array(toks[(i * ctx)..<((i + 1) * ctx)])
+            if model.tokenizer.addBOS, let b = model.tokenizer.bosToken { s[0] = b }
+            return s
+        }
+    }
+
+    /// Mean NLL over the second half of each sequence (llama-perplexity's scoring).
+    static func meanNLL(model: Model, mode: RunMode, sequences: [[Int32]]) async throws(SpikeRunError) -> (Double, [SpikeSiteStatistics]) {
+        let ctx = sequences[0].count
+        let session = try Session(model: model, contextLength: ctx, batchSize: ctx, mode: mode)
+        let r = try await Perplexity.evaluate(session: session, tokens: sequences.flatMap { $0 }, contextLength: ctx)
+        return (r.meanNLL, await session.spikeStatistics())
+    }
+
+    /// Runs the dense model over the calibration text with a tap: static V scales (max|v|/127
+    /// per layer and KV channel) and, when `keepRows > 0`, up to `keepRows` sampled inputs per site.
+    static func collect(model: Model, sequences: [[Int32]], keepRows: Int) async throws(SpikeRunError)
+        -> (vScales: [Float], rows: [Int: [[Float]]])
+    {
+        let c = model.config
+        let kv = c.nHeadKV * c.headDim
+        final class Box: @unchecked Sendable {
+            var vMax: [Float]
+            var rows: [Int: [[Float]]] = [:]
+            var seen: [Int: Int] = [:]
+            init(_ n: Int) { vMax = [Float](repeating: 0, count: n) }
+        }
+        let box = Box(c.nLayer * kv)
+        let total = sequences.count * sequences[0].count
+        let stride = max(1, total / max(keepRows, 1))
+        let tap = EngineTap { layer, point, rows, nTok, dim in
+            switch point {
+            case .v:
+                for t in 0..<nTok {
+                    for j in 0..<dim {
+                        let a = abs(rows[t * dim + j])
+                        if a > box.vMax[layer * kv + j] { box.vMax[layer * kv + j] = a }
+                    }
+                }
+            case .siteA, .siteO, .siteF, .siteD, .siteH:
+                guard keepRows > 0 else { return }
+                let key = point == .siteH ? c.nLayer * 4 : layer * 4 + point.rawValue
+                var seen = box.seen[key, default: 0]
+                for t in 0..<nTok {
+                    if seen % stride == stride / 2 && box.rows[key, default: []].count < keepRows {
+                        box.rows[key, default: []].append(Array(rows[(t * dim)..<((t + 1) * dim)]))
+                    }
+                    seen += 1
+                }
+                box.seen[key] = seen
+            case .block:
+                break
+            }
+        }
+        let ctx = sequences[0].count
+        let session = try Session(model: model, contextLength: ctx, batchSize: ctx, mode: .dense)
+        await session.installTap(tap)
+        for s in sequences {
+            await session.reset()
+            _ = try await session.logits(for: s)
+        }
+        await session.removeTap()
+        withExtendedLifetime(tap) {}
+        let scales = box.vMax.map { $0 > 0 && $0.isFinite ? $0 / 127 : 1 }
+        return (scales, box.rows)
+    }
+
+    /// Fake-quantizes `x` with the max rule (G-channel groups, Q, clip C, gamma) into `out`.
+    static func maxRuleDequant(_ x: [Float], q: Int, clip: Int, gamma: Float, group: Int, into out: inout [Float]) {
+        let G = group > 0 ? group : x.count
+        let C = Float(clip == 0 ? q : clip)
+        var g0 = 0
+        while g0 < x.count {
+            let g1 = min(g0 + G, x.count)
+            var m: Float = 0
+            for j in g0..<g1 { m = max(m, abs(x[j])) }
+            if m == 0 {
+                for j in g0..<g1 { out[j] = 0 }
+            } else {
+                let s = gamma * m / Float(q)
+                let inv = 1 / s
+                for j in g0..<g1 {
+                    let v = x[j] * inv
+                    let n = min(C, (abs(v) + 0.5).rounded(.down))
+                    out[j] = s * (v < 0 ? -n : n)
+                }
+            }
+            g0 = g1
+        }
+    }
+
+    /// Sampled dequantized rows (every `stride`-th) of a weight tensor, (rows × n_in).
+    static func sampledRows(model: Model, tensor name: String, maxRows: Int) throws(SpikeRunError) -> [[Float]] {
+        guard let t = model.file.tensor(name) else { throw .format("tensor '\(name)' is missing") }
+        let stride = max(1, t.rowCount / maxRows)
+        let src = model.file.data(t)
+        var out: [[Float]] = []
+        var r = stride / 2
+        while r < t.rowCount && out.count < maxRows {
+            var row = [Float](repeating: 0, count: t.rowLength)
+            row.withUnsafeMutableBufferPointer { dst in
+                sr_dequantize_row(sr_type(rawValue: t.type.rawValue), src.baseAddress! + r * t.rowBytes,
+                                  dst.baseAddress!, Int64(t.rowLength))
+            }
+            out.append(row)
+            r += stride
+        }
+        return out
+    }
+
+    static let gammaCandidates: [Float] = stride(from: 20, through: 10, by: -1).map { Float($0) / 20 }
+
+    /// Per-site gamma by output-space error E(γ) = Σ_tokens Σ_rows (w_r · (x − x̂_γ))² (§1).
+    static func calibrateGammas(model: Model, rows: [Int: [[Float]]], bits: Int, clip: Int, group: Int,
+                                options: ConversionOptions, progress: ((String) -> Void)?) throws(SpikeRunError) -> [Float] {
+        let c = model.config
+        let q = (1 << (bits - 1)) - 1
+        var gammas = [Float](repeating: 1, count: c.nLayer * 4 + 1)
+        let consumers: [[String]] = [["attn_q", "attn_k", "attn_v"], ["attn_output"], ["ffn_gate", "ffn_up"], ["ffn_down"]]
+        for site in 0..<(c.nLayer * 4 + 1) {
+            let l = site / 4
+            let names = site == c.nLayer * 4 ? [c.tiedOutput ? "token_embd.weight" : "output.weight"]
+                : consumers[site % 4].map { "blk.\(l).\($0).weight" }
+            var W: [[Float]] = []
+            for n in names { W += try sampledRows(model: model, tensor: n, maxRows: options.gammaRows) }
+            guard let xs = rows[site], !xs.isEmpty else { continue }
+            var best = (Float(1), Double.infinity)
+            var xh = [Float](repeating: 0, count: xs[0].count)
+            var e = [Float](repeating: 0, count: xs[0].count)
+            for g in gammaCandidates {
+                var err = 0.0
+                for x in xs {
+                    maxRuleDequant(x, q: q, clip: clip, gamma: g, group: group, into: &xh)
+                    for j in 0..<x.count { e[j] = x[j] - xh[j] }
+                    for w in W {
+                        var acc: Float = 0
+                        w.withUnsafeBufferPointer { wp in
+                            e.withUnsafeBufferPointer { ep in
+                                for j in 0..<ep.count { acc += wp[j] * ep[j] }
+                            }
+                        }
+                        err += Double(acc) * Double(acc)
+                    }
+                }
+                if err < best.1 { best = (g, err) }
+            }
+            gammas[site] = best.0
+            if site % 4 == 3 || site == c.nLayer * 4 {
+                progress?("gamma: block \(min(l, c.nLayer - 1) + (site == c.nLayer * 4 ? 1 : 0))/\(c.nLayer) (+head)")
+            }
+        }
+        return gammas
+    }
+
+    static func describe(_ s: SpikeSiteSetting) -> String {
+        switch s.rule {
+        case .mean: return "k\(s.k == s.k.rounded() ? String(Int(s.k)) : String(s.k))"
+        case .max: return "b\(s.bits) g\(String(format: "%.2f", s.gamma))" + (s.clip > 0 ? " C\(s.clip)" : "")
+        case .dense: return "dense"
+        }
+    }
+
+    /// Calibrates and chooses the settings; returns the setup (config + V scales) and a report
+    /// (without `output`).
+    public static func calibrate(model: Model, options: ConversionOptions, calibrationText: String,
+                                 provenance: [String: String] = [:],
+                                 progress: ((String) -> Void)? = nil) async throws(SpikeRunError) -> (SpikeSetup, ConversionReport) {
+        let start = Date()
+        try validate(model: model, options: options)
+        let c = model.config
+        let nSites = c.nLayer * 4 + 1
+        let seqs = try calibrationSequences(model: model, text: calibrationText, options: options)
+        let nTok = seqs.count * seqs[0].count
+        var keep = 0
+        if case .timesteps = options.mode { keep = options.gammaTokens }
+        progress?("calibration: dense pass over \(nTok) tokens")
+        let (vScales, rows) = try await collect(model: model, sequences: seqs, keepRows: keep)
+        var cfg = SpikeConfig.uniform(k: 12, nLayer: c.nLayer)
+        cfg.encoding = options.encoding
+        cfg.weights = options.weights
+        cfg.spikeAttention = options.spikeAttention
+        cfg.attentionQBits = options.attentionQBits
+        cfg.attentionPBits = options.attentionPBits
+        var report = ConversionReport(output: "", mode: "", encoding: options.encoding.name, weights: options.weights.rawValue,
+                                      spikeAttention: options.spikeAttention, calibrationTokens: nTok, sites: [],
+                                      seconds: 0)
+        var denseNLL: Double?
+        switch options.mode {
+        case .mean(let k):
+            cfg.sites = Array(repeating: .mean(k: k), count: nSites)
+            report.mode = "mean k=\(k)"
+        case .timesteps(let T):
+            let (bits, clip) = try ConversionOptions.maxRuleBits(encoding: options.encoding, timesteps: T)
+            let gammas = try calibrateGammas(model: model, rows: rows, bits: bits, clip: clip, group: 32,
+                                             options: options, progress: progress)
+            cfg.sites = gammas.map { g in
+                var s = SpikeSiteSetting.max(bits: bits, gamma: g, group: 32)
+                s.clip = clip
+                return s
+            }
+            report.mode = "timesteps T=\(T) (max rule, G=32, bits \(bits)\(clip > 0 ? ", C=\(clip)" : ""))"
+        case .pplBudget(let p):
+            let r = try await allocate(model: model, options: options, budgetPercent: p, sequences: seqs,
+                                       vScales: vScales, base: cfg, progress: progress)
+            cfg.sites = r.sites
+            denseNLL = r.denseNLL
+            report.sensitivity = r.sensitivity
+            report.unitSOPs = r.sops
+            report.budgetBackoffs = r.backoffs
+            report.calibrationSpikeNLL = r.finalNLL
+            report.mode = "ppl-budget \(p)%"
+        }
+        var prov = provenance
+        prov["spike.calibration.tokens"] = String(nTok)
+        prov["spike.calibration.sequence_length"] = String(seqs[0].count)
+        prov["spike.calibration.mode"] = report.mode
+        prov["spike.calibration.tool"] = "spikerun convert"
+        cfg.provenance = prov
+        let setup = SpikeSetup(config: cfg, vScales: options.spikeAttention ? vScales : nil)
+        // Quality on the calibration text (cheap: the calibration tokens only).
+        if report.calibrationSpikeNLL == nil {
+            progress?("check: dense and spike perplexity on the calibration tokens")
+            if denseNLL == nil { denseNLL = try await meanNLL(model: model, mode: .dense, sequences: seqs).0 }
+            report.calibrationSpikeNLL = try await meanNLL(model: model, mode: .spike(setup), sequences: seqs).0
+        }
+        if denseNLL == nil { denseNLL = try await meanNLL(model: model, mode: .dense, sequences: seqs).0 }
+        report.calibrationDenseNLL = denseNLL
+        if let d = denseNLL, let s = report.calibrationSpikeNLL { report.calibrationPPLChangePercent = 100 * (exp(s - d) - 1) }
+        report.sites = cfg.sites.map(describe)
+        report.seconds = Date().timeIntervalSince(start)
+        return (setup, report)
+    }
+
+    struct Allocation {
+        var sites: [SpikeSiteSetting]
+        var sensitivity: [[Double]]
+        var sops: [[Double]]
+        var denseNLL: Double
+        var finalNLL: Double
+        var backoffs: Int
+    }
+
+    /// §7: block-level probes (one block, or the head, spiking at each k, the rest dense),
+    /// greedy allocation by ΔSOP/ΔS under Σ S ≤ ln(1 + p/100), verification and back-off.
+    static func allocate(model: Model, options: ConversionOptions, budgetPercent p: Double, sequences: [[Int32]],
+                         vScales: [Float], base: SpikeConfig, progress: ((String) -> Void)?) async throws(SpikeRunError) -> Allocation {
+        let c = model.config
+        let nSites = c.nLayer * 4 + 1
+        let levels = options.budgetLevels
+        let units = c.nLayer + 1  // blocks, then the head
+        func sitesOf(unit u: Int) -> [Int] { u == c.nLayer ? [c.nLayer * 4] : (0..<4).map { u * 4 + $0 } }
+        progress?("budget: dense reference")
+        let denseNLL = try await meanNLL(model: model, mode: .dense, sequences: sequences).0
+        var S = [[Double]](repeating: [Double](repeating: 0, count: levels.count), count: units)
+        var SOP = S
+        var probe = base
+        probe.spikeAttention = false
+        for u in 0..<units {
+            for (i, k) in levels.enumerated() {
+                var sites = [SpikeSiteSetting](repeating: .dense, count: nSites)
+                for s in sitesOf(unit: u) { sites[s] = .mean(k: k) }
+                probe.sites = sites
+                let (nll, stats) = try await meanNLL(model: model, mode: .spike(SpikeSetup(config: probe)), sequences: sequences)
+                S[u][i] = max(0, nll - denseNLL)
+                let tokens = max(1, stats.filter { $0.site == (u == c.nLayer ? "H" : "A") && $0.layer == u }.map(\.tokens).max() ?? 1)
+                SOP[u][i] = Double(stats.filter { $0.layer == u }.reduce(0) { $0 + $1.sops + $1.hornerAdds }) / Double(tokens)
+                if i > 0 { S[u][i] = max(S[u][i], S[u][i - 1]) }  // coarser never predicted better
+            }
+            progress?("budget: probed \(u + 1)/\(units) units (\(u == c.nLayer ? "head" : "block \(u)")): S = " +
+                      S[u].map { String(format: "%.4f", $0) }.joined(separator: " "))
+        }
+        let budget = log(1 + p / 100)
+        var idx = [Int](repeating: 0, count: units)
+        var total = S.indices.reduce(0.0) { $0 + S[$1][0] }
+        while true {
+            var best: (Int, Double)?
+            for u in 0..<units where idx[u] + 1 < levels.count {
+                let dS = max(1e-6, S[u][idx[u] + 1] - S[u][idx[u]])
+                let dSOP = SOP[u][idx[u]] - SOP[u][idx[u] + 1]
+                guard total + dS <= budget, dSOP > 0 else { continue }
+                let ratio = dSOP / dS
+                if best == nil || ratio > best!.1 { best = (u, ratio) }
+            }
+            guard let chosen = best else { break }
+            let u = chosen.0
+            total += max(1e-6, S[u][idx[u] + 1] - S[u][idx[u]])
+            idx[u] += 1
+        }
+        func config() -> SpikeConfig {
+            var cfg = base
+            var sites = [SpikeSiteSetting](repeating: .mean(k: levels[0]), count: nSites)
+            for u in 0..<units { for s in sitesOf(unit: u) { sites[s] = .mean(k: levels[idx[u]]) } }
+            cfg.sites = sites
+            return cfg
+        }
+        var backoffs = 0
+        var nll = denseNLL
+        while true {
+            let setup = SpikeSetup(config: config(), vScales: base.spikeAttention ? vScales : nil)
+            nll = try await meanNLL(model: model, mode: .spike(setup), sequences: sequences).0
+            progress?(String(format: "budget: verify: ppl change %+.2f%% (budget %.2f%%), k per unit ", 100 * (exp(nll - denseNLL) - 1), p)
+                      + idx.map { String(Int(levels[$0])) }.joined(separator: ","))
+            if nll - denseNLL <= budget || backoffs >= 2 * units { break }
+            // Raise the lowered unit with the highest S/SOP by one step.
+            guard let u = (0..<units).filter({ idx[$0] > 0 }).max(by: {
+                S[$0][idx[$0]] / max(1, SOP[$0][idx[$0]]) < S[$1][idx[$1]] / max(1, SOP[$1][idx[$1]])
+            }) else { break }
+            idx[u] -= 1
+            backoffs += 1
+        }
+        return Allocation(sites: config().sites, sensitivity: S, sops: SOP, denseNLL: denseNLL, finalNLL: nll, backoffs: backoffs)
+    }
+
+    /// Calibrates, then writes the converted model atomically to `output`.
+    public static func convert(model: Model, options: ConversionOptions, calibrationText: String,
+                               provenance: [String: String] = [:], to output: String,
+                               progress: ((String) -> Void)? = nil,
+                               writeProgress: ((Double) -> Void)? = nil) async throws(SpikeRunError) -> ConversionReport {
+        var (setup, report) = try await calibrate(model: model, options: options, calibrationText: calibrationText,
+                                                  provenance: provenance, progress: progress)
+        progress?("writing \(output)")
+        try SpikeModelWriter.write(source: model, setup: setup, to: output, progress: writeProgress)
+        report.output = output
+        return report
+    }
+}

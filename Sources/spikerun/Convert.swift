@@ -1,0 +1,130 @@
+import ArgumentParser
+import Foundation
+import SpikeRun
+
+struct Convert: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Convert a dense Llama GGUF into a spike-driven GGUF (calibrated on text).")
+
+    @Option(name: [.customShort("m"), .customLong("model")],
+            help: "Dense GGUF to convert (default: models/SmolLM2-135M-Instruct.Q4_1.gguf).")
+    var model: String?
+
+    @Option(name: [.customShort("o"), .customLong("output")], help: "Converted GGUF to write.")
+    var output: String
+
+    @Option(name: .customLong("encoding"), help: "bitwise (sign-magnitude, default), twos-complement, ternary or binary.")
+    var encoding: String = "bitwise"
+
+    @Option(name: .customLong("timesteps"), help: "Fixed T: max rule, G = 32 groups, gamma calibrated per site.")
+    var timesteps: Int?
+
+    @Option(name: .customLong("ppl-budget"), help: "Mixed per-block k from sensitivity probes within this perplexity increase (percent).")
+    var pplBudget: Double?
+
+    @Option(name: [.customShort("k"), .customLong("k")], help: "Mean rule with this k at every site (default 12).")
+    var k: Float?
+
+    @Option(name: .customLong("calib"), help: "Calibration text (default: data/text/pydoc_topics.txt).")
+    var calib: String?
+
+    @Option(name: .customLong("calib-tokens"), help: "Calibration tokens (default 512; sequences of 256).")
+    var calibTokens: Int = 512
+
+    @Option(name: .customLong("weights"), help: "int4 (the GGUF's Q4_1 codes, default), int8 or ternary.")
+    var weights: String = "int4"
+
+    @Flag(name: .customLong("no-spike-attention"), help: "Keep attention's QK and PV products in float.")
+    var noSpikeAttention = false
+
+    @Option(name: [.customShort("t"), .customLong("threads")], help: "Threads (default: all online CPUs).")
+    var threads: Int?
+
+    @Flag(name: .customLong("json"), help: "Print a JSON report.")
+    var json = false
+
+    func validate() throws {
+        let modes = [timesteps != nil, pplBudget != nil, k != nil].filter { $0 }.count
+        if modes > 1 { throw ValidationError("--timesteps, --ppl-budget and -k exclude each other") }
+        if calibTokens < 16 { throw ValidationError("--calib-tokens must be at least 16, got \(calibTokens)") }
+        if let t = threads, t <= 0 { throw ValidationError("threads must be positive, got \(t)") }
+    }
+
+    func options() throws(SpikeRunError) -> ConversionOptions {
+        var o = ConversionOptions()
+        switch encoding {
+        case "bitwise", "sign-magnitude": o.encoding = .signMagnitude
+        case "twos-complement": o.encoding = .twosComplement
+        case "ternary": o.encoding = .ternary
+        case "binary": o.encoding = .binary(offset: 0)
+        default: throw .invalidArgument("unknown --encoding '\(encoding)' (bitwise, twos-complement, ternary, binary)")
+        }
+        guard let w = SpikeWeightFormat(rawValue: weights) else {
+            throw .invalidArgument("unknown --weights '\(weights)' (int4, int8, ternary)")
+        }
+        o.weights = w
+        if let t = timesteps { o.mode = .timesteps(t) } else if let p = pplBudget { o.mode = .pplBudget(p) } else { o.mode = .mean(k: k ?? 12) }
+        o.spikeAttention = !noSpikeAttention
+        o.calibrationTokens = calibTokens
+        o.calibrationContext = min(256, calibTokens)
+        return o
+    }
+
+    func run() async throws {
+        try await runReportingErrors {
+            let opts = try options()
+            let path = model ?? DefaultModel.path()
+            if model == nil && !FileManager.default.fileExists(atPath: path) {
+                throw SpikeRunError.io("the default model is not at '\(path)'; run 'make model' or pass -m MODEL")
+            }
+            let calibPath = calib ?? "data/text/pydoc_topics.txt"
+            if !FileManager.default.fileExists(atPath: calibPath) {
+                throw SpikeRunError.io(calib == nil
+                    ? "calibration text '\(calibPath)' is missing: run make data or pass --calib"
+                    : "calibration text '\(calibPath)' does not exist")
+            }
+            // Fail early on an unwritable destination, before minutes of calibration.
+            let dir = URL(fileURLWithPath: output).deletingLastPathComponent().path
+            var isDir: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) || !isDir.boolValue
+                || !FileManager.default.isWritableFile(atPath: dir) {
+                throw SpikeRunError.io("cannot write '\(output)': directory '\(dir)' does not exist or is not writable")
+            }
+            if URL(fileURLWithPath: output).standardized.path == URL(fileURLWithPath: path).standardized.path {
+                throw SpikeRunError.invalidArgument("the output must not overwrite the input model")
+            }
+            let text = try TextFile.read(calibPath)
+            let m = try Model.load(path, options: ModelOptions(threads: threads, activationMode: .q8))
+            try SpikeConverter.validate(model: m, options: opts)
+            Stderr.print("convert: hashing \(path)")
+            var prov: [String: String] = [
+                "spike.source.name": URL(fileURLWithPath: path).lastPathComponent,
+                "spike.source.sha256": try SHA256Digest.file(path),
+                "spike.calibration.file": URL(fileURLWithPath: calibPath).lastPathComponent,
+            ]
+            if let data = FileManager.default.contents(atPath: calibPath) {
+                prov["spike.calibration.sha256"] = SHA256Digest.hex([UInt8](data))
+            }
+            let line = ProgressLine(label: "write")
+            final class Last: @unchecked Sendable { var pct = -1 }
+            let last = Last()
+            let report = try await SpikeConverter.convert(
+                model: m, options: opts, calibrationText: text, provenance: prov, to: output,
+                progress: { Stderr.print("convert: " + $0) },
+                writeProgress: { f in
+                    let pct = Int(f * 100)
+                    if pct != last.pct { last.pct = pct; line.update(pct, 100) }
+                })
+            if json {
+                print(jsonString(report))
+            } else {
+                var msg = "wrote \(output): \(report.mode), \(report.encoding), weights \(report.weights), spike attention \(report.spikeAttention ? "on" : "off")"
+                if let d = report.calibrationPPLChangePercent {
+                    msg += String(format: "; calibration ppl change %+.2f%% (%d tokens)", d, report.calibrationTokens)
+                }
+                msg += String(format: ", %.1f s", report.seconds)
+                print(msg)
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+import Foundation
+import Testing
+@testable import SpikeRun
+
+/// A small synthetic Llama GGUF for conversion tests: 2 layers, n_embd 128, n_ff 256, 4 / 2 heads
+/// (head size 32: the spike attention kernels need a multiple of 32),
+/// a byte-level BPE vocabulary (256 byte tokens + a few merges + <|endoftext|>), Q4_1 linear
+/// weights and a tied Q8_0 embedding/head (the default model's formats), random but seeded.
+enum SyntheticLlama {
+    static let nLayer = 2, nEmbd = 128, nFF = 256, nHead = 4, nHeadKV = 2
+
+    struct RNG {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return state >> 33
+        }
+        mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+    }
+
+    static func f16(_ x: Float) -> [UInt8] {
+        let b = Float16(x).bitPattern
+        return [UInt8(b & 0xff), UInt8(b >> 8)]
+    }
+
+    /// (nOut rows × nIn) Q4_1 blocks: w = d·q + m, q in 0...15, |w| <= ~0.15.
+    static func q4_1(nOut: Int, nIn: Int, rng: inout RNG) -> [UInt8] {
+        var out: [UInt8] = []
+        for _ in 0..<(nOut * nIn / 32) {
+            let d = Float(0.012 + 0.008 * Double(rng.int(100)) / 100)
+            out += f16(d) + f16(-7.5 * d)
+            for _ in 0..<16 { out.append(UInt8(rng.int(16) | (rng.int(16) << 4))) }
+        }
+        return out
+    }
+
+    static func q8_0(nOut: Int, nIn: Int, rng: inout RNG) -> [UInt8] {
+        var out: [UInt8] = []
+        for _ in 0..<(nOut * nIn / 32) {
+            out += f16(0.01)
+            for _ in 0..<32 { out.append(UInt8(bitPattern: Int8(rng.int(201) - 100))) }
+        }
+        return out
+    }
+
+    static func ones(_ n: Int) -> [UInt8] { [Float](repeating: 1, count: n).withUnsafeBytes { Array($0) } }
+
+    static var vocabulary: (tokens: [String], merges: [String]) {
+        let bytes = (0..<256).map { String(decoding: ByteLevelMapping.byteToUTF8[$0], as: UTF8.self) }
+        let sp = bytes[0x20]
+        let merges = ["\(sp) t", "h e", "\(sp)t he", "i n", "\(sp) a", "e r", "o n", "\(sp) s", "r e", "a n"]
+        let merged = ["\(sp)t", "he", "\(sp)the", "in", "\(sp)a", "er", "on", "\(sp)s", "re", "an"]
+        return (bytes + merged + ["<|endoftext|>"], merges)
+    }
+
+    static func f32(count: Int, rng: inout RNG) -> [UInt8] {
+        (0..<count).map { _ in Float(rng.int(2001) - 1000) / 10000 }.withUnsafeBytes { Array($0) }
+    }
+
+    /// `f32V`: store attn_v as F32 (not convertible with int4 codes).
+    static func writer(f32V: Bool = false) throws -> GGUFWriter {
+        let (tokens, merges) = vocabulary
+        let headDim = nEmbd / nHead
+        var w = GGUFWriter()
+        let md: [(String, GGUFValue)] = [
+            ("general.architecture", .string("llama")),
+            ("general.name", .string("synthetic-llama")),
+            ("llama.block_count", .uint32(UInt32(nLayer))),
+            ("llama.context_length", .uint32(256)),
+            ("llama.embedding_length", .uint32(UInt32(nEmbd))),
+            ("llama.feed_forward_length", .uint32(UInt32(nFF))),
+            ("llama.attention.head_count", .uint32(UInt32(nHead))),
+            ("llama.attention.head_count_kv", .uint32(UInt32(nHeadKV))),
+            ("llama.rope.freq_base", .float32(10000)),
+            ("llama.attention.layer_norm_rms_epsilon", .float32(1e-5)),
+            ("llama.rope.dimension_count", .uint32(UInt32(headDim))),
+            ("llama.vocab_size", .uint32(UInt32(tokens.count))),
+            ("tokenizer.ggml.model", .string("gpt2")),
+            ("tokenizer.ggml.tokens", .array(tokens.map { .string($0) })),
+            ("tokenizer.ggml.token_type", .array(tokens.indices.map { GGUFValue.int32($0 == tokens.count - 1 ? 3 : 1) })),
+            ("tokenizer.ggml.merges", .array(merges.map { .string($0) })),
+            ("tokenizer.ggml.bos_token_id", .uint32(UInt32(tokens.count - 1))),
+            ("tokenizer.ggml.eos_token_id", .uint32(UInt32(tokens.count - 1))),
+            ("tokenizer.ggml.add_bos_token", .bool(false)),
+        ]
+        for (k, v) in md { try w.set(k, v) }
+        var rng = RNG(state: 42)
+        try w.addTensor(name: "token_embd.weight", shape: [nEmbd, tokens.count], type: .q8_0,
+                        bytes: q8_0(nOut: tokens.count, nIn: nEmbd, rng: &rng))
+        for l in 0..<nLayer {
+            let p = "blk.\(l)."
+            try w.addTensor(name: p + "attn_norm.weight", shape: [nEmbd], type: .f32, bytes: ones(nEmbd))
+            for (n, i, o) in [("attn_q", nEmbd, nEmbd), ("attn_k", nEmbd, nHeadKV * headDim), ("attn_v", nEmbd, nHeadKV * headDim),
+                              ("attn_output", nEmbd, nEmbd)] {
+                if f32V && n == "attn_v" {
+                    try w.addTensor(name: p + n + ".weight", shape: [i, o], type: .f32, bytes: f32(count: i * o, rng: &rng))
+                } else {
+                    try w.addTensor(name: p + n + ".weight", shape: [i, o], type: .q4_1, bytes: q4_1(nOut: o, nIn: i, rng: &rng))
+                }
+            }
+            try w.addTensor(name: p + "ffn_norm.weight", shape: [nEmbd], type: .f32, bytes: ones(nEmbd))
+            for (n, i, o) in [("ffn_gate", nEmbd, nFF), ("ffn_up", nEmbd, nFF), ("ffn_down", nFF, nEmbd)] {
+                try w.addTensor(name: p + n + ".weight", shape: [i, o], type: .q4_1, bytes: q4_1(nOut: o, nIn: i, rng: &rng))
+            }
+        }
+        try w.addTensor(name: "output_norm.weight", shape: [nEmbd], type: .f32, bytes: ones(nEmbd))
+        return w
+    }
+
+    static let calibrationText = String(repeating: "the rain in spain stays mainly in the plain; where is the train? there, on the hill. ", count: 12)
+
+    static func temporaryDirectory() throws -> String {
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("spikerun-conv-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.path
+    }
+
+    /// Writes the synthetic model into a fresh temporary directory; returns (dir, path).
+    static func make(f32V: Bool = false) throws -> (String, String) {
+        let dir = try temporaryDirectory()
+        let path = dir + "/synthetic.gguf"
+        try writer(f32V: f32V).write(to: path)
+        return (dir, path)
+    }
+}
+
+private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncoding = .signMagnitude) -> ConversionOptions {
+    var o = ConversionOptions()
+    o.mode = mode
+    o.encoding = encoding
+    o.calibrationTokens = 128
+    o.calibrationContext = 64
+    return o
+}
+
+@Suite("Conversion") struct ConversionTests {
+    @Test func sha256KnownAnswers() {
+        #expect(SHA256Digest.hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256Digest.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        let long = [UInt8](repeating: 0x61, count: 1000)
+        #expect(SHA256Digest.hex(long) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+    }
+
+    @Test func timestepsMapToMaxRuleResolution() throws {
+        #expect(try ConversionOptions.maxRuleBits(encoding: .signMagnitude, timesteps: 4) == (5, 0))
+        #expect(try ConversionOptions.maxRuleBits(encoding: .twosComplement, timesteps: 6) == (6, 0))
+        #expect(try ConversionOptions.maxRuleBits(encoding: .ternary, timesteps: 7) == (4, 0))
+        #expect(try ConversionOptions.maxRuleBits(encoding: .ternary, timesteps: 4) == (4, 4))
+        #expect(try ConversionOptions.maxRuleBits(encoding: .binary(offset: 0), timesteps: 14) == (4, 0))
+        #expect(throws: SpikeRunError.self) { try ConversionOptions.maxRuleBits(encoding: .binary(offset: 0), timesteps: 5) }
+        #expect(throws: SpikeRunError.self) { try ConversionOptions.maxRuleBits(encoding: .signMagnitude, timesteps: 0) }
+    }
+
+    @Test func maxRuleFakeQuantMatchesSpecExample1() {
+        // §1 Example 1: b = 4 (Q = 7), gamma = 0.6, one group.
+        let x: [Float] = [0.30, -1.20, 0.05, 2.90, -0.45]
+        var out = [Float](repeating: 0, count: 5)
+        SpikeConverter.maxRuleDequant(x, q: 7, clip: 0, gamma: 0.6, group: 0, into: &out)
+        let s = Float(0.6) * 2.9 / 7
+        let n = out.map { ($0 / s).rounded() }
+        #expect(n == [1, -5, 0, 7, -2])
+    }
+
+    @Test(arguments: ["mean", "timesteps-bitwise", "timesteps-ternary"])
+    func syntheticConvertedEndToEnd(_ variant: String) async throws {
+        let (dir, src) = try SyntheticLlama.make()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try Model.load(src, options: .init(threads: 2))
+        let opts: ConversionOptions = switch variant {
+        case "mean": smallOptions(.mean(k: 8))
+        case "timesteps-bitwise": smallOptions(.timesteps(4))
+        default: smallOptions(.timesteps(7), encoding: .ternary)
+        }
+        let out = dir + "/converted.gguf"
+        let report = try await SpikeConverter.convert(model: model, options: opts, calibrationText: SyntheticLlama.calibrationText,
+                                                      provenance: ["spike.source.name": "synthetic.gguf"], to: out)
+        #expect(report.sites.count == SyntheticLlama.nLayer * 4 + 1)
+        #expect(report.calibrationPPLChangePercent?.isFinite == true)
+
+        let conv = try Model.load(out, options: .init(threads: 2))
+        let setup = try #require(conv.spike)
+        #expect(setup.config.spikeAttention)
+        #expect(setup.vScales?.count == SyntheticLlama.nLayer * SyntheticLlama.nHeadKV * (SyntheticLlama.nEmbd / SyntheticLlama.nHead))
+        #expect(setup.config.provenance["spike.source.name"] == "synthetic.gguf")
+        #expect(setup.config.provenance["spike.calibration.tokens"] == "128")
+        if variant != "mean" {
+            #expect(setup.config.sites.allSatisfy { $0.rule == .max && $0.group == 32 && $0.gamma >= 0.5 && $0.gamma <= 1 })
+        }
+        if variant == "timesteps-ternary" { #expect(setup.config.encoding == .ternary) }
+
+        let session = try Session(model: conv, contextLength: 64, batchSize: 64)
+        #expect(session.isSpikeDriven)
+        let tokens = conv.tokenizer.encode("the rain in spain", addSpecialTokens: false, parseSpecial: false)
+        let logits = try await session.allLogits(for: tokens)
+        #expect(logits.count == tokens.count * conv.config.nVocab)
+        #expect(logits.allSatisfy { $0.isFinite })
+        let stats = await session.spikeStatistics()
+        #expect(stats.reduce(0) { $0 + $1.spikes } > 0)
+        #expect(stats.reduce(0) { $0 + $1.sops } > 0)
+        #expect(stats.contains { $0.site == "P" && $0.spikes > 0 })
+
+        let energy = EnergyReport(config: conv.config, stats: stats, tokens: tokens.count,
+                                  meanAttendedPositions: Double(tokens.count + 1) / 2, spikeAttention: true)
+        #expect(energy.sopsPerToken > 0 && energy.conventionA.ratio > 0 && energy.conventionB.ratio > 0)
+
+        // PyPI gguf reads the converted file.
+        let py = """
+        import sys, gguf
+        r = gguf.GGUFReader(sys.argv[1])
+        f = r.fields
+        print(int(f['spike.version'].parts[-1][0]), str(bytes(f['spike.encoding'].parts[-1]), 'utf-8'), len(r.tensors),
+              any(t.name == 'spike.v_scale' for t in r.tensors))
+        """
+        let res = try runProcess("/usr/bin/env", ["python3", "-c", py, out])
+        #expect(res.status == 0, "python gguf failed: \(res.stderr)")
+        #expect(res.stdout.hasPrefix("1 \(setup.config.encoding.name) "))
+        #expect(res.stdout.contains("True"))
+    }
+
+    @Test func convertingAConvertedModelIsAnError() async throws {
+        let (dir, src) = try SyntheticLlama.make()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try Model.load(src, options: .init(threads: 2))
+        let out = dir + "/converted.gguf"
+        _ = try await SpikeConverter.convert(model: model, options: smallOptions(.mean(k: 12)),
+                                             calibrationText: SyntheticLlama.calibrationText, to: out)
+        let conv = try Model.load(out)
+        let e = #expect(throws: SpikeRunError.self) {
+            try SpikeConverter.validate(model: conv, options: smallOptions(.mean(k: 12)))
+        }
+        #expect(e?.message.contains("already") == true)
+        // Flag combinations the mean rule cannot honour.
+        #expect(throws: SpikeRunError.self) {
+            try SpikeConverter.validate(model: model, options: smallOptions(.mean(k: 8), encoding: .ternary))
+        }
+    }
+
+    @Test func unsupportedTensorTypeForInt4IsAnError() throws {
+        // An F32 attn_v is not convertible with int4 codes (int8 requantizes it).
+        let (dir, src) = try SyntheticLlama.make(f32V: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try Model.load(src)
+        let e = #expect(throws: SpikeRunError.self) {
+            try SpikeConverter.validate(model: model, options: smallOptions(.mean(k: 12)))
+        }
+        #expect(e?.message.contains("int4") == true)
+        var o = smallOptions(.mean(k: 12))
+        o.weights = .int8
+        #expect(throws: Never.self) { try SpikeConverter.validate(model: model, options: o) }
+    }
+
+    @Test func failedWriteLeavesNoFile() async throws {
+        let (dir, src) = try SyntheticLlama.make()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try Model.load(src, options: .init(threads: 2))
+        // Destination is an existing non-empty directory: the final rename must fail.
+        let out = dir + "/out.gguf"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: out + "/keep"))
+        await #expect(throws: SpikeRunError.self) {
+            _ = try await SpikeConverter.convert(model: model, options: smallOptions(.mean(k: 12)),
+                                                 calibrationText: SyntheticLlama.calibrationText, to: out)
+        }
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        #expect(left == ["out.gguf", "synthetic.gguf"], "temporary files left: \(left)")
+        let missingDir = dir + "/no/such/dir/x.gguf"
+        await #expect(throws: SpikeRunError.self) {
+            _ = try await SpikeConverter.convert(model: model, options: smallOptions(.mean(k: 12)),
+                                                 calibrationText: SyntheticLlama.calibrationText, to: missingDir)
+        }
+        #expect(!FileManager.default.fileExists(atPath: missingDir))
+    }
+
+    /// The real default model converted at k = 8, int4, spike attention (calibration: 256
+    /// tokens of pydoc_topics.txt); perplexity on 2 chunks of botchan at ctx 256 must stay
+    /// within +5% of dense, and greedy text must be non-empty.
+    @Test func realModelConvertedAtK8() async throws {
+        let model = try SharedModel.get()
+        let calib = TestPaths.dataFile("text/pydoc_topics.txt"), eval = TestPaths.dataFile("text/botchan.txt")
+        guard FileManager.default.fileExists(atPath: calib), FileManager.default.fileExists(atPath: eval) else {
+            Issue.record("data/text is missing: run 'make data'")
+            return
+        }
+        let dir = try SyntheticLlama.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var o = ConversionOptions()
+        o.mode = .mean(k: 8)
+        o.calibrationTokens = 256
+        let out = dir + "/smollm2-k8.gguf"
+        _ = try await SpikeConverter.convert(model: model, options: o, calibrationText: try TextFile.read(calib), to: out)
+        let conv = try Model.load(out, options: .init(threads: 2))
+        #expect(conv.spike?.config.spikeAttention == true)
+        let text = try TextFile.read(eval)
+        let dense = try await Perplexity.evaluate(session: Session(model: model, contextLength: 256, batchSize: 256, mode: .dense),
+                                                  text: text, contextLength: 256, maxChunks: 2)
+        let spikeSession = try Session(model: conv, contextLength: 256, batchSize: 256)
+        let spike = try await Perplexity.evaluate(session: spikeSession, text: text, contextLength: 256, maxChunks: 2)
+        let change = spike.perplexity / dense.perplexity - 1
+        #expect(change <= 0.05, "spike k=8 ppl \(spike.perplexity) vs dense \(dense.perplexity)")
+        // Greedy continuation.
+        var toks = conv.tokenizer.encode("The capital of France is", addSpecialTokens: true, parseSpecial: false)
+        let start = toks.count
+        for _ in 0..<12 {
+            let logits = try await spikeSession.logits(for: toks)
+            toks.append(Int32(logits.indices.max { logits[$0] < logits[$1] }!))
+        }
+        let generated = conv.tokenizer.decode(Array(toks[start...]))
+        #expect(!generated.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+    }
+
+    @Test func pplBudgetAllocatesMixedK() async throws {
+        let (dir, src) = try SyntheticLlama.make()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try Model.load(src, options: .init(threads: 2))
+        var o = smallOptions(.pplBudget(5))
+        o.budgetLevels = [16, 4, 2]
+        let (setup, report) = try await SpikeConverter.calibrate(model: model, options: o,
+                                                                 calibrationText: SyntheticLlama.calibrationText)
+        #expect(setup.config.sites.allSatisfy { $0.rule == .mean && [16, 4, 2].contains($0.k) })
+        #expect(report.sensitivity?.count == SyntheticLlama.nLayer + 1)
+        #expect(report.unitSOPs?.allSatisfy { $0.count == 3 && $0[0] >= $0[2] } == true)
+        #expect(report.calibrationSpikeNLL?.isFinite == true)
+    }
+}
