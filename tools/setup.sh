@@ -7,7 +7,7 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-debs=(libnuma-dev libxrt-dev build-essential clang unzip python3 python3-pip binutils)
+debs=(libnuma-dev libxrt-dev build-essential unzip python3 python3-pip binutils)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -89,6 +89,9 @@ enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
             if let why = fpgaProblem() { throw SpikeRunError(.noDevice, "FPGA backend requested but \(why)") }
             return .fpga(xclbin: path)
         case .auto:
+            // Nothing FPGA-related is configured (no XILINX_XRT, no xclbin): the CPU, silently.
+            let xrt = ProcessInfo.processInfo.environment["XILINX_XRT"] ?? ""
+            if xrt.isEmpty && xclbin == nil && !FileManager.default.fileExists(atPath: path) { return .cpu }
             if let why = fpgaProblem() {
                 Stderr.print("spikerun: using the CPU backend: \(why)")
                 return .cpu

@@ -66,7 +66,8 @@ struct FPGABackendTests {
         let model = try Self.converted.get()
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "XILINX_XRT")
-        let r = try runProcess(TestPaths.executable, ["generate", "-m", model, "-p", "Hello", "-n", "2", "--temp", "0"],
+        let xclbin = try testXclbin()
+        let r = try runProcess(TestPaths.executable, ["generate", "-m", model, "--xclbin", xclbin, "-p", "Hello", "-n", "2", "--temp", "0"],
                                environment: ["XILINX_XRT": ""])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.split(separator: "\n").first?.hasPrefix("spikerun: using the CPU backend:") == true, "\(r.stderr)")

@@ -222,6 +222,31 @@ struct NUMATests {
         }
     }
 
+    @Test("sr_vec_dot_f16_rows equals one sr_vec_dot(F16) per row bit for bit, at every SIMD level")
+    func f16Rows() {
+        var rng = NumaRNG(state: 5)
+        let saved = sr_simd_level()
+        defer { sr_set_simd_level(saved) }
+        for level: Int32 in [0, 1] {
+            sr_set_simd_level(level)
+            for n in [1, 31, 32, 64, 65, 96, 200, 512] {
+                for rows in [1, 2, 3, 7] {
+                    let stride = n + 5
+                    let x = (0..<(rows * stride)).map { _ in sr_fp32_to_fp16(rng.gauss()) }
+                    let y = (0..<n).map { _ in sr_fp32_to_fp16(rng.gauss()) }
+                    var out = [Float](repeating: .nan, count: rows)
+                    sr_vec_dot_f16_rows(Int64(n), x, stride, Int64(rows), y, &out)
+                    for r in 0..<rows {
+                        let ref = x.withUnsafeBufferPointer { xp in
+                            sr_vec_dot(SR_TYPE_F16, Int64(n), xp.baseAddress! + r * stride, y)
+                        }
+                        #expect(out[r].bitPattern == ref.bitPattern, "level \(level) n \(n) rows \(rows) row \(r)")
+                    }
+                }
+            }
+        }
+    }
+
     /// Logits of a 20-token prompt (all positions: more than one spike batch of 16) and three
     /// decode steps on the real model, under a given pool layout.
     private func logits(model: Model, mode: RunMode, threads: Int, fakeNodes: Int, batch: Int = 64) throws -> [[Float]] {

@@ -309,11 +309,13 @@ static void attn_worker(void *ctx, int ith, int nth) {
         const int32_t t = task / nh, h = task % nh, kvh = h / group;
         const int32_t n_kv = j->pos + t + 1;  // causal: positions 0 ..= pos+t
         const float *q = e->q + (size_t)t * e->q_dim + (size_t)h * hd;
-        for (int32_t d = 0; d < hd; d++) q16[d] = sr_fp32_to_fp16(q[d]);
+        sr_quantize_act_row(SR_TYPE_F16, q, q16, hd);   // = sr_fp32_to_fp16 per element
         const uint16_t *kh = kc + (size_t)kvh * e->p.n_ctx * hd;
         float max = -INFINITY;
+        // all key dots in one call (each equals sr_vec_dot(SR_TYPE_F16, ...) bit for bit)
+        sr_vec_dot_f16_rows(hd, kh, (size_t)hd, n_kv, q16, scores);
         for (int32_t i = 0; i < n_kv; i++) {
-            scores[i] = sr_vec_dot(SR_TYPE_F16, hd, kh + (size_t)i * hd, q16) * scale;
+            scores[i] = scores[i] * scale;
             if (scores[i] > max) max = scores[i];
         }
         double sum = 0.0;
@@ -323,12 +325,12 @@ static void attn_worker(void *ctx, int ith, int nth) {
         }
         const float inv = (float)(1.0 / sum);
         const int32_t n_pad = (n_kv + SR_KV_ALIGN - 1) / SR_KV_ALIGN * SR_KV_ALIGN;
-        for (int32_t i = 0; i < n_kv; i++) p16[i] = sr_fp32_to_fp16(scores[i] * inv);
+        for (int32_t i = 0; i < n_kv; i++) scores[i] = scores[i] * inv;
+        sr_quantize_act_row(SR_TYPE_F16, scores, p16, n_kv);   // = sr_fp32_to_fp16 per element
         for (int32_t i = n_kv; i < n_pad; i++) p16[i] = 0;
         const uint16_t *vh = vc + (size_t)kvh * hd * e->ctx_pad;
         float *out = e->att + (size_t)t * e->q_dim + (size_t)h * hd;
-        for (int32_t d = 0; d < hd; d++)
-            out[d] = sr_vec_dot(SR_TYPE_F16, n_pad, vh + (size_t)d * e->ctx_pad, p16);
+        sr_vec_dot_f16_rows(n_pad, vh, (size_t)e->ctx_pad, hd, p16, out);
     }
 }
 

@@ -303,6 +303,12 @@ sr_status sr_numa_place(const sr_pool *p, int node, const void *addr, size_t byt
     const unsigned long bits = 8 * sizeof(unsigned long);
     if ((unsigned long)os >= bits * (sizeof mask / sizeof mask[0])) return SR_OK;
     mask[(unsigned long)os / bits] |= 1ul << ((unsigned long)os % bits);
+    // Map every page first (one read per page): MOVE only migrates pages this process maps, and
+    // file pages already in the page cache would otherwise stay wherever they were read.
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    volatile unsigned char sink = 0;
+    for (uintptr_t a = lo; a < hi; a += page) sink ^= *(const volatile unsigned char *)a;
+    (void)sink;
     // Preferred (not bind): a full node falls back to others instead of failing; MOVE migrates
     // the pages already present (mapped by this process only). Best effort: errors ignored.
     (void)mbind((void *)lo, hi - lo, MPOL_PREFERRED, mask, bits * (sizeof mask / sizeof mask[0]), MPOL_MF_MOVE);

@@ -538,6 +538,39 @@ SR_AVX2 static float fdot_avx2(int64_t n, const float *w, const float *x) {
             for (int r = 0; r < nr; ++r)                                                           \
                 y[k * y_ts + r] = dotfn(n, (const char *)w + r * w_rb, (const char *)act + k * a_rb); \
     }
+// F16 dots of NR rows against one y (attention: keys x query, V rows x probabilities): the y
+// halves are widened once per step for all rows; per row the lanes, FMAs, REDUCE and double
+// tail are dot_f16's exactly.
+SR_AVX2_INLINE void f16rows_tile(int64_t n, const uint16_t *x, size_t stride, const uint16_t *y, float *out, const int NR) {
+    const int64_t np = n & ~(int64_t)31;
+    __m256 s[2][4];
+    for (int r = 0; r < NR; ++r) s[r][0] = s[r][1] = s[r][2] = s[r][3] = _mm256_setzero_ps();
+#define LD(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+    for (int64_t i = 0; i < np; i += 32) {
+        const __m256 y0 = LD(y + i), y1 = LD(y + i + 8), y2 = LD(y + i + 16), y3 = LD(y + i + 24);
+        for (int r = 0; r < NR; ++r) {
+            const uint16_t *xr = x + (size_t)r * stride + i;
+            s[r][0] = _mm256_fmadd_ps(LD(xr), y0, s[r][0]);
+            s[r][1] = _mm256_fmadd_ps(LD(xr + 8), y1, s[r][1]);
+            s[r][2] = _mm256_fmadd_ps(LD(xr + 16), y2, s[r][2]);
+            s[r][3] = _mm256_fmadd_ps(LD(xr + 24), y3, s[r][3]);
+        }
+    }
+#undef LD
+    for (int r = 0; r < NR; ++r) {
+        const uint16_t *xr = x + (size_t)r * stride;
+        double sumf = reduce4(s[r][0], s[r][1], s[r][2], s[r][3]);
+        for (int64_t i = np; i < n; ++i) sumf += (double)(h2f(xr[i]) * h2f(y[i]));
+        out[r] = (float)sumf;
+    }
+}
+
+SR_AVX2 static void f16rows_avx2(int64_t n, const uint16_t *x, size_t stride, int64_t rows, const uint16_t *y, float *out) {
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) f16rows_tile(n, x + (size_t)r * stride, stride, y, out + r, 2);
+    if (r < rows) f16rows_tile(n, x + (size_t)r * stride, stride, y, out + r, 1);
+}
+
 SR_TILE_FROM_DOT(tile_q4_K, dot_q4_K)
 SR_TILE_FROM_DOT(tile_q5_K, dot_q5_K)
 SR_TILE_FROM_DOT(tile_q6_K, dot_q6_K)
@@ -560,6 +593,7 @@ int sr_kernels_init_avx2(sr_kernels *k) {
     k->quant[SR_TYPE_Q8_1] = quant_q8_1;
     k->quant[SR_TYPE_F16] = quant_f16;
     k->fdot = fdot_avx2;
+    k->f16rows = f16rows_avx2;
     // Tile shapes measured on Zen 3 (EPYC, 2 vCPU): decode (n_tok == 1) interleaves 4 rows of
     // the compute-bound 4-bit types, while Q8_0 is memory-bound and streams best one row at a
     // time. Prompt: 2 rows x 3 tokens (4-bit) / 2 x 2 (Q8_0) independent accumulators.

@@ -151,6 +151,9 @@ typedef struct sr_kernels {
     uint8_t tile_rows1[32];  // ... and rows per tile when n_tok == 1
     sr_quant_fn quant[32];   // indexed by activation sr_type
     sr_fdot_fn fdot;         // fixed-order f32 dot of the float reference path
+    // out[r] = F16 dot of row r of x (rows `stride` halves apart) with y, n elements each:
+    // several rows share each load of y; every result equals the single F16 dot bit for bit.
+    void (*f16rows)(int64_t n, const uint16_t *x, size_t stride, int64_t rows, const uint16_t *y, float *out);
 } sr_kernels;
 
 void sr_kernels_init_portable(sr_kernels *k);

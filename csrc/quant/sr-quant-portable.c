@@ -399,6 +399,10 @@ SR_TILE_FROM_DOT(tile_q4_K, dot_q4_K)
 SR_TILE_FROM_DOT(tile_q5_K, dot_q5_K)
 SR_TILE_FROM_DOT(tile_q6_K, dot_q6_K)
 SR_TILE_FROM_DOT(tile_f16, dot_f16)
+
+static void f16rows_portable(int64_t n, const uint16_t *x, size_t stride, int64_t rows, const uint16_t *y, float *out) {
+    for (int64_t r = 0; r < rows; ++r) out[r] = dot_f16(n, x + (size_t)r * stride, y);
+}
 SR_TILE_FROM_DOT(tile_bf16, dot_bf16)
 SR_TILE_FROM_DOT(tile_f32, dot_f32)
 
@@ -431,5 +435,6 @@ void sr_kernels_init_portable(sr_kernels *k) {
     k->quant[SR_TYPE_BF16] = sr_quantize_bf16_ref;
     k->quant[SR_TYPE_F32] = sr_quantize_f32_copy;
     k->fdot = fdot_portable;
+    k->f16rows = f16rows_portable;
     for (int t = 0; t < 32; ++t) { k->tile_rows[t] = 1; k->tile_toks[t] = 4; k->tile_rows1[t] = 1; }
 }

@@ -265,6 +265,10 @@ float sr_vec_dot(sr_type w, int64_t n, const void *w_row, const void *act_row) {
     return out;
 }
 
+void sr_vec_dot_f16_rows(int64_t n, const uint16_t *x, size_t stride, int64_t rows, const uint16_t *y, float *out) {
+    if (rows > 0) kern()->f16rows(n, x, stride, rows, y, out);
+}
+
 // ---------------------------------------------------------------- matmul
 
 #define SR_ROW_CHUNK 16   // rows per tile group: the weight rows stay in L1 while tokens stream

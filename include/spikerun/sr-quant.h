@@ -82,6 +82,12 @@ SR_API void sr_quantize_act_row(sr_type weight_type, const float *x, void *dst, 
 /// sr_quantize_act_row), n elements, in ggml's AVX2 summation order.
 SR_API float sr_vec_dot(sr_type weight_type, int64_t n, const void *w_row, const void *act_row);
 
+/// out[r] = sr_vec_dot(SR_TYPE_F16, n, x + r * stride, y) bit for bit, for r < rows: many F16
+/// dots against one vector (attention's keys x query and V rows x probabilities) without a
+/// call per dot; y's halves are widened once for several rows.
+SR_API void sr_vec_dot_f16_rows(int64_t n, const uint16_t *x, size_t stride, int64_t rows,
+                                const uint16_t *y, float *out);
+
 /// y[t*n_out + o] = sr_vec_dot(row o of w, activation row t) for o < n_out, t < n_tok.
 /// w: (n_out, n_in) of weight_type, rows of sr_row_bytes(weight_type, n_in) bytes;
 /// act: n_tok rows of sr_act_row_bytes(weight_type, n_in) bytes; y: (n_tok, n_out) floats.
