@@ -112,8 +112,9 @@ static void resolve_defaults(int *policy, int *fake) {
     if (g_def_policy < 0) {
         int p = SR_NUMA_OFF;
         const char *s = getenv("SPIKERUN_NUMA");
+        // An unknown name means off (the library never prints; sr_pool_describe shows the policy).
         if (s && *s && sr_numa_policy_from_name(s, &p) != SR_OK) {
-            fprintf(stderr, "spikerun: warning: SPIKERUN_NUMA='%s' is not a policy; using off\n", s);
+            sr_clear_error();
             p = SR_NUMA_OFF;
         }
         if (p == SR_NUMA_OFF && g_def_fake > 0 && !(s && *s)) p = SR_NUMA_DISTRIBUTE;

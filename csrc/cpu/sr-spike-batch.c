@@ -16,7 +16,9 @@
 #include "sr-cpu-internal.h"
 
 // Bytes of packed weights a thread keeps hot while it runs a batch's tokens over them.
+#ifndef SR_BATCH_GROUP_BYTES
 #define SR_BATCH_GROUP_BYTES (192u * 1024u)
+#endif
 
 static size_t row_bytes(const sr_spike_weights *w) {
     // codes + per-block scales (+ mins) of one row
