@@ -1,6 +1,8 @@
 // sr-bandwidth.c - STREAM-like memory bandwidth of this machine, for the decode bound
 // (weight bytes read per token / bandwidth). Kernels over arrays much larger than the caches:
 //   read   s += a[i]               (what decode does to the weights: read-only streaming)
+//   read4  the same with 4 concurrent streams per thread (as a kernel reading several weight
+//          rows at once does); the larger of the two is the decode bandwidth
 //   copy   c[i] = a[i]             (STREAM counts 2 x 8 bytes per element)
 //   triad  a[i] = b[i] + q * c[i]  (3 x 8 bytes per element)
 // Each kernel runs with 1..T threads (each thread a contiguous slice, pinned to a CPU, arrays
@@ -44,6 +46,15 @@ static void run_kernel(worker *w) {
         uint64_t s = 0;
         for (size_t i = i0; i < i1; i++) s += u[i];
         w->sum += (double)(s & 1u);   // keeps the loop alive
+        break;
+    }
+    case 4: {  // read, 4 streams per thread (quarters of the slice): more misses in flight
+        const uint64_t *u = (const uint64_t *)a;
+        const size_t q = (i1 - i0) / 4;
+        uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (size_t i = i0; i < i0 + q; i++) { s0 += u[i]; s1 += u[i + q]; s2 += u[i + 2 * q]; s3 += u[i + 3 * q]; }
+        for (size_t i = i0 + 4 * q; i < i1; i++) s0 += u[i];
+        w->sum += (double)((s0 ^ s1 ^ s2 ^ s3) & 1u);
         break;
     }
     case 2:
@@ -97,7 +108,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < CPU_SETSIZE && n_cpus < 1024; i++)
         if (CPU_ISSET(i, &allowed)) cpus[n_cpus++] = i;
     printf("# sr-bandwidth: 3 arrays of %zu MiB, best and median of %d runs, GB/s (1e9 bytes/s)\n", mib, runs);
-    printf("threads  read(best)  read(median)  copy(best)  triad(best)\n");
+    printf("threads  read(best)  read(median)  read4(best)  read4(median)  copy(best)  triad(best)\n");
     for (int nth = 1; nth <= max_threads; nth++) {
         pthread_barrier_t start, done;
         pthread_barrier_init(&start, NULL, (unsigned)nth);
@@ -116,8 +127,8 @@ int main(int argc, char **argv) {
             CPU_SET(ws[0].cpu, &set);
             pthread_setaffinity_np(pthread_self(), sizeof set, &set);
         }
-        double best[4] = {0}, med[4] = {0};
-        for (int k = 0; k < 4; k++) {
+        double best[5] = {0}, med[5] = {0};
+        for (int k = 0; k < 5; k++) {
             double gbs[100];
             const int reps = k == 0 ? 1 : runs;
             for (int r = 0; r < reps; r++) {
@@ -127,7 +138,7 @@ int main(int argc, char **argv) {
                 run_kernel(&ws[0]);
                 pthread_barrier_wait(&done);
                 double dt = now_s() - t0;
-                const double bytes = (double)n * sizeof(double) * (k == 1 ? 1 : k == 2 ? 2 : 3);
+                const double bytes = (double)n * sizeof(double) * (k == 1 || k == 4 ? 1 : k == 2 ? 2 : 3);
                 gbs[r] = bytes / dt / 1e9;
             }
             qsort(gbs, (size_t)reps, sizeof(double), cmp_d);
@@ -139,7 +150,8 @@ int main(int argc, char **argv) {
         for (int i = 1; i < nth; i++) pthread_join(th[i], NULL);
         double chk = 0;
         for (int i = 0; i < nth; i++) chk += ws[i].sum;
-        printf("%7d  %10.2f  %12.2f  %10.2f  %11.2f\n", nth, best[1], med[1], best[2], best[3] + 0.0 * chk);
+        printf("%7d  %10.2f  %12.2f  %11.2f  %13.2f  %10.2f  %11.2f\n", nth, best[1], med[1], best[4], med[4], best[2],
+               best[3] + 0.0 * chk);
         pthread_barrier_destroy(&start);
         pthread_barrier_destroy(&done);
         free(ws);

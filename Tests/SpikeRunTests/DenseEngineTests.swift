@@ -30,13 +30,11 @@ struct OracleFixture: Decodable {
     }
 }
 
-/// Largest |ours - llama.cpp| over the oracle's top-10 logits that we accept (logits are
-/// ~15-35 here, so this is about 1%). The matmuls are bit-identical to llama.cpp's (same 8-bit
-/// activation blocks, same summation order: QuantKernelTests); the residual comes from the
-/// non-matmul float ops through 30 layers (ggml's approximate expf in SiLU and softmax, GCC's
-/// FMA contraction in RoPE, f16 reduction order in attention). Measured maximum on the
-/// committed fixture: 0.32 (8 prompts x top-10).
-let logitTolerance: Float = 0.35
+// The dense engine reproduces llama.cpp's x86 CPU build (AVX2 + FMA) bit for bit: the same 8-bit
+// activation blocks and summation order in the matmuls (QuantKernelTests), ggml's vector expf
+// in softmax and SiLU, RoPE with GCC's FMA contraction, and for attention in batches of >= 2
+// tokens llamafile's tinyBLAS summation order (its dot product for single tokens). So the
+// comparisons below are exact, not within a tolerance.
 
 @Suite("Dense engine vs llama.cpp", .serialized)
 struct DenseEngineTests {
@@ -49,7 +47,7 @@ struct DenseEngineTests {
         }
     }
 
-    @Test("top-10 logits at the last prompt position agree within the tolerance")
+    @Test("top-10 logits at the last prompt position equal llama.cpp's bit for bit")
     func topLogits() async throws {
         let model = try SharedModel.get()
         let session = try Session(model: model, contextLength: 512)
@@ -57,9 +55,10 @@ struct DenseEngineTests {
         for g in try OracleFixture.load().greedy {
             let logits = try await session.logits(for: g.prompt_tokens)
             for pair in g.top10 {
+                // the fixture holds float32 values written as doubles: Float(...) is exact
                 let diff = abs(logits[Int(pair[0])] - Float(pair[1]))
                 worst = max(worst, diff)
-                #expect(diff <= logitTolerance, "token \(Int(pair[0])) of \(g.prompt.prefix(30).debugDescription): ours \(logits[Int(pair[0])]) vs \(pair[1])")
+                #expect(diff == 0, "token \(Int(pair[0])) of \(g.prompt.prefix(30).debugDescription): ours \(logits[Int(pair[0])]) vs \(pair[1])")
             }
             // Same best token.
             #expect(Sampler.argmax(logits) == Int(g.top10[0][0]))
@@ -67,13 +66,12 @@ struct DenseEngineTests {
         print("max top-10 logit difference vs llama.cpp: \(worst)")
     }
 
-    @Test("greedy 32-token continuations equal llama.cpp's, or diverge only at near-ties")
+    @Test("greedy 32-token continuations equal llama.cpp's")
     func greedyContinuations() async throws {
         let model = try SharedModel.get()
         let fixture = try OracleFixture.load()
         #expect(fixture.greedy.count >= 6)
         #expect(fixture.greedy.contains { $0.prompt.contains("<|im_start|>") })
-        var identical = 0
         for g in fixture.greedy {
             let session = try Session(model: model, contextLength: 512)
             var params = GenerationParameters.greedy
@@ -84,20 +82,8 @@ struct DenseEngineTests {
                 if case .info(let i) = e { info = i }
             }
             let ours = try #require(info).tokens
-            #expect(ours.count == g.greedy.count)
-            // Identical, or diverging only where llama.cpp's own two best logits are closer than
-            // the logit tolerance (a near-tie that a 1% difference may flip); after that point
-            // the texts legitimately differ.
-            if let i = (0..<min(ours.count, g.greedy.count)).first(where: { ours[$0] != g.greedy[$0] }) {
-                print("greedy: \(g.prompt.prefix(30).debugDescription) diverges at step \(i), oracle top-2 gap \(g.top2_gaps[i])")
-                #expect(Float(g.top2_gaps[i]) < logitTolerance,
-                        "prompt \(g.prompt.prefix(40).debugDescription) diverges at step \(i) where the oracle's top-2 gap is \(g.top2_gaps[i])")
-            } else {
-                identical += 1
-            }
+            #expect(ours == g.greedy, "prompt \(g.prompt.prefix(40).debugDescription)")
         }
-        print("greedy: \(identical) of \(fixture.greedy.count) continuations identical to llama.cpp's")
-        #expect(identical >= fixture.greedy.count / 2)
     }
 
     @Test("perplexity within 1% of llama.cpp's on the same text and context")
@@ -112,12 +98,9 @@ struct DenseEngineTests {
         #expect(r.tokensScored == fixture.tokens_scored)
         let rel = abs(r.perplexity - fixture.ppl) / fixture.ppl
         print("perplexity ours \(r.perplexity) llama.cpp \(fixture.ppl) (rel diff \(rel))")
-        // Known gap (issue 2 stays open): ours is 6.4% lower than llama.cpp's on this text
-        // although the matmuls are bit-identical; the source is in the float ops around them.
-        withKnownIssue("perplexity differs from llama.cpp's by about 6%; see docs/benchmarks.md") {
-            #expect(rel < 0.01)
-        }
-        #expect(rel < 0.08, "the perplexity gap to llama.cpp grew beyond the known 6.4%")
+        // The logits are identical; what remains is the order of the double-precision
+        // log-sum-exp (numpy's vs ours), ~1e-10. The issue asks for 1%.
+        #expect(rel < 1e-6)
     }
 
     @Test("float32 activation path stays close to the 8-bit path")
@@ -132,12 +115,21 @@ struct DenseEngineTests {
         for t in top { #expect(abs(a[t] - b[t]) < 0.5) }
     }
 
-    @Test("batched prompt evaluation equals token-by-token evaluation bit for bit")
-    func batchingIsExact() async throws {
+    @Test("how a prompt is split into batches does not change its logits, unless a batch has one token")
+    func batching() async throws {
         let model = try SharedModel.get()
         let tokens = try OracleFixture.load().greedy[2].prompt_tokens
-        let batched = try await Session(model: model, contextLength: 64, batchSize: 64).logits(for: tokens)
+        let whole = try await Session(model: model, contextLength: 64, batchSize: 64).logits(for: tokens)
+        // batches of 3, 5 or 7 (no batch of one token: llama.cpp's attention order changes there)
+        for b in [3, 5, 7] where tokens.count % b != 1 {
+            let split = try await Session(model: model, contextLength: 64, batchSize: b).logits(for: tokens)
+            #expect(split == whole, "batches of \(b)")
+        }
+        // One token at a time takes llama.cpp's decode order in attention (its dot product
+        // instead of tinyBLAS): not bit-identical, but the same to float rounding.
         let single = try await Session(model: model, contextLength: 64, batchSize: 1).logits(for: tokens)
-        #expect(batched == single)
+        #expect(Sampler.argmax(single) == Sampler.argmax(whole))
+        let worst = zip(single, whole).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst < 0.5, "token-by-token vs batched: max logit difference \(worst)")
     }
 }

@@ -403,6 +403,71 @@ struct QuantKernelTests {
         }
     }
 
+    @Test("ggml's softmax numerator, SwiGLU and tinyBLAS-order f16 rows: portable == AVX2 bit for bit, close to exact")
+    func attentionAndActivationOps() {
+        var rng = QuantRNG(seed: 0xe4f)
+        var bad = 0, far = 0
+        for r in 0..<1500 {
+            let n = Int.random(in: 1...300, using: &rng)
+            var x = (0..<n).map { _ in Float.random(in: -110...25, using: &rng) }
+            if r % 3 == 0 { x[Int.random(in: 0..<n, using: &rng)] = -.infinity }   // masked column
+            if r % 5 == 0 { x[Int.random(in: 0..<n, using: &rng)] = 88.5 }          // overflows to inf
+            let mx = r % 7 == 0 ? Float(0) : (x.filter { $0.isFinite }.max() ?? 0)
+            var sums = [Double](), ys = [[Float]]()
+            for lvl: Int32 in [0, 1] where lvl == 0 || hasAVX2 {
+                var y = [Float](repeating: .nan, count: n)
+                let sum = withLevel(lvl) { sr_softmax_exp(Int64(n), &y, x, mx) }
+                sums.append(sum); ys.append(y)
+            }
+            if ys.count == 2, ys[0].map(\.bitPattern) != ys[1].map(\.bitPattern) || sums[0].bitPattern != sums[1].bitPattern { bad += 1 }
+            for (v, xi) in zip(ys[0], x) where xi - mx > -80 && xi - mx < 80 {
+                let e = exp(Double(xi - mx))
+                if abs(Double(v) - e) > 3e-7 * e { far += 1 }   // ggml's bound: 1.45 ulp + 0.5
+            }
+            let g = (0..<n).map { _ in Float.random(in: -4...4, using: &rng) }
+            let xs = (0..<n).map { _ in Float.random(in: -90...90, using: &rng) }
+            var sw = [[Float]]()
+            for lvl: Int32 in [0, 1] where lvl == 0 || hasAVX2 {
+                var y = [Float](repeating: .nan, count: n)
+                withLevel(lvl) { sr_swiglu(Int64(n), &y, xs, g) }
+                sw.append(y)
+            }
+            if sw.count == 2, sw[0].map(\.bitPattern) != sw[1].map(\.bitPattern) { bad += 1 }
+            for i in 0..<n {
+                let e = Double(xs[i]) / (1 + exp(-Double(xs[i]))) * Double(g[i])
+                if abs(Double(sw[0][i]) - e) > 1e-6 * max(abs(e), 1e-30) + 1e-37 { far += 1 }
+            }
+            // f16 rows: multiples of 8 take tinyBLAS's order, others fall back to the dot product
+            let len = r % 4 == 0 ? Int.random(in: 1...90, using: &rng) : 8 * Int.random(in: 1...40, using: &rng)
+            let rows = Int.random(in: 1...9, using: &rng)
+            let stride = len + Int.random(in: 0...5, using: &rng)
+            let xh = (0..<(rows * stride)).map { _ in sr_fp32_to_fp16(rng.gauss()) }
+            let yh = (0..<len).map { _ in sr_fp32_to_fp16(rng.gauss()) }
+            var outs = [[Float]]()
+            for lvl: Int32 in [0, 1] where lvl == 0 || hasAVX2 {
+                var o = [Float](repeating: .nan, count: rows)
+                withLevel(lvl) { sr_f16_rows_gemm(Int64(len), xh, stride, Int64(rows), yh, &o) }
+                outs.append(o)
+            }
+            if outs.count == 2, outs[0].map(\.bitPattern) != outs[1].map(\.bitPattern) { bad += 1 }
+            if len % 8 != 0 {
+                var d = [Float](repeating: .nan, count: rows)
+                sr_vec_dot_f16_rows(Int64(len), xh, stride, Int64(rows), yh, &d)
+                if d.map(\.bitPattern) != outs[0].map(\.bitPattern) { bad += 1 }
+            }
+            for k in 0..<rows {
+                var e = 0.0, m = 0.0
+                for i in 0..<len {
+                    let p = Double(sr_fp16_to_fp32(xh[k * stride + i])) * Double(sr_fp16_to_fp32(yh[i]))
+                    e += p; m += abs(p)
+                }
+                if abs(Double(outs[0][k]) - e) > 1e-5 * m + 1e-6 { far += 1 }
+            }
+        }
+        #expect(bad == 0, "\(bad) rows differ between the portable and AVX2 kernels")
+        #expect(far == 0, "\(far) values are further from the exact result than the kernels' error bound")
+    }
+
     @Test("sr_matmul_f32: portable == AVX2 bit for bit, close to a double-precision reference")
     func matmulF32() {
         var rng = QuantRNG(seed: 777)

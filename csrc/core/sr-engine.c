@@ -1,8 +1,16 @@
-// Llama-family forward pass. Numerics follow llama.cpp's CPU backend where it matters for
-// agreement: RMSNorm sums squares in double, RoPE angles are built by repeated float
-// multiplication, K/V are cached as fp16, q and the attention weights are rounded to fp16
-// before their dot products, softmax sums in double (ggml's non-flash attention path).
+// Llama-family forward pass. Numerics follow llama.cpp's x86 CPU build (AVX2, FMA) bit for bit:
+// RMSNorm sums squares in double, RoPE angles are built by repeated float multiplication and
+// rotated with the one FMA per output that GCC contracts ggml's expression into, K/V are
+// cached as fp16, q and the attention weights are rounded to fp16 before their dot products,
+// softmax and SiLU use ggml's vector expf and its summation order (non-flash attention path).
 #include "spikerun/sr-engine.h"
+
+// No implicit a*b+c contraction: the fused steps are the explicit fmaf calls.
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 
 #include <math.h>
 #include <stdatomic.h>
@@ -213,15 +221,12 @@ static void rope_apply(float *v, int32_t n_heads, int32_t head_dim, int32_t rope
         float *x = v + (size_t)h * head_dim;
         for (int32_t i = 0; i < rope_dim / 2; i++) {
             const float x0 = x[2 * i], x1 = x[2 * i + 1];
-            const float a = x0 * cs[i], b = x1 * sn[i];
-            const float c = x0 * sn[i], d = x1 * cs[i];
-            x[2 * i] = a - b;
-            x[2 * i + 1] = c + d;
+            x[2 * i] = fmaf(x0, cs[i], -(x1 * sn[i]));
+            x[2 * i + 1] = fmaf(x0, sn[i], x1 * cs[i]);
         }
     }
 }
 
-static float silu(float x) { return x / (1.0f + expf(-x)); }
 
 // ---------------------------------------------------------------------------------------------
 // Linear layers
@@ -312,17 +317,16 @@ static void attn_worker(void *ctx, int ith, int nth) {
         sr_quantize_act_row(SR_TYPE_F16, q, q16, hd);   // = sr_fp32_to_fp16 per element
         const uint16_t *kh = kc + (size_t)kvh * e->p.n_ctx * hd;
         float max = -INFINITY;
-        // all key dots in one call (each equals sr_vec_dot(SR_TYPE_F16, ...) bit for bit)
-        sr_vec_dot_f16_rows(hd, kh, (size_t)hd, n_kv, q16, scores);
+        // all key dots in one call; llama.cpp's order depends on the batch: its dot product for
+        // one token, llamafile's tinyBLAS for two or more (the batch is split the same way)
+        if (j->n >= 2) sr_f16_rows_gemm(hd, kh, (size_t)hd, n_kv, q16, scores);
+        else sr_vec_dot_f16_rows(hd, kh, (size_t)hd, n_kv, q16, scores);
         for (int32_t i = 0; i < n_kv; i++) {
             scores[i] = scores[i] * scale;
             if (scores[i] > max) max = scores[i];
         }
-        double sum = 0.0;
-        for (int32_t i = 0; i < n_kv; i++) {
-            scores[i] = expf(scores[i] - max);
-            sum += (double)scores[i];
-        }
+        // ggml's soft_max: its vector expf and its summation order (bit-exact with llama.cpp)
+        const double sum = sr_softmax_exp(n_kv, scores, scores, max);
         const float inv = (float)(1.0 / sum);
         const int32_t n_pad = (n_kv + SR_KV_ALIGN - 1) / SR_KV_ALIGN * SR_KV_ALIGN;
         for (int32_t i = 0; i < n_kv; i++) scores[i] = scores[i] * inv;
@@ -330,7 +334,8 @@ static void attn_worker(void *ctx, int ith, int nth) {
         for (int32_t i = n_kv; i < n_pad; i++) p16[i] = 0;
         const uint16_t *vh = vc + (size_t)kvh * hd * e->ctx_pad;
         float *out = e->att + (size_t)t * e->q_dim + (size_t)h * hd;
-        sr_vec_dot_f16_rows(n_pad, vh, (size_t)e->ctx_pad, hd, p16, out);
+        if (j->n >= 2) sr_f16_rows_gemm(n_pad, vh, (size_t)e->ctx_pad, hd, p16, out);
+        else sr_vec_dot_f16_rows(n_pad, vh, (size_t)e->ctx_pad, hd, p16, out);
     }
 }
 
@@ -402,7 +407,10 @@ static sr_status eval_batch(sr_engine *e, const int32_t *tokens, int32_t n, int3
             float *ys[2] = {e->gate, e->up};
             if ((s = linear_group(e, l, SR_SITE_F, 2, lins, projs, ys, e->xn, n)) != SR_OK) return s;
         }
-        for (size_t i = 0; i < (size_t)n * p->n_ff; i++) e->gate[i] = silu(e->gate[i]) * e->up[i];
+        for (int32_t t = 0; t < n; t++) {   // per row: ggml's groups of 8 restart at each row
+            float *g = e->gate + (size_t)t * p->n_ff;
+            sr_swiglu(p->n_ff, g, g, e->up + (size_t)t * p->n_ff);
+        }
         if ((s = linear1(e, l, SR_SITE_D, SR_PROJ_DOWN, &b->down, e->gate, n, e->tmp)) != SR_OK)
             return s;
         for (size_t i = 0; i < (size_t)n * d; i++) e->x[i] += e->tmp[i];

@@ -3,7 +3,8 @@
 // One pool run covers every layer that reads a site (q, k, v or gate, up) and a batch of
 // tokens. Thread ith owns the tile-aligned rows sr_pool_thread_rows(n_out, tile_w, ith) of each
 // layer, so with several NUMA nodes a node's threads read only the row chunks that were
-// migrated to that node. Within its rows a thread walks groups of tiles small enough to stay
+// migrated to that node. On one node, batches of at least one token per thread are split by
+// tokens instead (whole tiles split rows unevenly: 576 rows = 4.5 tiles of 128). Within its rows a thread walks groups of tiles small enough to stay
 // in its L2 and runs every token of the batch over a group before moving on: the packed
 // weights are fetched from memory once per batch instead of once per token.
 //
@@ -29,24 +30,32 @@ static size_t row_bytes(const sr_spike_weights *w) {
 
 void sr_spike_batch_run(void *ctx, int ith, int nth) {
     sr_spike_batch *b = ctx;
-    (void)nth;
     if (ith >= SR_SPIKE_MAX_THREADS) return;
     const int node = sr_pool_thread_node(b->pool, ith);
     const sr_spike_planes *xs = b->xs_node[node] ? b->xs_node[node] : b->xs;
     sr_spike_stats sum;
     memset(&sum, 0, sizeof sum);
     sr_status st = SR_OK;
+    // One node and at least a token per thread: split the tokens instead of the rows. Rows come
+    // in whole tiles (128 for Q4_1), so a 576-row layer splits 256/320 over 2 threads; tokens
+    // split evenly, and the weights are shared in the one node's caches anyway.
+    int32_t t0 = 0, t1 = b->n_tok;
+    const bool by_tokens = b->n_tok >= nth && nth > 1 && sr_pool_nodes(b->pool) == 1;
+    if (by_tokens) {
+        t0 = (int32_t)((int64_t)b->n_tok * ith / nth);
+        t1 = (int32_t)((int64_t)b->n_tok * (ith + 1) / nth);
+    }
     for (int32_t i = 0; i < b->n_w && st == SR_OK; i++) {
         const sr_spike_weights *w = b->w[i];
-        int64_t r0, r1;
-        sr_pool_thread_rows(b->pool, w->n_out, w->tile_w, ith, &r0, &r1);
-        if (r1 <= r0) continue;
+        int64_t r0 = 0, r1 = w->n_out;
+        if (!by_tokens) sr_pool_thread_rows(b->pool, w->n_out, w->tile_w, ith, &r0, &r1);
+        if (r1 <= r0 || t1 <= t0) continue;
         int64_t group = (int64_t)(SR_BATCH_GROUP_BYTES / row_bytes(w)) / w->tile_w * w->tile_w;
         if (group < w->tile_w) group = w->tile_w;
-        if (b->n_tok == 1) group = r1 - r0;   // decode: one call over the whole slice
+        if (t1 - t0 == 1) group = r1 - r0;   // one token: one call over the whole slice
         for (int64_t g0 = r0; g0 < r1 && st == SR_OK; g0 += group) {
             const int64_t g1 = g0 + group < r1 ? g0 + group : r1;
-            for (int32_t t = 0; t < b->n_tok; t++) {
+            for (int32_t t = t0; t < t1; t++) {
                 sr_spike_stats s1;
                 st = sr_spike_matvec(w, &xs[t], (int32_t)g0, (int32_t)g1, b->y[i] + (size_t)t * (size_t)w->n_out,
                                      NULL, &s1);

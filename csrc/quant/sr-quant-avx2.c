@@ -7,6 +7,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
 #include <immintrin.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -571,6 +572,93 @@ SR_AVX2 static void f16rows_avx2(int64_t n, const uint16_t *x, size_t stride, in
     if (r < rows) f16rows_tile(n, x + (size_t)r * stride, stride, y, out + r, 1);
 }
 
+// tinyBLAS<8, __m256> order: per row one accumulator, fmadd per 8 halves, hsum (n % 8 == 0).
+SR_AVX2 static void f16rows_gemm_avx2(int64_t n, const uint16_t *x, size_t stride, int64_t rows, const uint16_t *y, float *out) {
+#define LD(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const uint16_t *x0 = x + (size_t)r * stride;
+        __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+        for (int64_t i = 0; i < n; i += 8) {
+            const __m256 yv = LD(y + i);
+            c0 = _mm256_fmadd_ps(LD(x0 + i), yv, c0);
+            c1 = _mm256_fmadd_ps(LD(x0 + stride + i), yv, c1);
+            c2 = _mm256_fmadd_ps(LD(x0 + 2 * stride + i), yv, c2);
+            c3 = _mm256_fmadd_ps(LD(x0 + 3 * stride + i), yv, c3);
+        }
+        out[r] = hsum_float_8(c0); out[r + 1] = hsum_float_8(c1);
+        out[r + 2] = hsum_float_8(c2); out[r + 3] = hsum_float_8(c3);
+    }
+    for (; r < rows; ++r) {
+        const uint16_t *xr = x + (size_t)r * stride;
+        __m256 c = _mm256_setzero_ps();
+        for (int64_t i = 0; i < n; i += 8) c = _mm256_fmadd_ps(LD(xr + i), LD(y + i), c);
+        out[r] = hsum_float_8(c);
+    }
+#undef LD
+}
+
+// ggml_v_expf, AVX2 + FMA (ggml-cpu/vec.h): max error 1.45 ulp + 0.5; above 88.38 -> inf,
+// below -103.97 -> 0. Mirrored lane by lane by ggml_expf1 in sr-quant-portable.c.
+SR_AVX2_INLINE __m256 v_expf(__m256 x) {
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1))));
+    const __m256i c = _mm256_castps_si256(
+        _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n), _mm256_set1_ps(126), _CMP_GT_OQ));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    if (!_mm256_movemask_ps(_mm256_castsi256_ps(c))) return _mm256_fmadd_ps(j, k, k);
+    const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                       _mm256_set1_epi32((int)0x82000000u));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    const __m256i d = _mm256_castps_si256(
+        _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n), _mm256_set1_ps(192), _CMP_GT_OQ));
+    return _mm256_or_ps(
+        _mm256_and_ps(_mm256_castsi256_ps(d), _mm256_mul_ps(s1, s1)),
+        _mm256_andnot_ps(_mm256_castsi256_ps(d),
+                         _mm256_or_ps(_mm256_and_ps(_mm256_castsi256_ps(c), _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+                                      _mm256_andnot_ps(_mm256_castsi256_ps(c), _mm256_fmadd_ps(k, j, k)))));
+}
+
+SR_AVX2 static double softmax_exp_avx2(int64_t n, float *y, const float *x, float max) {
+    double sum = 0.0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = v_expf(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(max)));
+        _mm256_storeu_ps(y + i, v);
+        sum += (double)hsum_float_8(v);
+    }
+    if (i < n) {   // short last group: padded with -inf, whose exp is 0 (ggml's masked columns)
+        float in[8], out[8];
+        for (int l = 0; l < 8; ++l) in[l] = i + l < n ? x[i + l] : -INFINITY;
+        const __m256 v = v_expf(_mm256_sub_ps(_mm256_loadu_ps(in), _mm256_set1_ps(max)));
+        _mm256_storeu_ps(out, v);
+        for (int64_t l = 0; i + l < n; ++l) y[i + l] = out[l];
+        sum += (double)hsum_float_8(v);
+    }
+    return sum;
+}
+
+SR_AVX2 static void swiglu_avx2(int64_t n, float *y, const float *x, const float *g) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + i);
+        const __m256 s = _mm256_div_ps(xv, _mm256_add_ps(one, v_expf(_mm256_sub_ps(_mm256_setzero_ps(), xv))));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(s, _mm256_loadu_ps(g + i)));
+    }
+    for (; i < n; ++i) y[i] = (x[i] / (1.0f + expf(-x[i]))) * g[i];   // ggml's scalar tail
+}
+
 SR_TILE_FROM_DOT(tile_q4_K, dot_q4_K)
 SR_TILE_FROM_DOT(tile_q5_K, dot_q5_K)
 SR_TILE_FROM_DOT(tile_q6_K, dot_q6_K)
@@ -594,6 +682,9 @@ int sr_kernels_init_avx2(sr_kernels *k) {
     k->quant[SR_TYPE_F16] = quant_f16;
     k->fdot = fdot_avx2;
     k->f16rows = f16rows_avx2;
+    k->f16rows_gemm = f16rows_gemm_avx2;
+    k->softmax_exp = softmax_exp_avx2;
+    k->swiglu = swiglu_avx2;
     // Tile shapes measured on Zen 3 (EPYC, 2 vCPU): decode (n_tok == 1) interleaves 4 rows of
     // the compute-bound 4-bit types, while Q8_0 is memory-bound and streams best one row at a
     // time. Prompt: 2 rows x 3 tokens (4-bit) / 2 x 2 (Q8_0) independent accumulators.

@@ -154,6 +154,10 @@ typedef struct sr_kernels {
     // out[r] = F16 dot of row r of x (rows `stride` halves apart) with y, n elements each:
     // several rows share each load of y; every result equals the single F16 dot bit for bit.
     void (*f16rows)(int64_t n, const uint16_t *x, size_t stride, int64_t rows, const uint16_t *y, float *out);
+    // the same products in llamafile's tinyBLAS order (one 8-lane accumulator, n % 8 == 0)
+    void (*f16rows_gemm)(int64_t n, const uint16_t *x, size_t stride, int64_t rows, const uint16_t *y, float *out);
+    double (*softmax_exp)(int64_t n, float *y, const float *x, float max);   // see sr-quant.h
+    void (*swiglu)(int64_t n, float *y, const float *x, const float *g);
 } sr_kernels;
 
 void sr_kernels_init_portable(sr_kernels *k);

@@ -417,6 +417,61 @@ static float fdot_portable(int64_t n, const float *w, const float *x) {
     return reduce32(s);
 }
 
+// llamafile tinyBLAS<8, __m256> (F16 x F16 on AVX2): one 8-lane FMA accumulator over the whole
+// row, then hsum. llama.cpp takes this path for attention products of batches of >= 2 tokens.
+static void f16rows_gemm_portable(int64_t n, const uint16_t *x, size_t stride, int64_t rows, const uint16_t *y, float *out) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const uint16_t *xr = x + (size_t)r * stride;
+        float c[8] = {0};
+        for (int64_t i = 0; i < n; i += 8)
+            for (int l = 0; l < 8; ++l) c[l] = fmaf(sr_h2f(xr[i + l]), sr_h2f(y[i + l]), c[l]);
+        out[r] = hsum8(c);
+    }
+}
+
+// ---------------------------------------------------------------- ggml's vector exp
+// ggml_v_expf (ggml-cpu/vec.h), one lane at a time: the same constants, FMAs and special
+// cases, so every lane equals the AVX2 version bit for bit (fnmadd(a, b, c) = fmaf(-a, b, c)).
+
+static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+static float ggml_expf1(float x) {
+    const float r = 0x1.8p23f;
+    const float z = fmaf(x, 0x1.715476p+0f, r);
+    const float n = z - r;
+    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+    const uint32_t e = f2u(z) << 23;
+    const float k = u2f(e + f2u(1.0f));
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                         u, 0x1.ffffecp-1f * b);
+    if (!(fabsf(n) > 126.0f)) return fmaf(k, j, k);
+    const uint32_t g = n <= 0.0f ? 0x82000000u : 0u;
+    const float s1 = u2f(g + 0x7f000000u);
+    if (fabsf(n) > 192.0f) return s1 * s1;
+    const float s2 = u2f(e - g);
+    return fmaf(s2, j, s2) * s1;
+}
+
+static double softmax_exp_portable(int64_t n, float *y, const float *x, float max) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i += 8) {
+        float v[8] = {0};   // a short last group is padded with exp(-inf) = 0, as ggml's masked row is
+        for (int l = 0; l < 8 && i + l < n; ++l) y[i + l] = v[l] = ggml_expf1(x[i + l] - max);
+        // the AVX2 horizontal add: (hi + lo), then lanes 0+2 / 1+3, then 0+1
+        const float a0 = v[4] + v[0], a1 = v[5] + v[1], a2 = v[6] + v[2], a3 = v[7] + v[3];
+        sum += (double)((a0 + a2) + (a1 + a3));
+    }
+    return sum;
+}
+
+static void swiglu_portable(int64_t n, float *y, const float *x, const float *g) {
+    const int64_t nv = n & ~(int64_t)7;   // ggml: vector silu in groups of 8, libm expf after
+    for (int64_t i = 0; i < nv; ++i) y[i] = (x[i] / (1.0f + ggml_expf1(0.0f - x[i]))) * g[i];
+    for (int64_t i = nv; i < n; ++i) y[i] = (x[i] / (1.0f + expf(-x[i]))) * g[i];
+}
+
 void sr_kernels_init_portable(sr_kernels *k) {
     memset(k, 0, sizeof *k);
     k->tile[SR_TYPE_Q4_0] = tile_q4_0;
@@ -436,5 +491,8 @@ void sr_kernels_init_portable(sr_kernels *k) {
     k->quant[SR_TYPE_F32] = sr_quantize_f32_copy;
     k->fdot = fdot_portable;
     k->f16rows = f16rows_portable;
+    k->f16rows_gemm = f16rows_gemm_portable;
+    k->softmax_exp = softmax_exp_portable;
+    k->swiglu = swiglu_portable;
     for (int t = 0; t < 32; ++t) { k->tile_rows[t] = 1; k->tile_toks[t] = 4; k->tile_rows1[t] = 1; }
 }

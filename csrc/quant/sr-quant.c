@@ -269,6 +269,20 @@ void sr_vec_dot_f16_rows(int64_t n, const uint16_t *x, size_t stride, int64_t ro
     if (rows > 0) kern()->f16rows(n, x, stride, rows, y, out);
 }
 
+void sr_f16_rows_gemm(int64_t n, const uint16_t *x, size_t stride, int64_t rows, const uint16_t *y, float *out) {
+    if (rows <= 0) return;
+    if (n % 8) kern()->f16rows(n, x, stride, rows, y, out);   // tinyBLAS declines: ggml's vec_dot
+    else kern()->f16rows_gemm(n, x, stride, rows, y, out);
+}
+
+double sr_softmax_exp(int64_t n, float *y, const float *x, float max) {
+    return n > 0 ? kern()->softmax_exp(n, y, x, max) : 0.0;
+}
+
+void sr_swiglu(int64_t n, float *y, const float *x, const float *g) {
+    if (n > 0) kern()->swiglu(n, y, x, g);
+}
+
 // ---------------------------------------------------------------- matmul
 
 #define SR_ROW_CHUNK 16   // rows per tile group: the weight rows stay in L1 while tokens stream

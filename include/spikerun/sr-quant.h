@@ -88,6 +88,24 @@ SR_API float sr_vec_dot(sr_type weight_type, int64_t n, const void *w_row, const
 SR_API void sr_vec_dot_f16_rows(int64_t n, const uint16_t *x, size_t stride, int64_t rows,
                                 const uint16_t *y, float *out);
 
+/// The same products in the order llama.cpp's x86 build uses when a matrix product has at
+/// least two columns (a batch of >= 2 tokens): llamafile's tinyBLAS, one 8-lane FMA accumulator
+/// per row and a horizontal sum at the end. When n % 8 != 0 tinyBLAS declines and ggml falls
+/// back to its dot product, so this does too (= sr_vec_dot_f16_rows).
+SR_API void sr_f16_rows_gemm(int64_t n, const uint16_t *x, size_t stride, int64_t rows,
+                             const uint16_t *y, float *out);
+
+/// Softmax numerator as llama.cpp's CPU build computes it: y[i] = exp(x[i] - max) with ggml's
+/// vector expf (ggml_v_expf: not libm's expf, up to ~2 ulp apart), returning the sum of the y
+/// in ggml's order: groups of 8 summed in float by the AVX2 horizontal add, the groups
+/// accumulated in double. A short last group counts as padded with exp(-inf) = 0, which is
+/// what llama.cpp's masked KV columns contribute (its rows are padded to a multiple of 8).
+SR_API double sr_softmax_exp(int64_t n, float *y, const float *x, float max);
+
+/// y[i] = silu(x[i]) * g[i] with ggml's vector silu (x / (1 + ggml_v_expf(-x))), bit for bit
+/// as ggml_vec_swiglu_f32 on AVX2. y may alias x.
+SR_API void sr_swiglu(int64_t n, float *y, const float *x, const float *g);
+
 /// y[t*n_out + o] = sr_vec_dot(row o of w, activation row t) for o < n_out, t < n_tok.
 /// w: (n_out, n_in) of weight_type, rows of sr_row_bytes(weight_type, n_in) bytes;
 /// act: n_tok rows of sr_act_row_bytes(weight_type, n_in) bytes; y: (n_tok, n_out) floats.
