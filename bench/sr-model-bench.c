@@ -8,6 +8,9 @@
 //        ... --spike 8          spike path, k = 8
 //        ... --numa distribute  (isolate | numactl | off), --fake-numa 4
 //        ... --check            print the logits checksum of a fixed prompt + 16 decode steps
+//        ... --tokens 1,2,3     print the top-10 logits after these ids; with --dump FILE also
+//                               write every tap (block inputs, site inputs) and all logits rows
+//                               for tools/fixtures/compare_layers.py
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +88,15 @@ static void recorder(void *user, int32_t layer, int32_t site, const int32_t *cou
 }
 
 // Output: one human line per test, or (--json) one object like spikerun bench --json's.
+// --dump: records of int32 {layer, point, n_tok, dim} then n_tok*dim floats (logits: -1, 99).
+static FILE *dump_file;
+static void dump_tap(void *user, int32_t layer, sr_tap_point point, const float *data, int32_t n_tok, int32_t dim) {
+    (void)user;
+    const int32_t h[4] = {layer, (int32_t)point, n_tok, dim};
+    fwrite(h, sizeof h, 1, dump_file);
+    fwrite(data, sizeof(float), (size_t)n_tok * (size_t)dim, dump_file);
+}
+
 static char json_buf[1 << 16];
 static size_t json_len;
 static void report(const char *name, double *samples, double *csamples, int reps, int json) {
@@ -118,6 +130,7 @@ int main(int argc, char **argv) {
     const char *path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     int threads = 0, reps = 5, check = 0, fake = 0, numa = 0, numa_set = 0, json = 0;
     const char *prompt_ids = NULL;   // --tokens 1,2,3: print the top-10 logits after them
+    const char *dump_path = NULL;    // --dump FILE: with --tokens, every tap and all logits
     float spike_k = 0.0f;
     int pp[8] = {512}, n_pp = 1, tg[8] = {128}, n_tg = 1;
     for (int i = 1; i < argc; i++) {
@@ -140,7 +153,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--check")) check = 1;
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--tokens") && v) { prompt_ids = v; i++; }
-        else { fprintf(stderr, "usage: %s [-m gguf] [-t n] [-p 64,512] [-n 128] [-r 5] [--spike k] [--numa policy] [--fake-numa n] [--check] [--json]\n", argv[0]); return 64; }
+        else if (!strcmp(a, "--dump") && v) { dump_path = v; i++; }
+        else { fprintf(stderr, "usage: %s [-m gguf] [-t n] [-p 64,512] [-n 128] [-r 5] [--spike k] [--numa policy] [--fake-numa n] [--check] [--json] [--tokens ids [--dump file]]\n", argv[0]); return 64; }
     }
 #ifndef SR_BENCH_BASELINE
     if (numa_set || fake) sr_numa_init(numa, fake);
@@ -156,6 +170,11 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n_pp; i++) max_ctx = pp[i] + 1 > max_ctx ? pp[i] + 1 : max_ctx;
     for (int i = 0; i < n_tg; i++) max_ctx = tg[i] + 1 > max_ctx ? tg[i] + 1 : max_ctx;
     if (check && max_ctx < 80) max_ctx = 80;
+    if (prompt_ids) {
+        int n = 1;
+        for (const char *c = prompt_ids; *c; c++) n += *c == ',';
+        if (n + 1 > max_ctx) max_ctx = n + 1;
+    }
     const gm_tensor *embd = gm_find(&f, "token_embd.weight");
     const int n_vocab = (int)embd->dims[1];
 
@@ -247,7 +266,17 @@ int main(int argc, char **argv) {
             if (!c) break;
             c++;
         }
-        if (sr_engine_eval(e, tok, n, 0, logits, false) != SR_OK) die("eval");
+        if (dump_path) {
+            if (!(dump_file = fopen(dump_path, "wb"))) die("--dump: cannot write the file");
+            float *all = malloc(sizeof(float) * (size_t)n * (size_t)n_vocab);
+            sr_engine_set_tap(e, dump_tap, NULL);
+            if (!all || sr_engine_eval(e, tok, n, 0, all, true) != SR_OK) die("eval");
+            sr_engine_set_tap(e, NULL, NULL);
+            dump_tap(NULL, -1, (sr_tap_point)99, all, n, n_vocab);
+            if (fclose(dump_file) != 0) die("--dump: write failed");
+            memcpy(logits, all + (size_t)(n - 1) * (size_t)n_vocab, sizeof(float) * (size_t)n_vocab);
+            free(all);
+        } else if (sr_engine_eval(e, tok, n, 0, logits, false) != SR_OK) die("eval");
         for (int k = 0; k < 10; k++) {
             int best = -1;
             for (int i = 0; i < n_vocab; i++)
