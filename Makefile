@@ -35,13 +35,14 @@ build:
 	$(SWIFT) build -c release
 
 ## Regenerate the committed oracle fixtures (needs llama-cpp-python; see tools/fixtures/).
-fixtures: setup model
+fixtures: setup model data
+	python3 -c 'import llama_cpp' 2>/dev/null || bash tools/pip_install.sh llama-cpp-python==0.3.36
 	python3 tools/fixtures/make_tokenizer_fixtures.py
 	python3 tools/fixtures/make_model_fixtures.py
 
 ## Side-by-side speed against llama.cpp (installs llama-cpp-python, several minutes).
 bench: setup model build
-	bash bench/compare_llamacpp.sh
+	SPIKERUN=$(RELEASE_BIN) bash bench/compare_llamacpp.sh
 
 clean:
 	rm -rf .build firmware/build

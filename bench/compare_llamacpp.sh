@@ -8,10 +8,12 @@
 # round), so that load drift on a shared machine hits both alike; the report gives medians over
 # all samples and the ratios spikerun / llama.cpp. Load averages are recorded with each run.
 #
-#   bench/compare_llamacpp.sh [-m MODEL] [-t 1,2] [-p 64,512] [-n 128] [-k 8,4] [-R rounds]
-#                             [-r reps-per-round] [-o out.json] [--harness]
+#   bench/compare_llamacpp.sh [-m MODEL] [-t 1,2] [-p 64,512] [-n 128] [-k 8,4] [-S A.gguf,B.gguf]
+#                             [-R rounds] [-r reps-per-round] [-o out.json] [--harness]
 #
 #   -k      spike settings (mean rule k at every site, --spike-preview); "" = dense only
+#   -S      converted spike models (`spikerun convert` outputs of MODEL) benched as they are
+#           (their own rules, time steps and spike attention), named by file
 #   --harness  also run bench/build/sr-model-bench (the C runtime without Swift), which reports
 #              tokens per CPU second too (useful on a busy machine); spike runs use it when
 #              `spikerun bench` cannot run a spike preview.
@@ -25,6 +27,7 @@ threads="1,2"
 pp="64,512"
 tg="128"
 spike="8,4"
+converted=""
 rounds=5
 reps=1
 out=""
@@ -38,11 +41,12 @@ while [ $# -gt 0 ]; do
         -p) pp=$2; shift 2 ;;
         -n) tg=$2; shift 2 ;;
         -k) spike=$2; shift 2 ;;
+        -S) converted=$2; shift 2 ;;
         -R) rounds=$2; shift 2 ;;
         -r) reps=$2; shift 2 ;;
         -o) out=$2; shift 2 ;;
         --harness) harness=1; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "compare_llamacpp.sh: unknown argument '$1' (see --help)" >&2; exit 64 ;;
     esac
 done
@@ -54,7 +58,7 @@ mkdir -p "$(dirname "$out")"
 # 1. llama.cpp from PyPI (the oracle version of this project)
 if ! "$py" -c 'import llama_cpp, sys; sys.exit(0 if llama_cpp.__version__ == "0.3.36" else 1)' 2>/dev/null; then
     echo "installing llama-cpp-python==0.3.36 (CPU build from source; takes a few minutes)" >&2
-    "$py" -m pip install --quiet "llama-cpp-python==0.3.36"
+    PYTHON="$py" bash "$root/tools/pip_install.sh" "llama-cpp-python==0.3.36"
 fi
 
 # 2. spikerun, release build
@@ -104,6 +108,10 @@ EOF
 
 IFS=',' read -r -a tlist <<< "$threads"
 IFS=',' read -r -a klist <<< "$spike"
+IFS=',' read -r -a slist <<< "$converted"
+for f in "${slist[@]}"; do
+    [ -f "$f" ] || { echo "compare_llamacpp.sh: converted model '$f' not found" >&2; exit 1; }
+done
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; load $(loadavg)" >&2
 for t in "${tlist[@]}"; do
     for r in $(seq 1 "$rounds"); do
@@ -118,6 +126,11 @@ for t in "${tlist[@]}"; do
             else
                 cmds+=("harness-spike${k}__t${t}__r${r}|$root/bench/build/sr-model-bench -m $model -t $t -p $pp -n $tg -r $reps --spike $k --json")
             fi
+        done
+        for f in "${slist[@]}"; do
+            [ -n "$f" ] || continue
+            name=$(basename "$f" .gguf | tr -c 'A-Za-z0-9.\n-' '-')
+            cmds+=("spikerun-${name}__t${t}__r${r}|$SPIKERUN bench -m $f -t $t -p $pp -n $tg -r $reps --json")
         done
         # alternate: odd rounds in order, even rounds reversed
         if [ $((r % 2)) = 0 ]; then

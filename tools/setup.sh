@@ -32,6 +32,7 @@ $PY -c "import scipy" 2>/dev/null || need_py+=("scipy")
 $PY -c "import sklearn" 2>/dev/null || need_py+=("scikit-learn")
 if [ ${#need_py[@]} -gt 0 ]; then
     echo "setup: installing from PyPI: ${need_py[*]}"
-    $PY -m pip install --quiet --disable-pip-version-check "${need_py[@]}" 2>&1 | grep -v "Running pip as the 'root' user" || true
+    PYTHON=$PY bash "$(dirname "$0")/pip_install.sh" "${need_py[@]}"
+    $PY -c "import gguf, numpy, scipy, sklearn" || { echo "setup: error: the Python packages did not install" >&2; exit 1; }
 fi
 echo "setup: ok"
