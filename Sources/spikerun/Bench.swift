@@ -86,12 +86,13 @@ struct Bench: AsyncParsableCommand {
             if json { print(jsonString(r)); return }
             let size = String(format: "%.2f MiB", Double(r.weightBytes) / 1048576)
             let params = String(format: "%.2f M", Double(model.info.parameterCount) / 1e6)
-            print("| model | size | params | backend | threads | act | test | t/s (median) | mean ± sd |")
-            print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+            print("| model | size | params | backend | threads | numa | act | test | t/s (median) | min..max | mean ± sd |")
+            print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
             for t in r.tests {
-                print("| \(model.info.name ?? "model") | \(size) | \(params) | \(r.backend) (\(r.path)) | \(r.threads) | \(r.activationMode) | \(t.name) | "
-                      + String(format: "%.2f | %.2f ± %.2f |", t.median, t.mean, t.standardDeviation))
+                print("| \(model.info.name ?? "model") | \(size) | \(params) | \(r.backend) (\(r.path)) | \(r.threads) | \(r.numaPolicy) | \(r.activationMode) | \(t.name) | "
+                      + String(format: "%.2f | %.2f..%.2f | %.2f ± %.2f |", t.median, t.minimum, t.maximum, t.mean, t.standardDeviation))
             }
+            Stderr.print("pool: \(r.pool)")
             Stderr.print(String(format: "peak RSS %.1f MiB (weights %.1f MiB)", Double(r.peakRSSBytes) / 1048576,
                                 Double(r.weightBytes) / 1048576))
         }

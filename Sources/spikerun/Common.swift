@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSpikeRun
 import Foundation
 import SpikeRun
 
@@ -21,10 +22,20 @@ struct ModelOptionsGroup: ParsableArguments {
     @Flag(name: .customLong("dense"), help: "Run a converted (int4) model through the dense kernels instead of spikes.")
     var dense = false
 
+    @Option(name: .customLong("numa"),
+            help: "NUMA policy like llama.cpp's: off, distribute (threads over all nodes, each node's weight rows on it), isolate (the node of the calling thread), numactl (the CPUs numactl gave; nothing migrated). Default: $SPIKERUN_NUMA, else off.")
+    var numa: String?
+
     func validate() throws {
         if let t = threads, t <= 0 { throw ValidationError("threads must be positive, got \(t)") }
         if let k = spikePreview, !(k > 0 && k.isFinite) { throw ValidationError("--spike-preview must be positive, got \(k)") }
         if dense && spikePreview != nil { throw ValidationError("--dense and --spike-preview exclude each other") }
+        if let n = numa {
+            var policy: Int32 = 0
+            guard sr_numa_policy_from_name(n, &policy) == SR_OK else {
+                throw ValidationError("--numa must be off, distribute, isolate or numactl, got '\(n)'")
+            }
+        }
     }
 
     /// How sessions run this model's linear layers.
@@ -46,6 +57,11 @@ struct ModelOptionsGroup: ParsableArguments {
     var resolvedPath: String { model ?? DefaultModel.path() }
 
     func load() throws(SpikeRunError) -> Model {
+        if let n = numa {   // process-wide, before the model's thread pool is created
+            var policy: Int32 = 0
+            _ = sr_numa_policy_from_name(n, &policy)
+            sr_numa_init(policy, sr_numa_default_fake_nodes())
+        }
         let path = resolvedPath
         if model == nil && !FileManager.default.fileExists(atPath: path) {
             throw .io("the default model is not at '\(path)'; run 'make model' or pass -m MODEL")

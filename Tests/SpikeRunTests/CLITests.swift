@@ -62,11 +62,16 @@ struct CLITests {
 
     @Test("bench --json reports pp and tg speeds")
     func bench() throws {
-        let r = try runProcess(exe, ["bench", "-m", model, "-p", "16", "-n", "4", "-r", "2", "--json"])
+        let r = try runProcess(exe, ["bench", "-m", model, "-p", "16", "-n", "4", "-r", "2", "-t", "2", "--numa", "distribute", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         let tests = try #require(obj["tests"] as? [[String: Any]])
         #expect(tests.map { $0["name"] as? String } == ["pp16", "tg4"])
+        #expect(tests.allSatisfy { ($0["samples"] as? [Double])?.count == 2 && ($0["median"] as? Double ?? 0) > 0 })
+        #expect(obj["threads"] as? Int == 2)
+        #expect(obj["numaPolicy"] as? String == "distribute")
+        #expect((obj["pool"] as? String)?.contains("2 threads") == true, "\(obj["pool"] ?? "")")
+        #expect((obj["peakRSSBytes"] as? Int ?? 0) > (obj["weightBytes"] as? Int ?? .max) / 2)
     }
 
     @Test("chat answers turns read from stdin")
@@ -85,6 +90,7 @@ struct CLITests {
         (["generate", "-p", "x", "-t", "0"], "threads"),
         (["eval", "-f", "/nonexistent.txt"], "cannot read"),
         (["bench", "-p", "abc"], "-p"),
+        (["bench", "--numa", "everywhere"], "--numa"),
     ])
     func badInput(args: [String], needle: String) throws {
         let r = try runProcess(exe, args)

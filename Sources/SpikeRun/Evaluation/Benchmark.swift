@@ -1,3 +1,4 @@
+import CSpikeRun
 import Foundation
 
 /// llama-bench style throughput measurement: prompt processing of `promptTokens` tokens from an
@@ -35,6 +36,10 @@ public struct BenchmarkResult: Sendable, Hashable, Codable {
     /// "dense" or "spike": which kernels computed the linear layers.
     public var path: String
     public var threads: Int
+    /// NUMA policy of the thread pool (off, distribute, isolate, numactl) and its layout, e.g.
+    /// "2 threads, numa distribute (1 node), workers pinned to cpus 1".
+    public var numaPolicy: String
+    public var pool: String
     public var activationMode: String
     public var tests: [Test]
     /// Peak resident set size of the process (VmHWM), bytes.
@@ -80,9 +85,13 @@ public enum Benchmark {
             }
             tests.append(.init(name: "tg\(n)", tokens: n, samples: samples))
         }
+        var desc = [CChar](repeating: 0, count: 256)
+        sr_pool_describe(engine.pool, &desc, Int32(desc.count))
         return BenchmarkResult(
             model: model.info.path, backend: model.options.backend.name, path: engine.spike == nil ? "dense" : "spike",
-            threads: model.options.threads ?? ProcessInfo.processInfo.activeProcessorCount,
+            threads: Int(sr_pool_threads(engine.pool)),
+            numaPolicy: String(cString: sr_numa_policy_name(sr_pool_numa_policy(engine.pool))),
+            pool: String(decoding: desc.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self),
             activationMode: model.options.activationMode.rawValue, tests: tests,
             peakRSSBytes: peakResidentBytes(), weightBytes: model.info.weightBytes)
     }
