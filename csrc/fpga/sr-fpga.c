@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,18 @@ struct sr_fpga {
     sr_fpga_stats stats;
     sr_fpga_run_hook hook;
     void *hook_user;
+    struct sr_fpga *next_open;  // list of open devices (g_open), see close_all_at_exit
 };
+
+// XRT must not outlive its own static state: at exit(), the shim's globals (noop: its BO
+// table) are destroyed before libxrt_coreutil's handle maps, which then release every handle
+// still open and crash (SIGSEGV in xclFreeBO). So devices still open at exit are closed by an
+// atexit handler registered after XRT is loaded (handlers run in reverse order: ours first).
+// g_lock serializes that with sr_fpga_close running on another thread during exit.
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t g_atexit_once = PTHREAD_ONCE_INIT;
+static sr_fpga *g_open;
+static int g_exited;
 
 static const char *const k_arg_names[SPK_ACC_NARGS] = {
 #define X(i, n, k, b, m, o, t, w) #n,
@@ -209,6 +221,30 @@ static sr_status settle_pending(sr_fpga *f) {
     }
 }
 
+// Releases f's XRT handles (idempotent: they are NULL afterwards). Caller holds g_lock.
+static void release_xrt(sr_fpga *f) {
+    if (f->run) {
+        if (f->pending) (void)settle_pending(f);
+        f->x->xrtRunClose(f->run);
+        f->run = NULL;
+    }
+    free_buffers(f);
+    if (f->kernel) f->x->xrtKernelClose(f->kernel);
+    if (f->xclbin) f->x->xrtXclbinFreeHandle(f->xclbin);
+    if (f->dev) f->x->xrtDeviceClose(f->dev);
+    f->kernel = f->xclbin = f->dev = NULL;
+}
+
+static void close_all_at_exit(void) {
+    pthread_mutex_lock(&g_lock);
+    for (sr_fpga *f = g_open; f; f = f->next_open) release_xrt(f);
+    g_open = NULL;
+    g_exited = 1;
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void register_atexit(void) { atexit(close_all_at_exit); }
+
 sr_status sr_fpga_open(const sr_fpga_params *p, sr_fpga **out) {
     if (!p || !out) return sr_fail(SR_ERR_INVALID_ARG, "sr_fpga_open: params and out are required");
     if (!p->xclbin_path || !*p->xclbin_path)
@@ -307,6 +343,18 @@ sr_status sr_fpga_open(const sr_fpga_params *p, sr_fpga **out) {
         s = sr_fail(SR_ERR_DEVICE, "fpga: cannot create a run handle for '%s'", f->kernel_name);
         goto fail;
     }
+    pthread_once(&g_atexit_once, register_atexit);  // after XRT and its shim have loaded
+    pthread_mutex_lock(&g_lock);
+    const int exited = g_exited;
+    if (!exited) {
+        f->next_open = g_open;
+        g_open = f;
+    }
+    pthread_mutex_unlock(&g_lock);
+    if (exited) {
+        s = sr_fail(SR_ERR_NO_DEVICE, "fpga: the process is exiting");
+        goto fail;
+    }
     *out = f;
     return SR_OK;
 fail:
@@ -383,6 +431,7 @@ static sr_status sync_bo(sr_fpga *f, int arg, unsigned dir, uint64_t bytes, uint
 sr_status sr_fpga_upload_weights(sr_fpga *f, const sr_fpga_matrix *m, int32_t n) {
     if (!f || !m || n <= 0)
         return sr_fail(SR_ERR_INVALID_ARG, "sr_fpga_upload_weights: need a device and at least one matrix");
+    if (!f->run) return sr_fail(SR_ERR_NO_DEVICE, "fpga: the device was closed at process exit");
     sr_status s = settle_pending(f);
     if (s != SR_OK) return s;
     int32_t n_slots = 0;
@@ -496,6 +545,7 @@ int64_t sr_fpga_step_outputs(const sr_fpga *f, int32_t first, int32_t count) {
 sr_status sr_fpga_step(sr_fpga *f, int32_t first, int32_t count, const sr_fpga_input *in,
                        int32_t n_in, float *y) {
     if (!f) return sr_fail(SR_ERR_INVALID_ARG, "sr_fpga_step: no device");
+    if (!f->run) return sr_fail(SR_ERR_NO_DEVICE, "fpga: the device was closed at process exit");
     if (f->n_matrices == 0) return sr_fail(SR_ERR_INVALID_ARG, "fpga: step before sr_fpga_upload_weights");
     if (sr_fpga_step_outputs(f, first, count) < 0)
         return sr_fail(SR_ERR_INVALID_ARG, "fpga: matrices [%d, %d) are outside the %d uploaded", (int)first,
@@ -573,14 +623,14 @@ const char *sr_fpga_platform(const sr_fpga *f) { return f ? f->platform : ""; }
 
 void sr_fpga_close(sr_fpga *f) {
     if (!f) return;
-    if (f->run) {
-        if (f->pending) (void)settle_pending(f);
-        f->x->xrtRunClose(f->run);
-    }
-    free_buffers(f);
-    if (f->kernel) f->x->xrtKernelClose(f->kernel);
-    if (f->xclbin) f->x->xrtXclbinFreeHandle(f->xclbin);
-    if (f->dev) f->x->xrtDeviceClose(f->dev);
+    pthread_mutex_lock(&g_lock);
+    for (sr_fpga **p = &g_open; *p; p = &(*p)->next_open)
+        if (*p == f) {
+            *p = f->next_open;
+            break;
+        }
+    release_xrt(f);  // nothing left to release if close_all_at_exit ran first
+    pthread_mutex_unlock(&g_lock);
     free(f);
 }
 

@@ -114,7 +114,9 @@ SR_API void sr_fpga_get_stats(const sr_fpga *f, sr_fpga_stats *out);
 SR_API const char *sr_fpga_platform(const sr_fpga *f);
 
 /// Frees buffers, run, kernel, xclbin and device (waits up to the timeout for a run still in
-/// flight). Accepts NULL.
+/// flight). Accepts NULL. Devices still open when the process exits are closed by an atexit
+/// handler before XRT's own static destructors run (which would crash on them); sr_fpga_close
+/// then only frees the handle, and steps fail with SR_ERR_NO_DEVICE.
 SR_API void sr_fpga_close(sr_fpga *f);
 
 #ifdef __cplusplus

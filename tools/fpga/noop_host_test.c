@@ -8,7 +8,9 @@
 // which checks packing, offsets, syncs and output copying end to end.
 //
 //   noop_host_test --xrt-root DIR --xclbin F [--wrong-kernel-xclbin F2] [--fixture G.gguf]
-//                  [--timeout-test]
+//                  [--timeout-test] [--exit-open]
+// --exit-open leaves the device open at exit (sr-fpga's atexit handler must close it before
+// XRT's static destructors run, or the process crashes in exit).
 // Prints "ok ..." / "FAIL ..." lines and "noop_host_test: N passed, M failed".
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -233,16 +235,17 @@ static void guard_tests(const char *xrt_root, const char *xclbin) {
 
 int main(int argc, char **argv) {
     const char *xrt_root = NULL, *xclbin = NULL, *wrong_xclbin = NULL, *fixture = NULL;
-    int timeout_test = 0;
+    int timeout_test = 0, exit_open = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--xrt-root") && i + 1 < argc) xrt_root = argv[++i];
         else if (!strcmp(argv[i], "--xclbin") && i + 1 < argc) xclbin = argv[++i];
         else if (!strcmp(argv[i], "--wrong-kernel-xclbin") && i + 1 < argc) wrong_xclbin = argv[++i];
         else if (!strcmp(argv[i], "--fixture") && i + 1 < argc) fixture = argv[++i];
         else if (!strcmp(argv[i], "--timeout-test")) timeout_test = 1;
+        else if (!strcmp(argv[i], "--exit-open")) exit_open = 1;
         else {
             fprintf(stderr, "usage: noop_host_test --xrt-root DIR --xclbin F [--wrong-kernel-xclbin F2] "
-                            "[--fixture G] [--timeout-test]\n");
+                            "[--fixture G] [--timeout-test] [--exit-open]\n");
             return 64;
         }
     }
@@ -489,7 +492,7 @@ int main(int argc, char **argv) {
         s = sr_fpga_step(f, 0, 3, &in, 1, y);
         CHECK(s == SR_OK, "after timeouts: %s", sr_last_error());
     }
-    sr_fpga_close(f);
+    if (!exit_open) sr_fpga_close(f);
     sr_fpga_close(NULL);
     for (int i = 0; i < 5; i++) sr_spike_planes_free(&xs[i]);
     for (int i = 0; i < NM; i++) sr_spike_weights_free(&w[i]);

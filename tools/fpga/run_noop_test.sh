@@ -7,9 +7,10 @@
 #   1. the main test (guards against XRT's abort trap, open/xclbin/kernel errors, argument
 #      banks, upload, 20 steps compared bit for bit with sr_spike_matvec, step errors);
 #   2. the timeout test, with [Runtime] noop_completion_delay_us=1000000 via XRT_INI_PATH;
-#   3. the board program firmware/host/spikerun-fpga.c built for x86 with the same run hook
+#   3. the main test again, leaving the device open at exit (must not crash in exit);
+#   4. the board program firmware/host/spikerun-fpga.c built for x86 with the same run hook
 #      (-DSPIKERUN_FPGA_EMULATE): its --self-test must pass under noop;
-#   4. a control: raw xrtDeviceOpen with XILINX_XRT unset aborts the process (SIGABRT),
+#   5. a control: raw xrtDeviceOpen with XILINX_XRT unset aborts the process (SIGABRT),
 #      which is exactly what the backend's guard prevents.
 # Leak check: ASan+LSan+UBSan by default; --valgrind runs the main test and the driver under
 # valgrind instead (memcheck, definite leaks are errors; the timeout test then runs natively).
@@ -97,6 +98,12 @@ printf '[Runtime]\nnoop_completion_delay_us=1000000\n' >"$W/slow.ini"
 # shellcheck disable=SC2086
 env -u XILINX_XRT -u XCL_EMULATION_MODE XRT_INI_PATH="$W/slow.ini" $ENVS $TRUN "$W/noop_host_test" $ARGS --timeout-test >"$W/timeout.log" 2>&1 || status=1
 cat "$W/timeout.log"
+
+echo "== exit with the device still open ($TMODE): must exit 0, not crash in XRT's static destructors"
+# shellcheck disable=SC2086
+env -u XILINX_XRT -u XCL_EMULATION_MODE $ENVS ASAN_OPTIONS=detect_leaks=0 "$W/noop_host_test" $ARGS --exit-open >"$W/exit.log" 2>&1 || status=1
+tail -1 "$W/exit.log"
+grep -q "^noop_host_test: [0-9]* passed, 0 failed" "$W/exit.log" || status=1
 
 echo "== spikerun-fpga --self-test ($MODE, emulated kernel)"
 $CC $CFLAGS -DSPIKERUN_FPGA_EMULATE -c "$ROOT/firmware/host/spikerun-fpga.c" -o "$W/spikerun-fpga.o"
