@@ -22,6 +22,9 @@ struct Convert: AsyncParsableCommand {
     @Option(name: .customLong("ppl-budget"), help: "Mixed per-block k from sensitivity probes within this perplexity increase (percent).")
     var pplBudget: Double?
 
+    @Option(name: .customLong("probes"), help: "With --ppl-budget: reuse the sensitivity probes of an earlier 'convert --ppl-budget … --json' report (same model and calibration) instead of re-measuring them.")
+    var probes: String?
+
     @Option(name: [.customShort("k"), .customLong("k")], help: "Mean rule with this k at every site (default 12).")
     var k: Float?
 
@@ -46,6 +49,7 @@ struct Convert: AsyncParsableCommand {
     func validate() throws {
         let modes = [timesteps != nil, pplBudget != nil, k != nil].filter { $0 }.count
         if modes > 1 { throw ValidationError("--timesteps, --ppl-budget and -k exclude each other") }
+        if probes != nil && pplBudget == nil { throw ValidationError("--probes needs --ppl-budget") }
         if calibTokens < 16 { throw ValidationError("--calib-tokens must be at least 16, got \(calibTokens)") }
         if let t = threads, t <= 0 { throw ValidationError("threads must be positive, got \(t)") }
     }
@@ -64,6 +68,14 @@ struct Convert: AsyncParsableCommand {
         }
         o.weights = w
         if let t = timesteps { o.mode = .timesteps(t) } else if let p = pplBudget { o.mode = .pplBudget(p) } else { o.mode = .mean(k: k ?? 12) }
+        if let path = probes {
+            guard let data = FileManager.default.contents(atPath: path),
+                  let r = try? JSONDecoder().decode(ConversionReport.self, from: data),
+                  let sens = r.sensitivity, let sops = r.unitSOPs, let dense = r.calibrationDenseNLL else {
+                throw .invalidArgument("--probes '\(path)' is not a 'convert --ppl-budget … --json' report")
+            }
+            o.budgetProbes = .init(sensitivity: sens, unitSOPs: sops, denseNLL: dense)
+        }
         o.spikeAttention = !noSpikeAttention
         o.calibrationTokens = calibTokens
         o.calibrationContext = min(256, calibTokens)

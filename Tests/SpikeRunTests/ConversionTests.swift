@@ -322,5 +322,37 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
         #expect(report.sensitivity?.count == SyntheticLlama.nLayer + 1)
         #expect(report.unitSOPs?.allSatisfy { $0.count == 3 && $0[0] >= $0[2] } == true)
         #expect(report.calibrationSpikeNLL?.isFinite == true)
+
+        // Reusing the probes gives the same allocation without re-measuring them.
+        var o2 = o
+        o2.budgetProbes = .init(sensitivity: try #require(report.sensitivity), unitSOPs: try #require(report.unitSOPs),
+                                denseNLL: try #require(report.calibrationDenseNLL))
+        let (setup2, report2) = try await SpikeConverter.calibrate(model: model, options: o2,
+                                                                   calibrationText: SyntheticLlama.calibrationText)
+        #expect(setup2.config.sites == setup.config.sites)
+        #expect(report2.calibrationSpikeNLL == report.calibrationSpikeNLL)
+        o2.budgetProbes?.denseNLL += 0.01
+        await #expect(throws: SpikeRunError.self) {
+            _ = try await SpikeConverter.calibrate(model: model, options: o2, calibrationText: SyntheticLlama.calibrationText)
+        }
+    }
+
+    /// The calibration check of an int8 / ternary conversion runs the requantized weights, so it
+    /// agrees with the written file (it used to run the source's Q4_1 codes).
+    @Test(arguments: [SpikeWeightFormat.int8, .ternary])
+    func calibrationCheckUsesRequantizedWeights(_ format: SpikeWeightFormat) async throws {
+        let (dir, src) = try SyntheticLlama.make()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try Model.load(src, options: .init(threads: 2))
+        var o = smallOptions(.mean(k: 8))
+        let int4 = try await SpikeConverter.calibrate(model: model, options: o, calibrationText: SyntheticLlama.calibrationText).1
+        o.weights = format
+        let out = dir + "/converted.gguf"
+        let report = try await SpikeConverter.convert(model: model, options: o, calibrationText: SyntheticLlama.calibrationText, to: out)
+        #expect(report.calibrationSpikeNLL != int4.calibrationSpikeNLL)
+        let conv = try Model.load(out, options: .init(threads: 2))
+        let seqs = try SpikeConverter.calibrationSequences(model: model, text: SyntheticLlama.calibrationText, options: o)
+        let fileNLL = try await SpikeConverter.meanNLL(model: conv, mode: .spike(try #require(conv.spike)), sequences: seqs).0
+        #expect(fileNLL == report.calibrationSpikeNLL)
     }
 }

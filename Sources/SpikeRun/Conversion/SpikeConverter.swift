@@ -27,6 +27,21 @@ public struct ConversionOptions: Sendable, Hashable {
     public var gammaRows = 96
     /// Candidate k of the budget allocation, finest first.
     public var budgetLevels: [Float] = [16, 8, 4, 3, 2]
+    /// Budget mode: sensitivity probes already measured (a previous `convert --json` report's
+    /// `sensitivity`, `unitSOPs` and `calibrationDenseNLL`, same model, calibration text and
+    /// levels); the probing passes are skipped, only the allocation and its verification run.
+    public var budgetProbes: BudgetProbes?
+
+    public struct BudgetProbes: Sendable, Hashable {
+        public var sensitivity: [[Double]]
+        public var unitSOPs: [[Double]]
+        public var denseNLL: Double
+        public init(sensitivity: [[Double]], unitSOPs: [[Double]], denseNLL: Double) {
+            self.sensitivity = sensitivity
+            self.unitSOPs = unitSOPs
+            self.denseNLL = denseNLL
+        }
+    }
 
     public init() {}
 
@@ -388,7 +403,22 @@ public enum SpikeConverter {
         var SOP = S
         var probe = base
         probe.spikeAttention = false
-        for u in 0..<units {
+        if let given = options.budgetProbes {
+            guard given.sensitivity.count == units, given.unitSOPs.count == units,
+                  given.sensitivity.allSatisfy({ $0.count == levels.count }),
+                  given.unitSOPs.allSatisfy({ $0.count == levels.count }) else {
+                throw .invalidArgument("--probes: expected \(units) units × \(levels.count) levels of sensitivity and unitSOPs")
+            }
+            // The dense NLL on the calibration tokens identifies model and calibration text.
+            guard abs(given.denseNLL - denseNLL) <= 1e-9 * max(1, abs(denseNLL)) else {
+                throw .invalidArgument(String(format: "--probes were measured on another model or calibration text (dense NLL %.9f, here %.9f)",
+                                              given.denseNLL, denseNLL))
+            }
+            S = given.sensitivity
+            SOP = given.unitSOPs
+            progress?("budget: reusing \(units) units × \(levels.count) levels of probes")
+        }
+        for u in 0..<units where options.budgetProbes == nil {
             for (i, k) in levels.enumerated() {
                 var sites = [SpikeSiteSetting](repeating: .dense, count: nSites)
                 for s in sitesOf(unit: u) { sites[s] = .mean(k: k) }

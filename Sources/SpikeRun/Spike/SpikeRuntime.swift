@@ -152,11 +152,14 @@ final class SpikeRuntime {
                 guard let t = file.tensor(tname) else { throw .format("tensor '\(tname)' is missing") }
                 let data = file.data(t)
                 let status: sr_status
+                // A dense source run with int8/ternary settings (the converter's calibration check)
+                // requantizes the block linears as the writer does; the head keeps its codes.
+                let keepCodes = format == .int4 || l == nLayer
                 switch t.type {
-                case .q4_1:
+                case .q4_1 where keepCodes:
                     status = sr_spike_net_set_linear(net, Int32(l), proj, SpikeFormat.q4_1, data.baseAddress, nil,
                                                      Int32(t.rowCount), Int32(t.rowLength))
-                case .q8_0:
+                case .q8_0 where keepCodes:
                     status = sr_spike_net_set_linear(net, Int32(l), proj, SpikeFormat.q8_0, data.baseAddress, nil,
                                                      Int32(t.rowCount), Int32(t.rowLength))
                 case .i8:
