@@ -89,33 +89,21 @@ def main() -> int:
             L.llama_synchronize(ctx)
             tok[0] = rng.randrange(n_vocab)
 
-    tests = []
-    for n in pp:
-        if n <= 0:
-            continue
+    def measure(name, n, run, warm_up):
+        """llama-bench's timing: a warm-up, then each repetition from an empty cache."""
         L.llama_memory_clear(mem, False)
-        prompt(min(n, args.batch))  # warm-up
+        warm_up()
         samples, cpu = [], []
         for _ in range(args.repetitions):
             L.llama_memory_clear(mem, False)
             t0, c0 = time.perf_counter_ns(), time.process_time_ns()
-            prompt(n)
+            run(n)
             samples.append(n / ((time.perf_counter_ns() - t0) / 1e9))
             cpu.append(n / max((time.process_time_ns() - c0) / 1e9, 1e-9))
-        tests.append({"name": f"pp{n}", "tokens": n, "samples": samples, "cpu_samples": cpu})
-    for n in tg:
-        if n <= 0:
-            continue
-        L.llama_memory_clear(mem, False)
-        gen(1)  # warm-up
-        samples, cpu = [], []
-        for _ in range(args.repetitions):
-            L.llama_memory_clear(mem, False)
-            t0, c0 = time.perf_counter_ns(), time.process_time_ns()
-            gen(n)
-            samples.append(n / ((time.perf_counter_ns() - t0) / 1e9))
-            cpu.append(n / max((time.process_time_ns() - c0) / 1e9, 1e-9))
-        tests.append({"name": f"tg{n}", "tokens": n, "samples": samples, "cpu_samples": cpu})
+        return {"name": name, "tokens": n, "samples": samples, "cpu_samples": cpu}
+
+    tests = [measure(f"pp{n}", n, prompt, lambda n=n: prompt(min(n, args.batch))) for n in pp if n > 0]
+    tests += [measure(f"tg{n}", n, gen, lambda: gen(1)) for n in tg if n > 0]
 
     version = getattr(L, "__version__", "?")
     print(json.dumps({"tool": "llama.cpp", "version": f"llama-cpp-python {version}",

@@ -49,7 +49,7 @@ struct Bench: AsyncParsableCommand {
         let text = try TextFile.read(densityText ?? "data/text/botchan.txt")
         let tokens = Array(model.tokenizer.encode(text, addSpecialTokens: true, parseSpecial: false).prefix(256))
         _ = try await session.logits(for: tokens)
-        let stats = await session.spikeStatistics().filter { ["A", "O", "F", "D", "H"].contains($0.site) }
+        let stats = await session.spikeStatistics().filter(\.isLinearSite)
         // Weight every site by the weights it streams (dense MACs), as the kernel would.
         let macs = Double(stats.map(\.denseMACs).reduce(0, +))
         let t = stats.map { Double($0.denseMACs) * $0.meanTimesteps }.reduce(0, +) / macs

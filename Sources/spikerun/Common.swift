@@ -24,18 +24,12 @@ struct ModelOptionsGroup: ParsableArguments {
 
     @Option(name: .customLong("numa"),
             help: "NUMA policy like llama.cpp's: off, distribute (threads over all nodes, each node's weight rows on it), isolate (the node of the calling thread), numactl (the CPUs numactl gave; nothing migrated). Default: $SPIKERUN_NUMA, else off.")
-    var numa: String?
+    var numa: NumaPolicy?
 
     func validate() throws {
         if let t = threads, t <= 0 { throw ValidationError("threads must be positive, got \(t)") }
         if let k = spikePreview, !(k > 0 && k.isFinite) { throw ValidationError("--spike-preview must be positive, got \(k)") }
         if dense && spikePreview != nil { throw ValidationError("--dense and --spike-preview exclude each other") }
-        if let n = numa {
-            var policy: Int32 = 0
-            guard sr_numa_policy_from_name(n, &policy) == SR_OK else {
-                throw ValidationError("--numa must be off, distribute, isolate or numactl, got '\(n)'")
-            }
-        }
     }
 
     /// How sessions run this model's linear layers.
@@ -58,9 +52,7 @@ struct ModelOptionsGroup: ParsableArguments {
 
     func load() throws(SpikeRunError) -> Model {
         if let n = numa {   // process-wide, before the model's thread pool is created
-            var policy: Int32 = 0
-            _ = sr_numa_policy_from_name(n, &policy)
-            sr_numa_init(policy, sr_numa_default_fake_nodes())
+            sr_numa_init(n.policy, sr_numa_default_fake_nodes())
         }
         let path = resolvedPath
         if model == nil && !FileManager.default.fileExists(atPath: path) {
@@ -79,6 +71,20 @@ struct ModelOptionsGroup: ParsableArguments {
 }
 
 extension ActivationMode: ExpressibleByArgument {}
+
+/// `--numa`: a policy name as sr_numa_policy_from_name reads it.
+struct NumaPolicy: ExpressibleByArgument {
+    let policy: Int32
+
+    init?(argument: String) {
+        var p: Int32 = 0
+        guard sr_numa_policy_from_name(argument, &p) == SR_OK else { return nil }
+        policy = p
+    }
+
+    static var allValueStrings: [String] { ["off", "distribute", "isolate", "numactl"] }   // listed in errors
+    static var defaultCompletionKind: CompletionKind { .list(allValueStrings) }
+}
 
 /// `--backend`: what the user asked for, resolved into a `Backend` when the model is known.
 enum BackendChoice: String, ExpressibleByArgument, CaseIterable {

@@ -115,7 +115,7 @@ struct SpikeMeasurementsJSON: Encodable {
             Site(layer: $0.layer, site: $0.site, firing_rate: $0.firingRate, spikes_per_activation: $0.spikesPerActivation,
                  mean_timesteps: $0.meanTimesteps, sops_per_token: Double($0.sops + $0.hornerAdds) / t)
         }
-        let lin = stats.filter { ["A", "O", "F", "D", "H"].contains($0.site) }
+        let lin = stats.filter(\.isLinearSite)
         let acts = lin.reduce(0) { $0 + $1.activations }
         let spikes = lin.reduce(0) { $0 + $1.spikes }
         spikes_per_activation = acts > 0 ? Double(spikes) / Double(acts) : 0
@@ -123,7 +123,7 @@ struct SpikeMeasurementsJSON: Encodable {
         let slots = lin.reduce(0.0) { $0 + Double($1.activations) * $1.meanTimesteps }
         mean_timesteps = acts > 0 ? slots / Double(acts) : 0
         firing_rate = slots > 0 ? Double(spikes) / slots : 0
-        let att = stats.filter { $0.site == "Q" || $0.site == "P" }
+        let att = stats.filter { !$0.isLinearSite }
         let attActs = att.reduce(0) { $0 + $1.activations }
         attention_spikes_per_activation = attActs > 0 ? Double(att.reduce(0) { $0 + $1.spikes }) / Double(attActs) : nil
         energy = EnergyReport(config: config, stats: stats, tokens: tokens,

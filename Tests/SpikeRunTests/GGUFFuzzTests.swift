@@ -81,17 +81,6 @@ enum GGUFFuzzCheck {
     }
 }
 
-/// Small, fast, seedable PRNG (SplitMix64) so fuzz failures reproduce.
-struct GGUFFuzzRNG: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct GGUFCorruptionTests {
     static let base = RawGGUF()
@@ -241,7 +230,7 @@ struct GGUFFuzzRNG: RandomNumberGenerator {
     ]
 
     /// Applies one random mutation; positions favour `hot` (the header and metadata).
-    static func mutate(_ b: inout [UInt8], hot: Int, _ rng: inout GGUFFuzzRNG) {
+    static func mutate(_ b: inout [UInt8], hot: Int, _ rng: inout SplitMix64) {
         func position() -> Int {
             guard !b.isEmpty else { return 0 }
             let limit = Int.random(in: 0..<4, using: &rng) == 0 ? b.count : min(hot, b.count)
@@ -283,7 +272,7 @@ struct GGUFFuzzRNG: RandomNumberGenerator {
         let seeds = try [GGUFSamples.small().serialize(), GGUFSamples.tinyLlama().writer().serialize(),
                          aligned.serialize(), RawGGUF().bytes]
         let hot = try seeds.map { try GGUFFile(bytes: $0).dataOffset }
-        var rng = GGUFFuzzRNG(state: 0x6767_5546_5EED)
+        var rng = SplitMix64(seed: 0x6767_5546_5EED)
         var accepted = 0, rejected = 0
         let clock = ContinuousClock()
         let start = clock.now

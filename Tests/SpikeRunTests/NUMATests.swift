@@ -7,25 +7,8 @@ import Testing
 // injectable fake topology (SPIKERUN_FAKE_NUMA / fake_nodes), partitioning, placement and
 // bit-identical results for 1, 2 and 4 nodes and 1...N threads, dense and spike paths.
 
-/// SplitMix64 test data.
-private struct NumaRNG {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func unit() -> Float { Float(next() >> 40) / Float(1 << 24) }          // [0, 1)
-    mutating func gauss() -> Float {
-        let u = max(Double(unit()), 1e-9), v = Double(unit())
-        return Float((-2 * log(u)).squareRoot() * cos(2 * Double.pi * v))
-    }
-}
-
 /// Random rows of a ggml block type (Q4_1 or Q8_0) with realistic fp16 scales.
-private func randomRows(_ t: sr_type, nOut: Int, nIn: Int, _ rng: inout NumaRNG) -> [UInt8] {
+private func randomRows(_ t: sr_type, nOut: Int, nIn: Int, _ rng: inout SplitMix64) -> [UInt8] {
     let rb = sr_row_bytes(t, Int64(nIn)), bb = Int(sr_type_block_bytes(t))
     var b = [UInt8](repeating: 0, count: rb * nOut)
     for i in 0..<b.count { b[i] = UInt8(truncatingIfNeeded: rng.next()) }
@@ -157,7 +140,7 @@ struct NUMATests {
         }
         #expect(sr_numa_place(pool, 99, nil, 0) == SR_ERR_INVALID_ARG)
         // Rows of a matrix: every node's block is placed (a no-op on one real node).
-        var rng = NumaRNG(state: 1)
+        var rng = SplitMix64(seed: 1)
         let w = randomRows(SR_TYPE_Q4_1, nOut: 256, nIn: 576, &rng)
         w.withUnsafeBytes { wp in
             #expect(sr_matmul_place(pool, SR_TYPE_Q4_1, wp.baseAddress, 576, 256) == SR_OK)
@@ -166,7 +149,7 @@ struct NUMATests {
 
     @Test("sr_matmul and sr_matmul_multi: every layout (threads x fake nodes) equals the single-threaded result")
     func matmulLayouts() {
-        var rng = NumaRNG(state: 99)
+        var rng = SplitMix64(seed: 99)
         for t in [SR_TYPE_Q4_1, SR_TYPE_Q8_0] {
             let nIn = 192, outs = [45, 128, 16]
             let ws = outs.map { randomRows(t, nOut: $0, nIn: nIn, &rng) }
@@ -224,7 +207,7 @@ struct NUMATests {
 
     @Test("sr_vec_dot_f16_rows equals one sr_vec_dot(F16) per row bit for bit, at every SIMD level")
     func f16Rows() {
-        var rng = NumaRNG(state: 5)
+        var rng = SplitMix64(seed: 5)
         let saved = sr_simd_level()
         defer { sr_set_simd_level(saved) }
         for level: Int32 in [0, 1] {

@@ -33,21 +33,7 @@ private let quantWeightTypes: [(String, sr_type)] = [
     ("Q4_K", SR_TYPE_Q4_K), ("Q5_K", SR_TYPE_Q5_K), ("Q6_K", SR_TYPE_Q6_K),
 ]
 
-/// SplitMix64: deterministic test data.
-private struct QuantRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func gauss() -> Float {
-        let u = Double.random(in: 1e-12..<1, using: &self), v = Double.random(in: 0..<1, using: &self)
-        return Float((-2 * log(u)).squareRoot() * cos(2 * Double.pi * v))
-    }
+private extension SplitMix64 {
     mutating func bytes(_ n: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: n)
         var i = 0
@@ -70,7 +56,7 @@ private func put16(_ b: inout [UInt8], _ off: Int, _ v: UInt16) {
 }
 
 /// One random weight row of type t with n elements: random quants, realistic fp16 scales.
-private func randomWeightRow(_ t: sr_type, _ n: Int, _ rng: inout QuantRNG) -> [UInt8] {
+private func randomWeightRow(_ t: sr_type, _ n: Int, _ rng: inout SplitMix64) -> [UInt8] {
     switch t {
     case SR_TYPE_F32:
         return (0..<n).map { _ in rng.gauss() }.withUnsafeBytes { [UInt8]($0) }
@@ -96,7 +82,7 @@ private func randomWeightRow(_ t: sr_type, _ n: Int, _ rng: inout QuantRNG) -> [
     return b
 }
 
-private func randomActivations(_ n: Int, _ rng: inout QuantRNG, mode: Int) -> [Float] {
+private func randomActivations(_ n: Int, _ rng: inout SplitMix64, mode: Int) -> [Float] {
     (0..<n).map { i -> Float in
         switch mode {
         case 0: return rng.gauss()
@@ -201,7 +187,7 @@ struct QuantTypeTests {
         #expect(sr_fp32_to_fp16(-0.0) == 0x8000)
         #expect(sr_fp32_to_fp16(.nan) & 0x7e00 == 0x7e00)
         #if arch(x86_64) || arch(arm64)
-        var rng = QuantRNG(seed: 7)
+        var rng = SplitMix64(seed: 7)
         var badRandom = 0
         for _ in 0..<200_000 {
             let f = Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()))
@@ -293,7 +279,7 @@ struct QuantKernelTests {
     @Test("portable == AVX2 bit for bit: activation quantization and sr_vec_dot on thousands of random rows")
     func portableEqualsAVX2() {
         guard hasAVX2 else { return }
-        var rng = QuantRNG(seed: 0x5eed)
+        var rng = SplitMix64(seed: 0x5eed)
         for (name, t) in quantWeightTypes {
             let be = Int(sr_type_block_elems(t))
             var badQ = 0, badD = 0
@@ -322,7 +308,7 @@ struct QuantKernelTests {
 
     @Test("sr_vec_dot is close to a double-precision dot of the dequantized rows")
     func dotVsDouble() {
-        var rng = QuantRNG(seed: 99)
+        var rng = SplitMix64(seed: 99)
         for lvl: Int32 in hasAVX2 ? [0, 1] : [0] {
             withLevel(lvl) {
                 for (name, t) in quantWeightTypes {
@@ -355,7 +341,7 @@ struct QuantKernelTests {
 
     @Test("sr_matmul: 1, 2, 3 threads and n_tok 1...9 equal single-threaded and per-pair dots bit for bit")
     func matmulThreaded() {
-        var rng = QuantRNG(seed: 4242)
+        var rng = SplitMix64(seed: 4242)
         let pools = [sr_pool_create(1), sr_pool_create(2), sr_pool_create(3)]
         defer { pools.forEach { sr_pool_free($0) } }
         for lvl: Int32 in hasAVX2 ? [0, 1] : [0] {
@@ -405,7 +391,7 @@ struct QuantKernelTests {
 
     @Test("ggml's softmax numerator, SwiGLU and tinyBLAS-order f16 rows: portable == AVX2 bit for bit, close to exact")
     func attentionAndActivationOps() {
-        var rng = QuantRNG(seed: 0xe4f)
+        var rng = SplitMix64(seed: 0xe4f)
         var bad = 0, far = 0
         for r in 0..<1500 {
             let n = Int.random(in: 1...300, using: &rng)
@@ -470,7 +456,7 @@ struct QuantKernelTests {
 
     @Test("sr_matmul_f32: portable == AVX2 bit for bit, close to a double-precision reference")
     func matmulF32() {
-        var rng = QuantRNG(seed: 777)
+        var rng = SplitMix64(seed: 777)
         for (name, t) in quantWeightTypes {
             let be = Int(sr_type_block_elems(t))
             for nIn in be == 1 ? [1, 31, 33, 100, 5000] : [be, be * 3, be * 20] {

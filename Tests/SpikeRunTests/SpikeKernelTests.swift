@@ -11,18 +11,10 @@ import Testing
 private enum St: UInt32 { case ok = 0, invalidArg = 1, unsupported = 4, numeric = 9 }
 private func code(_ s: sr_status) -> UInt32 { s.rawValue }
 
-private struct SpikeRNG {
-    var s: UInt64
-    init(_ seed: UInt64) { s = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
-    mutating func next() -> UInt64 {  // splitmix64
-        s &+= 0x9E37_79B9_7F4A_7C15
-        var z = s
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+private extension SplitMix64 {
+    /// The spike tests' seeding (kept so their seeds give the same data as before).
+    init(_ seed: UInt64) { self.init(seed: seed &* 0x9E37_79B9_7F4A_7C15 | 1) }
     mutating func int(_ lo: Int, _ hi: Int) -> Int { lo + Int(next() % UInt64(hi - lo + 1)) }
-    mutating func unit() -> Float { Float(next() >> 40) / Float(1 << 24) }
     mutating func laplace() -> Float {
         let u = Double(next() >> 11) / Double(1 << 53) - 0.5
         return Float(-(u < 0 ? -1.0 : 1.0) * log(max(1e-300, 1 - 2 * abs(u))))
@@ -98,7 +90,7 @@ private func put16(_ b: inout [UInt8], _ off: Int, _ v: UInt16) {
 }
 
 /// Random GGUF-layout rows of a block format (Q4_1: 20 B blocks, Q8_0: 34 B).
-private func randomBlocks(_ fmt: sr_spike_format, nOut: Int, nIn: Int, _ rng: inout SpikeRNG) -> [UInt8] {
+private func randomBlocks(_ fmt: sr_spike_format, nOut: Int, nIn: Int, _ rng: inout SplitMix64) -> [UInt8] {
     let nb = nIn / 32
     let bs = fmt == SR_SPIKE_W_Q4_1 ? 20 : 34
     var b = [UInt8](repeating: 0, count: nOut * nb * bs)
@@ -118,7 +110,7 @@ private func randomBlocks(_ fmt: sr_spike_format, nOut: Int, nIn: Int, _ rng: in
 }
 
 /// Random packed weights of any format; also returns the codes (n_out, n_in) for checks.
-private func randomWeights(_ fmt: sr_spike_format, nOut: Int, nIn: Int, _ rng: inout SpikeRNG, rowSums: Bool = false) -> (Weights, [Int32]) {
+private func randomWeights(_ fmt: sr_spike_format, nOut: Int, nIn: Int, _ rng: inout SplitMix64, rowSums: Bool = false) -> (Weights, [Int32]) {
     let W = Weights()
     var codes = [Int32](repeating: 0, count: nOut * nIn)
     switch fmt {
@@ -184,7 +176,7 @@ private func matvec(_ W: Weights, _ X: Planes, _ o0: Int, _ o1: Int, level: Int3
 }
 
 /// Random counts that fit T planes of enc (with density / magnitude variety).
-private func randomCounts(_ n: Int, _ enc: sr_spike_encoding, T: Int, z: Int, _ rng: inout SpikeRNG) -> [Int32] {
+private func randomCounts(_ n: Int, _ enc: sr_spike_encoding, T: Int, z: Int, _ rng: inout SplitMix64) -> [Int32] {
     let style = rng.int(0, 3)
     return (0..<n).map { _ in
         var lo: Int, hi: Int
@@ -472,7 +464,7 @@ struct SpikeKernelTests {
 
     @Test("encoders: AVX2 equals portable and the scalar definition, randomized")
     func encoderSIMD() {
-        var rng = SpikeRNG(11)
+        var rng = SplitMix64(11)
         let avx = hasAVX2
         for it in 0..<300 {
             let n = rng.int(1, 200)
@@ -506,7 +498,7 @@ struct SpikeKernelTests {
 
     @Test("planes: counts -> planes -> counts and trains round trips, all encodings")
     func planeRoundTrips() {
-        var rng = SpikeRNG(5)
+        var rng = SplitMix64(5)
         let P = Planes(cap: 300)
         let Q = Planes(cap: 300)
         for it in 0..<400 {
@@ -572,7 +564,7 @@ struct SpikeKernelTests {
 
     @Test("matvec: ref == portable == AVX2, every encoding x format x T, randomized")
     func randomizedBitExact() {
-        var rng = SpikeRNG(2024)
+        var rng = SplitMix64(2024)
         let levels: [Int32] = hasAVX2 ? [0, 1] : [0]
         var checked = 0
         for it in 0..<320 {
@@ -633,7 +625,7 @@ struct SpikeKernelTests {
 
     @Test("matvec: float output equals the dequantized dense product (Q4_1, Q8_0)")
     func floatMatchesDense() {
-        var rng = SpikeRNG(99)
+        var rng = SplitMix64(99)
         for fmt in [SR_SPIKE_W_Q4_1, SR_SPIKE_W_Q8_0] {
             for grouped in [false, true] {
                 let nIn = 256, nOut = 200
@@ -681,7 +673,7 @@ struct SpikeKernelTests {
 
     @Test("matvec: T = 1 and T = 15 planes, zero, all-equal and max-magnitude activations")
     func matvecEdges() {
-        var rng = SpikeRNG(7)
+        var rng = SplitMix64(7)
         let levels: [Int32] = [-1, 0] + (hasAVX2 ? [1] : [])
         for fmt in formats {
             let (W, _) = randomWeights(fmt, nOut: 300, nIn: 128, &rng)
@@ -706,7 +698,7 @@ struct SpikeKernelTests {
 
     @Test("matvec: int32 overflow risk is rejected identically (row formats)")
     func overflowRejected() {
-        var rng = SpikeRNG(3)
+        var rng = SplitMix64(3)
         let (W, _) = randomWeights(SR_SPIKE_W_I8_ROW, nOut: 64, nIn: 1024, &rng)
         let X = Planes(cap: 1024, T: 16)
         // 1024 * 32767 * 127 > 2^31 - 1: rejected
@@ -728,7 +720,7 @@ struct SpikeKernelTests {
 
     @Test("matvec: argument checks")
     func argumentChecks() {
-        var rng = SpikeRNG(4)
+        var rng = SplitMix64(4)
         let (W, _) = randomWeights(SR_SPIKE_W_Q4_1, nOut: 300, nIn: 64, &rng)
         let X = Planes(cap: 128, T: 16)
         #expect(X.set([Int32](repeating: 1, count: 96), SR_SPIKE_SIGN_MAGNITUDE, T: 1) == 0)
@@ -743,7 +735,7 @@ struct SpikeKernelTests {
 
     @Test("matvec: thread slices (sr_spike_matvec_job_run) add up to the whole")
     func threadSplit() {
-        var rng = SpikeRNG(8)
+        var rng = SplitMix64(8)
         for fmt in formats {
             let (W, _) = randomWeights(fmt, nOut: 777, nIn: 96, &rng)
             let X = Planes(cap: 96, T: 16)
@@ -778,7 +770,7 @@ struct SpikeKernelTests {
 
     @Test("attention option A: scores and P.V through the caches, ref == opt")
     func attention() {
-        var rng = SpikeRNG(12)
+        var rng = SplitMix64(12)
         let cap = 96, hd = 64
         let K = Weights(), V = Weights()
         #expect(code(sr_spike_weights_alloc(&K.w, SR_SPIKE_W_I8_ROW, Int32(cap), Int32(hd))) == 0)
@@ -844,7 +836,7 @@ struct SpikeKernelTests {
 
     @Test("packing: GGUF Q4_1 / Q8_0 blocks round-trip through the line layout")
     func packing() {
-        var rng = SpikeRNG(21)
+        var rng = SplitMix64(21)
         for fmt in formats {
             let (W, codes) = randomWeights(fmt, nOut: 333, nIn: 96, &rng)
             var bad = 0

@@ -279,7 +279,7 @@ struct SmolLM2TokenizerTests {
         // ~40k tokens of varied prose: generated (same text every run), so the test needs no
         // data files.
         var words: [String] = []
-        var rng = TokenizerTestRNG(seed: 42)
+        var rng = SplitMix64(seed: 42)
         let syllables = ["ka", "lo", "mi", "ter", "shan", "dre", "qu", "ip", "or", "ve", "th", "ing",
                          "ab", "st", "ou", "el", "ph", "ry", "ne", "co"]
         for i in 0..<24_000 {
@@ -300,18 +300,6 @@ struct SmolLM2TokenizerTests {
         assert({ isDebug = true; return true }())
         let limit: Duration = isDebug ? .seconds(20) : .milliseconds(700)
         #expect(elapsed < limit, "encoding \(ids.count) tokens took \(elapsed)")
-    }
-}
-
-struct TokenizerTestRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -309,6 +309,10 @@ static void attn_worker(void *ctx, int ith, int nth) {
     uint16_t *p16 = e->p16 + (size_t)ith * e->ctx_pad;
     uint16_t *q16 = e->q16 + (size_t)ith * hd;
     const float scale = 1.0f / sqrtf((float)hd);
+    // llama.cpp's summation order depends on the batch: its dot product for one token,
+    // llamafile's tinyBLAS for two or more (the batch is split the same way)
+    void (*const dot_rows)(int64_t, const uint16_t *, size_t, int64_t, const uint16_t *, float *) =
+        j->n >= 2 ? sr_f16_rows_gemm : sr_vec_dot_f16_rows;
 
     for (int32_t task = ith; task < j->n * nh; task += nth) {
         const int32_t t = task / nh, h = task % nh, kvh = h / group;
@@ -317,10 +321,7 @@ static void attn_worker(void *ctx, int ith, int nth) {
         sr_quantize_act_row(SR_TYPE_F16, q, q16, hd);   // = sr_fp32_to_fp16 per element
         const uint16_t *kh = kc + (size_t)kvh * e->p.n_ctx * hd;
         float max = -INFINITY;
-        // all key dots in one call; llama.cpp's order depends on the batch: its dot product for
-        // one token, llamafile's tinyBLAS for two or more (the batch is split the same way)
-        if (j->n >= 2) sr_f16_rows_gemm(hd, kh, (size_t)hd, n_kv, q16, scores);
-        else sr_vec_dot_f16_rows(hd, kh, (size_t)hd, n_kv, q16, scores);
+        dot_rows(hd, kh, (size_t)hd, n_kv, q16, scores);   // all key dots in one call
         for (int32_t i = 0; i < n_kv; i++) {
             scores[i] = scores[i] * scale;
             if (scores[i] > max) max = scores[i];
@@ -334,8 +335,7 @@ static void attn_worker(void *ctx, int ith, int nth) {
         for (int32_t i = n_kv; i < n_pad; i++) p16[i] = 0;
         const uint16_t *vh = vc + (size_t)kvh * hd * e->ctx_pad;
         float *out = e->att + (size_t)t * e->q_dim + (size_t)h * hd;
-        if (j->n >= 2) sr_f16_rows_gemm(n_pad, vh, (size_t)e->ctx_pad, hd, p16, out);
-        else sr_vec_dot_f16_rows(n_pad, vh, (size_t)e->ctx_pad, hd, p16, out);
+        dot_rows(n_pad, vh, (size_t)e->ctx_pad, hd, p16, out);
     }
 }
 

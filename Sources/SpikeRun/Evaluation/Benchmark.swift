@@ -56,7 +56,7 @@ public enum Benchmark {
         let longest = max(promptTokens.max() ?? 0, generateTokens.max() ?? 0, 1)
         let engine = try Engine(model: model, contextLength: longest + 1, batchSize: 512, mode: mode)
         // Random in-vocabulary tokens, as llama-bench uses.
-        var rng = Xoshiro256(seed: 42)
+        var rng = SeededGenerator(seed: 42)
         func randomTokens(_ n: Int) -> [Int32] {
             (0..<n).map { _ in Int32(rng.next() % UInt64(model.config.nVocab)) }
         }

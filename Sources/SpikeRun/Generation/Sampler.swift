@@ -4,11 +4,11 @@ import Foundation
 /// top-k → top-p → min-p → temperature → seeded draw (llama.cpp's order).
 struct Sampler {
     let parameters: GenerationParameters
-    private var rng: Xoshiro256
+    private var rng: SeededGenerator
 
     init(parameters: GenerationParameters, seed: UInt64) {
         self.parameters = parameters
-        self.rng = Xoshiro256(seed: seed)
+        self.rng = SeededGenerator(seed: seed)
     }
 
     mutating func sample(_ logitsIn: [Float], history: ArraySlice<Int32>) -> Int32 {
@@ -94,33 +94,4 @@ struct Sampler {
         for i in e.indices { e[i] /= s }
         return e
     }
-}
-
-/// xoshiro256** seeded through SplitMix64: fast, reproducible across platforms.
-struct Xoshiro256: RandomNumberGenerator {
-    private var s: (UInt64, UInt64, UInt64, UInt64)
-
-    init(seed: UInt64) {
-        var x = seed
-        func splitmix() -> UInt64 {
-            x &+= 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        s = (splitmix(), splitmix(), splitmix(), splitmix())
-    }
-
-    mutating func next() -> UInt64 {
-        let result = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
-        let t = s.1 << 17
-        s.2 ^= s.0; s.3 ^= s.1; s.1 ^= s.2; s.0 ^= s.3
-        s.2 ^= t
-        s.3 = s.3 << 45 | s.3 >> 19
-        return result
-    }
-
-    /// Uniform in [0, 1) with 53 random bits.
-    mutating func nextDouble() -> Double { Double(next() >> 11) * 0x1.0p-53 }
 }

@@ -76,6 +76,8 @@ public struct SpikeSiteStatistics: Sendable, Hashable, Codable {
     public var meanTimesteps: Double { tokens > 0 ? Double(timesteps) / Double(tokens) : 0 }
     /// Firing rate = SPA / T.
     public var firingRate: Double { meanTimesteps > 0 ? spikesPerActivation / meanTimesteps : 0 }
+    /// A linear layer's input (A, O, F, D, H), as opposed to attention's Q and P.
+    public var isLinearSite: Bool { site != "Q" && site != "P" }
 }
 
 /// sr_spike_format values (a closed C enum; spelled by raw value to stay independent of how
