@@ -696,6 +696,36 @@ struct SpikeKernelTests {
         }
     }
 
+    @Test("matvec: Q4_1 int16 pair sums at the bound (all codes 15, every input firing, 8+ events per plane)")
+    func q4PairSumsAtTheBound() {
+        // Every nibble 15 (d = 1, m = 0): a row's block sum is 15 * sum(counts), the largest the
+        // int16 path accepts at T = 6 (15 * 32 * 63 = 30240); the AVX2 kernel then holds two rows
+        // per lane for 8 events of 15 between flushes, the case its separation argument bounds.
+        let nOut = 192, nIn = 128
+        var blocks = [UInt8]()
+        for _ in 0..<(nOut * nIn / 32) { blocks += [0x00, 0x3C, 0x00, 0x00] + [UInt8](repeating: 0xFF, count: 16) }
+        let W = Weights()
+        #expect(code(sr_spike_weights_pack_q4_1(&W.w, blocks, Int32(nOut), Int32(nIn))) == 0)
+        let X = Planes(cap: nIn, T: 16)
+        let levels: [Int32] = [-1, 0] + (hasAVX2 ? [1] : [])
+        for T in 1...6 {
+            let top = Int32((1 << T) - 1)
+            let cases: [[Int32]] = [
+                [Int32](repeating: top, count: nIn),
+                [Int32](repeating: -top, count: nIn),
+                (0..<nIn).map { $0 % 32 < 16 ? top : -top },         // + then - within each plane
+                (0..<nIn).map { $0 % 3 == 0 ? -top : top },
+            ]
+            for c in cases {
+                #expect(X.set(c, SR_SPIKE_SIGN_MAGNITUDE, T: T, scales: [1]) == 0)
+                let rs = levels.map { matvec(W, X, 0, nOut, level: $0) }
+                for r in rs.dropFirst() { #expect(r == rs[0], "T \(T) counts \(c[0]), \(c[1])") }
+                let want = 15 * c[0..<32].reduce(0, +)
+                #expect(rs[0].acc[0] == want)
+            }
+        }
+    }
+
     @Test("matvec: int32 overflow risk is rejected identically (row formats)")
     func overflowRejected() {
         var rng = SplitMix64(3)

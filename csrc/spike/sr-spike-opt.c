@@ -21,9 +21,11 @@
 // (sr_spike_acc_*) contain adds, subs, shifts and bit ops only: tools/check_no_multiply.sh
 // disassembles them.
 //
-// Cost model (AVX2, Q4_1, 128 rows): per event 2 loads + 12 shift/and + 8 adds = 22 uops,
-// i.e. 0.17 uops per (event, row); per tile and plane 8 Horner adds and two mask loops;
-// per tile and block one fp16 widening and the shared float rescale (2 mul + 2 add / row).
+// Cost model (AVX2, Q4_1, 128 rows): per event 2 loads + 2 shifts + 4 ands + 4 adds = 12 uops
+// (two rows per int16 lane between flushes, see sr_spike_acc_q4_1_i16_avx2), i.e. 0.09 uops
+// per (event, row), plus a 24-op flush per 8 events and per plane; per tile and plane 8 Horner
+// adds and two mask loops; per tile and block the shared float rescale on the fp16 scales widened in registers
+// (2 mul + 2 add / row).
 #include "sr-spike-impl.h"
 
 #include <stdatomic.h>
@@ -321,13 +323,36 @@ SR_NOINLINE static void sr_spike_acc_offset_fix(int32_t *A, const int32_t *R, in
         _mm256_storeu_si256((__m256i *)((A) + 8), _mm256_cvtepi16_epi32(_mm256_extracti128_si256(v, 1))); \
     } while (0)
 
-// Q4_1, int16 lanes: 8 accumulators x 16 rows = the 128 rows of the tile.
+// Q4_1, int16 lanes, two codes per lane between flushes. A 16-bit word of a line holds the
+// codes of 4 rows (bits 0-3, 4-7, 8-11, 12-15). w & 0x0F0F leaves codes 0 and 2 as the low
+// and high byte of the lane, (w >> 4) & 0x0F0F codes 1 and 3, so one add accumulates two
+// rows: S = a + 256 b with a, b the two rows' partial sums. After at most 8 events
+// |a|, |b| <= 8 * 15 = 120 < 128, so a is S's low byte sign-extended and b = (S - a) >> 8
+// (exact, whatever the wrap of S): the pairs are split into the row accumulators then
+// (flush), and at the end of every plane (before the Horner doubling). Per event and 64
+// rows: 1 load, 1 shift, 2 ands, 2 adds (the one-code-per-lane form needs 1 + 3 + 3 + 4).
+#define SR_PAIR_FLUSH(S, ca, cb)                                                                  \
+    do {                                                                                          \
+        const __m256i lo_ = _mm256_srai_epi16(_mm256_slli_epi16(S, 8), 8);                        \
+        ca = _mm256_add_epi16(ca, lo_);                                                           \
+        cb = _mm256_add_epi16(cb, _mm256_srai_epi16(_mm256_sub_epi16(S, lo_), 8));                \
+        S = _mm256_setzero_si256();                                                               \
+    } while (0)
+#define SR_PAIR_EVENTS_MAX 8
+
+// 8 accumulators x 16 rows = the 128 rows of the tile; pair sums s0..s3.
 SR_AVX2 SR_NOINLINE static void sr_spike_acc_q4_1_i16_avx2(const sr_blk_args *a, int32_t *A) {
-    const __m256i m4 = _mm256_set1_epi16(15);
+    const __m256i m = _mm256_set1_epi16(0x0F0F);
     __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+    __m256i s0 = c0, s1 = c0, s2 = c0, s3 = c0;   // (c0, c2), (c1, c3), (c4, c6), (c5, c7)
     const uint8_t *tile = a->tile;
     const uint32_t *pm = a->pm;
     const int32_t nw = a->nw;
+#define SR_FLUSH_ALL()                                                                            \
+    do {                                                                                          \
+        SR_PAIR_FLUSH(s0, c0, c2); SR_PAIR_FLUSH(s1, c1, c3);                                     \
+        SR_PAIR_FLUSH(s2, c4, c6); SR_PAIR_FLUSH(s3, c5, c7);                                     \
+    } while (0)
     for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
         if (a->bitwise && t > 0) {
             c0 = _mm256_add_epi16(c0, c0); c1 = _mm256_add_epi16(c1, c1);
@@ -337,41 +362,39 @@ SR_AVX2 SR_NOINLINE static void sr_spike_acc_q4_1_i16_avx2(const sr_blk_args *a,
         }
         uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
         if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
+        if (!(p | n)) continue;
+        int32_t cnt = 0;
         while (p) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
             p &= p - 1u;
-            __m256i h0 = SR_LOAD(l), h1 = SR_LOAD(l + 32);
-            c0 = _mm256_add_epi16(c0, _mm256_and_si256(h0, m4));
-            c1 = _mm256_add_epi16(c1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m4));
-            c2 = _mm256_add_epi16(c2, _mm256_and_si256(_mm256_srli_epi16(h0, 8), m4));
-            c3 = _mm256_add_epi16(c3, _mm256_srli_epi16(h0, 12));
-            c4 = _mm256_add_epi16(c4, _mm256_and_si256(h1, m4));
-            c5 = _mm256_add_epi16(c5, _mm256_and_si256(_mm256_srli_epi16(h1, 4), m4));
-            c6 = _mm256_add_epi16(c6, _mm256_and_si256(_mm256_srli_epi16(h1, 8), m4));
-            c7 = _mm256_add_epi16(c7, _mm256_srli_epi16(h1, 12));
+            const __m256i h0 = SR_LOAD(l), h1 = SR_LOAD(l + 32);
+            s0 = _mm256_add_epi16(s0, _mm256_and_si256(h0, m));
+            s1 = _mm256_add_epi16(s1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m));
+            s2 = _mm256_add_epi16(s2, _mm256_and_si256(h1, m));
+            s3 = _mm256_add_epi16(s3, _mm256_and_si256(_mm256_srli_epi16(h1, 4), m));
+            if (++cnt == SR_PAIR_EVENTS_MAX) { SR_FLUSH_ALL(); cnt = 0; }
         }
         while (n) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
             n &= n - 1u;
-            __m256i h0 = SR_LOAD(l), h1 = SR_LOAD(l + 32);
-            c0 = _mm256_sub_epi16(c0, _mm256_and_si256(h0, m4));
-            c1 = _mm256_sub_epi16(c1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m4));
-            c2 = _mm256_sub_epi16(c2, _mm256_and_si256(_mm256_srli_epi16(h0, 8), m4));
-            c3 = _mm256_sub_epi16(c3, _mm256_srli_epi16(h0, 12));
-            c4 = _mm256_sub_epi16(c4, _mm256_and_si256(h1, m4));
-            c5 = _mm256_sub_epi16(c5, _mm256_and_si256(_mm256_srli_epi16(h1, 4), m4));
-            c6 = _mm256_sub_epi16(c6, _mm256_and_si256(_mm256_srli_epi16(h1, 8), m4));
-            c7 = _mm256_sub_epi16(c7, _mm256_srli_epi16(h1, 12));
+            const __m256i h0 = SR_LOAD(l), h1 = SR_LOAD(l + 32);
+            s0 = _mm256_sub_epi16(s0, _mm256_and_si256(h0, m));
+            s1 = _mm256_sub_epi16(s1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m));
+            s2 = _mm256_sub_epi16(s2, _mm256_and_si256(h1, m));
+            s3 = _mm256_sub_epi16(s3, _mm256_and_si256(_mm256_srli_epi16(h1, 4), m));
+            if (++cnt == SR_PAIR_EVENTS_MAX) { SR_FLUSH_ALL(); cnt = 0; }
         }
+        if (cnt) SR_FLUSH_ALL();
     }
+#undef SR_FLUSH_ALL
     SR_STORE16(A + 0, c0); SR_STORE16(A + 16, c1); SR_STORE16(A + 32, c2); SR_STORE16(A + 48, c3);
     SR_STORE16(A + 64, c4); SR_STORE16(A + 80, c5); SR_STORE16(A + 96, c6); SR_STORE16(A + 112, c7);
 }
 
-// Q4_1, int16 lanes, first half of the tile only (rows 0..63: a partial last tile).
+// The same, first half of the tile only (rows 0..63: a partial last tile).
 SR_AVX2 SR_NOINLINE static void sr_spike_acc_q4_1_half_i16_avx2(const sr_blk_args *a, int32_t *A) {
-    const __m256i m4 = _mm256_set1_epi16(15);
-    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0;
+    const __m256i m = _mm256_set1_epi16(0x0F0F);
+    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, s0 = c0, s1 = c0;
     const uint8_t *tile = a->tile;
     const uint32_t *pm = a->pm;
     const int32_t nw = a->nw;
@@ -382,29 +405,32 @@ SR_AVX2 SR_NOINLINE static void sr_spike_acc_q4_1_half_i16_avx2(const sr_blk_arg
         }
         uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
         if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
+        if (!(p | n)) continue;
+        int32_t cnt = 0;
         while (p) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
             p &= p - 1u;
-            __m256i h0 = SR_LOAD(l);
-            c0 = _mm256_add_epi16(c0, _mm256_and_si256(h0, m4));
-            c1 = _mm256_add_epi16(c1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m4));
-            c2 = _mm256_add_epi16(c2, _mm256_and_si256(_mm256_srli_epi16(h0, 8), m4));
-            c3 = _mm256_add_epi16(c3, _mm256_srli_epi16(h0, 12));
+            const __m256i h0 = SR_LOAD(l);
+            s0 = _mm256_add_epi16(s0, _mm256_and_si256(h0, m));
+            s1 = _mm256_add_epi16(s1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m));
+            if (++cnt == SR_PAIR_EVENTS_MAX) { SR_PAIR_FLUSH(s0, c0, c2); SR_PAIR_FLUSH(s1, c1, c3); cnt = 0; }
         }
         while (n) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
             n &= n - 1u;
-            __m256i h0 = SR_LOAD(l);
-            c0 = _mm256_sub_epi16(c0, _mm256_and_si256(h0, m4));
-            c1 = _mm256_sub_epi16(c1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m4));
-            c2 = _mm256_sub_epi16(c2, _mm256_and_si256(_mm256_srli_epi16(h0, 8), m4));
-            c3 = _mm256_sub_epi16(c3, _mm256_srli_epi16(h0, 12));
+            const __m256i h0 = SR_LOAD(l);
+            s0 = _mm256_sub_epi16(s0, _mm256_and_si256(h0, m));
+            s1 = _mm256_sub_epi16(s1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m));
+            if (++cnt == SR_PAIR_EVENTS_MAX) { SR_PAIR_FLUSH(s0, c0, c2); SR_PAIR_FLUSH(s1, c1, c3); cnt = 0; }
         }
+        if (cnt) { SR_PAIR_FLUSH(s0, c0, c2); SR_PAIR_FLUSH(s1, c1, c3); }
     }
     SR_STORE16(A + 0, c0); SR_STORE16(A + 16, c1); SR_STORE16(A + 32, c2); SR_STORE16(A + 48, c3);
     const __m256i zero = _mm256_setzero_si256();
     for (int32_t r = 64; r < 128; r += 8) _mm256_storeu_si256((__m256i *)(A + r), zero);
 }
+#undef SR_PAIR_FLUSH
+#undef SR_PAIR_EVENTS_MAX
 
 // Ternary, int16 lanes: the 256-row tile as two halves of 128 rows (8 accumulators each).
 SR_AVX2 SR_NOINLINE static void sr_spike_acc_ternary_i16_avx2(const sr_blk_args *a, int32_t *A) {
@@ -619,24 +645,43 @@ typedef struct sr_kernels {
     sr_blk_fn k16;       // used when qmax * blk_abs[b] <= 32767 (int16 lanes), may equal k32
     sr_blk_fn k32;       // always safe (int32 lanes)
     sr_blk_fn k16_half;  // int16, first half of the tile only (or NULL)
-    void (*widen)(const uint16_t *h, float *f, int32_t n);  // fp16 -> f32, exact
+    // sr_spike_rescale_block on the block's fp16 scales d, m (m NULL for Q8_0), n rows
+    void (*rescale)(float *acc, const int32_t *A, const uint16_t *d, const uint16_t *m, int32_t N,
+                    float sxg, int grouped, int32_t n);
 } sr_kernels;
 
-static void sr_widen_portable(const uint16_t *h, float *f, int32_t n) {
-    for (int32_t i = 0; i < n; i++) f[i] = sr_spike_f16_to_f32(h[i]);
+static void sr_rescale_block_portable(float *acc, const int32_t *A, const uint16_t *d, const uint16_t *m,
+                                      int32_t N, float sxg, int grouped, int32_t n) {
+    _Alignas(64) float df[SR_SPIKE_MAX_TILE], mf[SR_SPIKE_MAX_TILE];
+    for (int32_t i = 0; i < n; i++) df[i] = sr_spike_f16_to_f32(d[i]);
+    if (m)
+        for (int32_t i = 0; i < n; i++) mf[i] = sr_spike_f16_to_f32(m[i]);
+    sr_spike_rescale_block(acc, A, df, m ? mf : NULL, N, sxg, grouped, n);
 }
 
 #if SR_SPIKE_X86
-SR_AVX2 static void sr_widen_f16c(const uint16_t *h, float *f, int32_t n) {
-    for (int32_t i = 0; i < n; i += 8)  // n is a multiple of 64
-        _mm256_storeu_ps(f + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(h + i))));
+// The same operations in the same order, 8 rows at a time, the scales widened in registers
+// (vcvtph2ps is exact; no FMA: this file is compiled without it).
+SR_AVX2 static void sr_rescale_block_f16c(float *acc, const int32_t *A, const uint16_t *d, const uint16_t *m,
+                                          int32_t N, float sxg, int grouped, int32_t n) {
+    const __m256 nf = _mm256_set1_ps((float)N), sg = _mm256_set1_ps(sxg);
+    for (int32_t r = 0; r < n; r += 8) {  // n is a multiple of 64
+        const __m256 df = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(d + r)));
+        __m256 t = _mm256_mul_ps(df, _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(const void *)(A + r))));
+        if (m) {
+            const __m256 mf = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(m + r)));
+            t = _mm256_add_ps(t, _mm256_mul_ps(mf, nf));
+        }
+        if (grouped) t = _mm256_mul_ps(sg, t);
+        _mm256_storeu_ps(acc + r, _mm256_add_ps(_mm256_loadu_ps(acc + r), t));
+    }
 }
 #endif
 
 static sr_kernels sr_pick_kernels(int32_t fmt, int level) {
     sr_kernels k;
     k.k16_half = NULL;
-    k.widen = sr_widen_portable;
+    k.rescale = sr_rescale_block_portable;
     switch (fmt) {
     case SR_SPIKE_W_Q4_1: k.k16 = k.k32 = sr_spike_acc_q4_1_portable; break;
     case SR_SPIKE_W_TERNARY: k.k16 = k.k32 = sr_spike_acc_ternary_portable; break;
@@ -652,7 +697,7 @@ static sr_kernels sr_pick_kernels(int32_t fmt, int level) {
         case SR_SPIKE_W_TERNARY: k.k16 = sr_spike_acc_ternary_i16_avx2; k.k32 = sr_spike_acc_ternary_i32_avx2; break;
         default: k.k16 = sr_spike_acc_i8_i16_avx2; k.k32 = sr_spike_acc_i8_i32_avx2; break;
         }
-        k.widen = sr_widen_f16c;
+        k.rescale = sr_rescale_block_f16c;
     }
 #else
     (void)level;
@@ -756,8 +801,6 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
     _Alignas(64) int32_t A[SR_SPIKE_MAX_TILE];
     _Alignas(64) int32_t Aseg[SR_SPIKE_MAX_TILE];
     _Alignas(64) float yacc[SR_SPIKE_MAX_TILE];
-    _Alignas(64) float dbuf[SR_SPIKE_MAX_TILE];
-    _Alignas(64) float mbuf[SR_SPIKE_MAX_TILE];
     const int32_t c0 = o0 / tw, c1 = (o1 + tw - 1) / tw;
     // Column split per block, computed once per call (up to SR_SPLIT_CACHE blocks cached;
     // beyond that recomputed per tile).
@@ -789,9 +832,7 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
                 if (acc) memcpy(acc + (size_t)b * (size_t)w->n_out + (size_t)row0, A, (size_t)rn * sizeof *A);
                 int32_t N = b < x->n_words ? x->blk_sum[b] : 0;
                 float sxg = grouped ? x->scale[g] : 1.0f;
-                k.widen(w->d + bv, dbuf, tw);
-                if (w->m) k.widen(w->m + bv, mbuf, tw);
-                sr_spike_rescale_block(yacc, A, dbuf, w->m ? mbuf : NULL, N, sxg, grouped, tw);
+                k.rescale(yacc, A, w->d + bv, w->m ? w->m + bv : NULL, N, sxg, grouped, tw);
                 if (++gb == bpg) { gb = 0; g++; }
             }
             sr_spike_rescale_block_finish(y + row0, yacc, s0, grouped, rn);
