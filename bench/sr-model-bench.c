@@ -224,6 +224,10 @@ int main(int argc, char **argv) {
             .head_dim = hd, .n_ctx = max_ctx, .sites = sites, .q_bits = 8, .p_bits = 12,
         };
         if (sr_spike_net_create(&sp, &net) != SR_OK) die("spike net");
+#ifndef SR_BENCH_BASELINE
+        // the packed copy is all the spike path reads: drop the mapped original while packing
+        sr_spike_net_release_sources(net, !getenv("SR_BENCH_KEEP_PAGES"));
+#endif
         for (int l = 0; l <= nl; l++)
             for (int j = 0; j < SR_N_PROJ; j++) {
                 if ((l == nl) != (j == SR_PROJ_HEAD)) continue;
@@ -233,11 +237,6 @@ int main(int argc, char **argv) {
                 sr_spike_format fmt = L->type == SR_TYPE_Q4_1 ? SR_SPIKE_W_Q4_1 : SR_SPIKE_W_Q8_0;
                 if (sr_spike_net_set_linear(net, l, (sr_proj)j, fmt, L->w, NULL, L->n_out, L->n_in) != SR_OK)
                     die("spike weights");
-#ifndef SR_BENCH_BASELINE
-                // the packed copy is all the spike path reads: drop the mapped original
-                if (!getenv("SR_BENCH_KEEP_PAGES"))
-                    sr_numa_release_file_pages(L->w, sr_row_bytes((sr_type)L->type, L->n_in) * (size_t)L->n_out);
-#endif
             }
         if (sr_spike_net_attach(net, e) != SR_OK) die("attach");
         if (getenv("SR_BENCH_RECORD")) sr_spike_net_set_recorder(net, recorder, NULL);

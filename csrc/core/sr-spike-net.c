@@ -38,6 +38,7 @@ struct sr_spike_net {
     int32_t *counts;
     float *scales;
     void *act;  // quantized activation row for dense sites
+    bool release_sources;              // sr_spike_net_release_sources
     int32_t T_cap;                     // most planes any site needs
     sr_spike_planes *bplanes;          // [SR_SPIKE_NET_BATCH] encoded tokens of one batch
     sr_spike_replica replica;          // node-local copies of bplanes (several NUMA nodes)
@@ -201,6 +202,26 @@ static size_t lin_index(const sr_spike_net *net, int32_t layer, sr_proj proj) {
     return (size_t)layer * SR_N_PROJ + (size_t)proj;
 }
 
+void sr_spike_net_release_sources(sr_spike_net *net, bool on) { net->release_sources = on; }
+
+// GGUF blocks packed a chunk of rows at a time, each chunk's source pages dropped after it.
+static sr_status pack_blocks_releasing(sr_spike_weights *w, sr_spike_format fmt, const void *data,
+                                       int32_t n_out, int32_t n_in) {
+    if (!data) return sr_fail(SR_ERR_INVALID_ARG, "spike weights: null block data");
+    sr_status s = sr_spike_weights_alloc(w, fmt, n_out, n_in);
+    if (s != SR_OK) return s;
+    const size_t row = (size_t)(n_in / SR_SPIKE_BLOCK) * (fmt == SR_SPIKE_W_Q4_1 ? 20u : 34u);
+    const int32_t chunk = 1024;  // rows: about 0.6 / 1 MB of blocks
+    for (int32_t o = 0; o < n_out && s == SR_OK; o += chunk) {
+        const int32_t o1 = o + chunk < n_out ? o + chunk : n_out;
+        const uint8_t *src = (const uint8_t *)data + (size_t)o * row;
+        s = sr_spike_weights_pack_rows(w, src, o, o1);
+        sr_numa_release_file_pages(src, (size_t)(o1 - o) * row);
+    }
+    if (s != SR_OK) sr_spike_weights_free(w);
+    return s;
+}
+
 sr_status sr_spike_net_set_linear(sr_spike_net *net, int32_t layer, sr_proj proj, sr_spike_format fmt,
                                   const void *data, const float *row_scale, int32_t n_out, int32_t n_in) {
     if (layer < 0 || layer > net->p.n_layer || (layer == net->p.n_layer) != (proj == SR_PROJ_HEAD) ||
@@ -208,18 +229,23 @@ sr_status sr_spike_net_set_linear(sr_spike_net *net, int32_t layer, sr_proj proj
         return sr_fail(SR_ERR_INVALID_ARG, "no linear layer %d/%d in the spike net", layer, (int)proj);
     sr_spike_weights *w = &net->lin[lin_index(net, layer, proj)];
     sr_spike_weights_free(w);
+    const int32_t site = proj <= SR_PROJ_V ? 0 : proj == SR_PROJ_O ? 1 : proj <= SR_PROJ_UP ? 2 : 3;
+    const sr_spike_site_cfg *c = &net->sites[proj == SR_PROJ_HEAD ? net->p.n_layer * 4 : layer * 4 + site];
+    const bool release = net->release_sources && c->rule != SR_SPIKE_RULE_DENSE;
     sr_status s;
     switch (fmt) {
-    case SR_SPIKE_W_Q4_1: s = sr_spike_weights_pack_q4_1(w, data, n_out, n_in); break;
-    case SR_SPIKE_W_Q8_0: s = sr_spike_weights_pack_q8_0(w, data, n_out, n_in); break;
+    case SR_SPIKE_W_Q4_1:
+    case SR_SPIKE_W_Q8_0:
+        s = release ? pack_blocks_releasing(w, fmt, data, n_out, n_in)
+                    : fmt == SR_SPIKE_W_Q4_1 ? sr_spike_weights_pack_q4_1(w, data, n_out, n_in)
+                                             : sr_spike_weights_pack_q8_0(w, data, n_out, n_in);
+        break;
     case SR_SPIKE_W_I8_ROW: s = sr_spike_weights_pack_i8(w, data, row_scale, n_out, n_in); break;
     case SR_SPIKE_W_TERNARY: s = sr_spike_weights_pack_ternary(w, data, row_scale, n_out, n_in); break;
     default: return sr_fail(SR_ERR_INVALID_ARG, "unknown spike weight format %d", (int)fmt);
     }
     if (s != SR_OK) return s;
     // The binary (offset) code needs per-block row sums for its correction term.
-    const int32_t site = proj <= SR_PROJ_V ? 0 : proj == SR_PROJ_O ? 1 : proj <= SR_PROJ_UP ? 2 : 3;
-    const sr_spike_site_cfg *c = &net->sites[proj == SR_PROJ_HEAD ? net->p.n_layer * 4 : layer * 4 + site];
     if (c->encoding == SR_SPIKE_BINARY && (s = sr_spike_weights_add_row_sums(w)) != SR_OK) return s;
     net->lin_set[lin_index(net, layer, proj)] = true;
     return SR_OK;

@@ -419,51 +419,61 @@ void sr_spike_weights_free(sr_spike_weights *w) {
     memset(w, 0, sizeof *w);
 }
 
-sr_status sr_spike_weights_pack_q4_1(sr_spike_weights *w, const void *blocks, int32_t n_out, int32_t n_in) {
-    if (!blocks) return sr_fail(SR_ERR_INVALID_ARG, "spike weights: null Q4_1 data");
-    sr_status st = sr_spike_weights_alloc(w, SR_SPIKE_W_Q4_1, n_out, n_in);
-    if (st != SR_OK) return st;
+// Rows [o0, o1) of GGUF Q4_1 / Q8_0 blocks (src = row o0) into allocated weights.
+sr_status sr_spike_weights_pack_rows(sr_spike_weights *w, const void *blocks, int32_t o0, int32_t o1) {
+    if (!blocks) return sr_fail(SR_ERR_INVALID_ARG, "spike weights: null block data");
+    if (!w || !w->lines || o0 < 0 || o1 > w->n_out || o0 > o1) return sr_fail(SR_ERR_INVALID_ARG, "spike weights: rows %d..%d outside the allocated %d", o0, o1, w ? w->n_out : 0);
     const uint8_t *src = blocks;
-    for (int32_t o = 0; o < n_out; o++) {
-        int32_t c = o / w->tile_w, r = o - c * w->tile_w;
-        for (int32_t b = 0; b < w->n_blocks; b++, src += 20) {
-            uint16_t dh = sr_rd16(src), mh = sr_rd16(src + 2);
-            if (!sr_is_finite_f(sr_spike_f16_to_f32(dh)) || !sr_is_finite_f(sr_spike_f16_to_f32(mh))) {
-                sr_spike_weights_free(w);
-                return sr_fail(SR_ERR_NUMERIC, "spike weights: Q4_1 row %d block %d has a NaN/Inf scale", o, b);
-            }
-            size_t bi = sr_spike_blockvec_index(w, o, b);
-            w->d[bi] = dh;
-            w->m[bi] = mh;
-            for (int32_t i = 0; i < 16; i++) {
-                uint8_t q = src[4 + i];
-                sr_spike_line_set(w->lines + sr_spike_line_offset(w, c, b, i), SR_SPIKE_W_Q4_1, r, q & 15);
-                sr_spike_line_set(w->lines + sr_spike_line_offset(w, c, b, i + 16), SR_SPIKE_W_Q4_1, r, q >> 4);
+    if (w->format == SR_SPIKE_W_Q4_1) {
+        for (int32_t o = o0; o < o1; o++) {
+            int32_t c = o / w->tile_w, r = o - c * w->tile_w;
+            for (int32_t b = 0; b < w->n_blocks; b++, src += 20) {
+                uint16_t dh = sr_rd16(src), mh = sr_rd16(src + 2);
+                if (!sr_is_finite_f(sr_spike_f16_to_f32(dh)) || !sr_is_finite_f(sr_spike_f16_to_f32(mh)))
+                    return sr_fail(SR_ERR_NUMERIC, "spike weights: Q4_1 row %d block %d has a NaN/Inf scale", o, b);
+                size_t bi = sr_spike_blockvec_index(w, o, b);
+                w->d[bi] = dh;
+                w->m[bi] = mh;
+                for (int32_t i = 0; i < 16; i++) {
+                    uint8_t q = src[4 + i];
+                    sr_spike_line_set(w->lines + sr_spike_line_offset(w, c, b, i), SR_SPIKE_W_Q4_1, r, q & 15);
+                    sr_spike_line_set(w->lines + sr_spike_line_offset(w, c, b, i + 16), SR_SPIKE_W_Q4_1, r, q >> 4);
+                }
             }
         }
+    } else if (w->format == SR_SPIKE_W_Q8_0) {
+        for (int32_t o = o0; o < o1; o++) {
+            int32_t c = o / w->tile_w, r = o - c * w->tile_w;
+            for (int32_t b = 0; b < w->n_blocks; b++, src += 34) {
+                uint16_t dh = sr_rd16(src);
+                if (!sr_is_finite_f(sr_spike_f16_to_f32(dh)))
+                    return sr_fail(SR_ERR_NUMERIC, "spike weights: Q8_0 row %d block %d has a NaN/Inf scale", o, b);
+                w->d[sr_spike_blockvec_index(w, o, b)] = dh;
+                uint8_t *line = w->lines + sr_spike_line_offset(w, c, b, 0);
+                for (int32_t i = 0; i < 32; i++) line[(size_t)i * 64 + (size_t)r] = src[2 + i];
+            }
+        }
+    } else {
+        return sr_fail(SR_ERR_INVALID_ARG, "spike weights: format %d has no GGUF blocks", (int)w->format);
     }
     return SR_OK;
 }
 
-sr_status sr_spike_weights_pack_q8_0(sr_spike_weights *w, const void *blocks, int32_t n_out, int32_t n_in) {
-    if (!blocks) return sr_fail(SR_ERR_INVALID_ARG, "spike weights: null Q8_0 data");
-    sr_status st = sr_spike_weights_alloc(w, SR_SPIKE_W_Q8_0, n_out, n_in);
+static sr_status sr_pack_blocks(sr_spike_weights *w, sr_spike_format fmt, const void *blocks, int32_t n_out,
+                                int32_t n_in) {
+    if (!blocks) return sr_fail(SR_ERR_INVALID_ARG, "spike weights: null %s data", fmt == SR_SPIKE_W_Q4_1 ? "Q4_1" : "Q8_0");
+    sr_status st = sr_spike_weights_alloc(w, fmt, n_out, n_in);
     if (st != SR_OK) return st;
-    const uint8_t *src = blocks;
-    for (int32_t o = 0; o < n_out; o++) {
-        int32_t c = o / w->tile_w, r = o - c * w->tile_w;
-        for (int32_t b = 0; b < w->n_blocks; b++, src += 34) {
-            uint16_t dh = sr_rd16(src);
-            if (!sr_is_finite_f(sr_spike_f16_to_f32(dh))) {
-                sr_spike_weights_free(w);
-                return sr_fail(SR_ERR_NUMERIC, "spike weights: Q8_0 row %d block %d has a NaN/Inf scale", o, b);
-            }
-            w->d[sr_spike_blockvec_index(w, o, b)] = dh;
-            uint8_t *line = w->lines + sr_spike_line_offset(w, c, b, 0);
-            for (int32_t i = 0; i < 32; i++) line[(size_t)i * 64 + (size_t)r] = src[2 + i];
-        }
-    }
-    return SR_OK;
+    if ((st = sr_spike_weights_pack_rows(w, blocks, 0, n_out)) != SR_OK) sr_spike_weights_free(w);
+    return st;
+}
+
+sr_status sr_spike_weights_pack_q4_1(sr_spike_weights *w, const void *blocks, int32_t n_out, int32_t n_in) {
+    return sr_pack_blocks(w, SR_SPIKE_W_Q4_1, blocks, n_out, n_in);
+}
+
+sr_status sr_spike_weights_pack_q8_0(sr_spike_weights *w, const void *blocks, int32_t n_out, int32_t n_in) {
+    return sr_pack_blocks(w, SR_SPIKE_W_Q8_0, blocks, n_out, n_in);
 }
 
 static sr_status sr_pack_rows(sr_spike_weights *w, sr_spike_format fmt, const int8_t *codes,

@@ -68,6 +68,12 @@ typedef void (*sr_spike_record_fn)(void *user, int32_t layer, int32_t site, cons
 sr_status sr_spike_net_create(const sr_spike_net_params *p, sr_spike_net **out);
 void sr_spike_net_free(sr_spike_net *net);
 
+/// With `on`, set_linear drops the mapped file pages of Q4_1 / Q8_0 source rows (read-only
+/// private mappings only, e.g. an mmap'ed GGUF) as it packs them, for the linears of spiking
+/// sites: the packed copy is what the kernels read, and the weights are resident once, also
+/// while packing. A page touched again later is read back from the file.
+void sr_spike_net_release_sources(sr_spike_net *net, bool on);
+
 /// Packs the weights of one linear layer (layer == n_layer with SR_PROJ_HEAD for the head).
 /// fmt Q4_1 / Q8_0: `data` holds GGUF blocks (row_scale NULL); I8_ROW / TERNARY: `data` holds
 /// int8 codes (n_out, n_in) row-major and row_scale (n_out) floats.

@@ -532,6 +532,10 @@ SR_API sr_status sr_spike_weights_pack_q4_1(sr_spike_weights *w, const void *blo
 /// Repack GGUF Q8_0 rows (blocks {fp16 d, i8 qs[32]}, 34 B).
 SR_API sr_status sr_spike_weights_pack_q8_0(sr_spike_weights *w, const void *blocks, int32_t n_out,
                                             int32_t n_in);
+/// Q4_1 / Q8_0 weights already allocated (sr_spike_weights_alloc): repack rows [o0, o1) from
+/// `blocks`, the GGUF blocks of row o0 onwards (the two functions above are alloc + all rows).
+SR_API sr_status sr_spike_weights_pack_rows(sr_spike_weights *w, const void *blocks, int32_t o0,
+                                            int32_t o1);
 /// Pack int8 codes (n_out, n_in) row-major in -127..127 with per-row scales.
 SR_API sr_status sr_spike_weights_pack_i8(sr_spike_weights *w, const int8_t *codes,
                                           const float *row_scale, int32_t n_out, int32_t n_in);

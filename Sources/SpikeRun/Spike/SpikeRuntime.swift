@@ -129,6 +129,10 @@ final class SpikeRuntime {
         self.nLayer = c.nLayer
         self.attention = cfg.spikeAttention
         self.siteSettings = cfg.sites
+        // The kernels read the packed copies: the mapped GGUF pages of spiking linears are
+        // dropped as they are packed (re-read from the file if touched again, e.g. the tied
+        // head's embedding rows), so the weights are resident once.
+        sr_spike_net_release_sources(out, true)
         do {
             try packWeights(model: model, format: cfg.weights)
         } catch {
@@ -143,17 +147,6 @@ final class SpikeRuntime {
         ("attn_q", SR_PROJ_Q), ("attn_k", SR_PROJ_K), ("attn_v", SR_PROJ_V), ("attn_output", SR_PROJ_O),
         ("ffn_gate", SR_PROJ_GATE), ("ffn_up", SR_PROJ_UP), ("ffn_down", SR_PROJ_DOWN),
     ]
-
-    /// The site (index into siteSettings) whose spikes a projection reads.
-    private func site(layer l: Int, projection proj: sr_proj) -> Int {
-        switch proj {
-        case SR_PROJ_Q, SR_PROJ_K, SR_PROJ_V: return l * 4 + Int(SR_SITE_A.rawValue)
-        case SR_PROJ_O: return l * 4 + Int(SR_SITE_O.rawValue)
-        case SR_PROJ_GATE, SR_PROJ_UP: return l * 4 + Int(SR_SITE_F.rawValue)
-        case SR_PROJ_DOWN: return l * 4 + Int(SR_SITE_D.rawValue)
-        default: return nLayer * 4
-        }
-    }
 
     private func packWeights(model: Model, format: SpikeWeightFormat) throws(SpikeRunError) {
         let file = model.file
@@ -202,12 +195,6 @@ final class SpikeRuntime {
                     }
                 }
                 guard status == SR_OK else { throw SpikeRunError(status: status) }
-                // The spike kernels read the packed copy: drop the mapped file pages of a
-                // spiking linear (read-only, private: re-read from the file if ever touched,
-                // e.g. the tied head's embedding rows), so its weights are resident once.
-                if siteSettings[site(layer: l, projection: proj)].rule != .dense {
-                    sr_numa_release_file_pages(data.baseAddress, data.count)
-                }
             }
         }
     }
