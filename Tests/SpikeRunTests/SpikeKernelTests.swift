@@ -46,6 +46,14 @@ private var hasAVX2: Bool {
     return sr_spike_set_simd_level(1) == 1
 }
 
+/// Every SIMD level this CPU runs: portable, AVX2, AVX-512 (BW).
+private var simdLevels: [Int32] {
+    let old = sr_spike_get_simd_level()
+    defer { sr_spike_set_simd_level(old) }
+    let best = sr_spike_set_simd_level(-1)  // AUTO
+    return Array(0...best)
+}
+
 /// Owns one sr_spike_planes.
 private final class Planes {
     var p = sr_spike_planes()
@@ -565,7 +573,7 @@ struct SpikeKernelTests {
     @Test("matvec: ref == portable == AVX2, every encoding x format x T, randomized")
     func randomizedBitExact() {
         var rng = SplitMix64(2024)
-        let levels: [Int32] = hasAVX2 ? [0, 1] : [0]
+        let levels: [Int32] = simdLevels
         var checked = 0
         for it in 0..<320 {
             let fmt = formats[it % 4]
@@ -674,7 +682,7 @@ struct SpikeKernelTests {
     @Test("matvec: T = 1 and T = 15 planes, zero, all-equal and max-magnitude activations")
     func matvecEdges() {
         var rng = SplitMix64(7)
-        let levels: [Int32] = [-1, 0] + (hasAVX2 ? [1] : [])
+        let levels: [Int32] = [-1] + simdLevels
         for fmt in formats {
             let (W, _) = randomWeights(fmt, nOut: 300, nIn: 128, &rng)
             let X = Planes(cap: 128, T: 16)
@@ -707,7 +715,7 @@ struct SpikeKernelTests {
         let W = Weights()
         #expect(code(sr_spike_weights_pack_q4_1(&W.w, blocks, Int32(nOut), Int32(nIn))) == 0)
         let X = Planes(cap: nIn, T: 16)
-        let levels: [Int32] = [-1, 0] + (hasAVX2 ? [1] : [])
+        let levels: [Int32] = [-1] + simdLevels
         for T in 1...6 {
             let top = Int32((1 << T) - 1)
             let cases: [[Int32]] = [
@@ -829,7 +837,7 @@ struct SpikeKernelTests {
         var s1 = [Float](repeating: .nan, count: nPos), s2 = s1
         var a1 = [Int32](repeating: 0, count: nPos), a2 = a1
         #expect(code(sr_spike_attn_scores_ref(&K.w, &Q.p, Int32(nPos), 0.125, &s1, &a1, nil)) == 0)
-        for level: Int32 in hasAVX2 ? [0, 1] : [0] {
+        for level: Int32 in simdLevels {
             sr_spike_set_simd_level(level)
             #expect(code(sr_spike_attn_scores(&K.w, &Q.p, Int32(nPos), 0.125, &s2, &a2, nil)) == 0)
             #expect(s1.map { $0.bitPattern } == s2.map { $0.bitPattern } && a1 == a2)
@@ -852,7 +860,7 @@ struct SpikeKernelTests {
         var o1 = [Float](repeating: .nan, count: hd), o2 = o1
         var b1 = [Int32](repeating: 0, count: hd), b2 = b1
         #expect(code(sr_spike_attn_pv_ref(&V.w, &Pp.p, &o1, &b1, nil)) == 0)
-        for level: Int32 in hasAVX2 ? [0, 1] : [0] {
+        for level: Int32 in simdLevels {
             sr_spike_set_simd_level(level)
             #expect(code(sr_spike_attn_pv(&V.w, &Pp.p, &o2, &b2, nil)) == 0)
             #expect(o1.map { $0.bitPattern } == o2.map { $0.bitPattern } && b1 == b2)

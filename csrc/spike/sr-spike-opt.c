@@ -35,6 +35,7 @@
 #if SR_SPIKE_X86
 #include <immintrin.h>
 #define SR_AVX2 __attribute__((target("avx2,f16c")))  // never "fma": no contraction possible
+#define SR_AVX512 __attribute__((target("avx512f,avx512bw,avx2,f16c")))
 #endif
 
 #define SR_NOINLINE __attribute__((noinline))
@@ -52,8 +53,20 @@ static int sr_spike_cpu_avx2(void) {
 #endif
 }
 
+static int sr_spike_cpu_avx512(void) {
+#if SR_SPIKE_X86
+    __builtin_cpu_init();
+    return sr_spike_cpu_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+#else
+    return 0;
+#endif
+}
+
 int sr_spike_set_simd_level(int level) {
-    int best = sr_spike_cpu_avx2() ? SR_SPIKE_SIMD_AVX2 : SR_SPIKE_SIMD_PORTABLE;
+    int best = sr_spike_cpu_avx512() ? SR_SPIKE_SIMD_AVX512
+             : sr_spike_cpu_avx2()   ? SR_SPIKE_SIMD_AVX2 : SR_SPIKE_SIMD_PORTABLE;
+    const char *env = getenv("SPIKERUN_SPIKE_SIMD");  // A/B aid: AUTO resolves to at most this
+    if (level < 0 && env && env[0] >= '0' && env[0] <= '9' && env[0] - '0' < best) best = env[0] - '0';
     if (level < 0 || level > best) level = best;
     sr_spike_level = level;
     return level;
@@ -430,6 +443,87 @@ SR_AVX2 SR_NOINLINE static void sr_spike_acc_q4_1_half_i16_avx2(const sr_blk_arg
     for (int32_t r = 64; r < 128; r += 8) _mm256_storeu_si256((__m256i *)(A + r), zero);
 }
 #undef SR_PAIR_FLUSH
+
+// AVX-512 BW forms of the two hottest int16 kernels (Q4_1 decode, int8 head / caches): a
+// 64-byte line is one register, so an event is 1 load + 1 shift + 2 ands + 2 adds for all 128
+// Q4_1 rows (lanes 0-15 of accumulator k: rows 16k + i, lanes 16-31: rows 64 + 16k + i), or
+// 2 widening loads + 2 adds for the 64 int8 rows. Same pair-sum flushes as above.
+#define SR_PAIR_FLUSH512(S, ca, cb)                                                               \
+    do {                                                                                          \
+        const __m512i lo_ = _mm512_srai_epi16(_mm512_slli_epi16(S, 8), 8);                        \
+        ca = _mm512_add_epi16(ca, lo_);                                                           \
+        cb = _mm512_add_epi16(cb, _mm512_srai_epi16(_mm512_sub_epi16(S, lo_), 8));                \
+        S = _mm512_setzero_si512();                                                               \
+    } while (0)
+
+SR_AVX512 SR_NOINLINE static void sr_spike_acc_q4_1_i16_avx512(const sr_blk_args *a, int32_t *A) {
+    const __m512i m = _mm512_set1_epi16(0x0F0F);
+    __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0, s0 = c0, s1 = c0;  // (c0, c2), (c1, c3)
+    const uint8_t *tile = a->tile;
+    const uint32_t *pm = a->pm;
+    const int32_t nw = a->nw;
+    for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
+        if (a->bitwise && t > 0) {
+            c0 = _mm512_add_epi16(c0, c0); c1 = _mm512_add_epi16(c1, c1);
+            c2 = _mm512_add_epi16(c2, c2); c3 = _mm512_add_epi16(c3, c3);
+        }
+        uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
+        if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
+        if (!(p | n)) continue;
+        int32_t cnt = 0;
+        while (p) {
+            const __m512i h = _mm512_load_si512((const void *)(tile + ((size_t)__builtin_ctz(p) << 6)));
+            p &= p - 1u;
+            s0 = _mm512_add_epi16(s0, _mm512_and_si512(h, m));
+            s1 = _mm512_add_epi16(s1, _mm512_and_si512(_mm512_srli_epi16(h, 4), m));
+            if (++cnt == SR_PAIR_EVENTS_MAX) { SR_PAIR_FLUSH512(s0, c0, c2); SR_PAIR_FLUSH512(s1, c1, c3); cnt = 0; }
+        }
+        while (n) {
+            const __m512i h = _mm512_load_si512((const void *)(tile + ((size_t)__builtin_ctz(n) << 6)));
+            n &= n - 1u;
+            s0 = _mm512_sub_epi16(s0, _mm512_and_si512(h, m));
+            s1 = _mm512_sub_epi16(s1, _mm512_and_si512(_mm512_srli_epi16(h, 4), m));
+            if (++cnt == SR_PAIR_EVENTS_MAX) { SR_PAIR_FLUSH512(s0, c0, c2); SR_PAIR_FLUSH512(s1, c1, c3); cnt = 0; }
+        }
+        if (cnt) { SR_PAIR_FLUSH512(s0, c0, c2); SR_PAIR_FLUSH512(s1, c1, c3); }
+    }
+    const __m512i cs[4] = {c0, c1, c2, c3};
+    for (int32_t k = 0; k < 4; k++) {
+        _mm512_storeu_si512((void *)(A + 16 * k), _mm512_cvtepi16_epi32(_mm512_castsi512_si256(cs[k])));
+        _mm512_storeu_si512((void *)(A + 64 + 16 * k), _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(cs[k], 1)));
+    }
+}
+#undef SR_PAIR_FLUSH512
+
+// int8 codes, int16 lanes: 2 accumulators x 32 rows = 64 rows.
+SR_AVX512 SR_NOINLINE static void sr_spike_acc_i8_i16_avx512(const sr_blk_args *a, int32_t *A) {
+    __m512i c0 = _mm512_setzero_si512(), c1 = c0;
+    const uint8_t *tile = a->tile;
+    const uint32_t *pm = a->pm;
+    const int32_t nw = a->nw;
+#define SR_I8Z(off) _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(const void *)(l + (off))))
+    for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
+        if (a->bitwise && t > 0) { c0 = _mm512_add_epi16(c0, c0); c1 = _mm512_add_epi16(c1, c1); }
+        uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
+        if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
+        while (p) {
+            const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
+            p &= p - 1u;
+            c0 = _mm512_add_epi16(c0, SR_I8Z(0)); c1 = _mm512_add_epi16(c1, SR_I8Z(32));
+        }
+        while (n) {
+            const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
+            n &= n - 1u;
+            c0 = _mm512_sub_epi16(c0, SR_I8Z(0)); c1 = _mm512_sub_epi16(c1, SR_I8Z(32));
+        }
+    }
+#undef SR_I8Z
+    _mm512_storeu_si512((void *)(A + 0), _mm512_cvtepi16_epi32(_mm512_castsi512_si256(c0)));
+    _mm512_storeu_si512((void *)(A + 16), _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(c0, 1)));
+    _mm512_storeu_si512((void *)(A + 32), _mm512_cvtepi16_epi32(_mm512_castsi512_si256(c1)));
+    _mm512_storeu_si512((void *)(A + 48), _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(c1, 1)));
+}
+
 #undef SR_PAIR_EVENTS_MAX
 
 // Ternary, int16 lanes: the 256-row tile as two halves of 128 rows (8 accumulators each).
@@ -696,6 +790,10 @@ static sr_kernels sr_pick_kernels(int32_t fmt, int level) {
             break;
         case SR_SPIKE_W_TERNARY: k.k16 = sr_spike_acc_ternary_i16_avx2; k.k32 = sr_spike_acc_ternary_i32_avx2; break;
         default: k.k16 = sr_spike_acc_i8_i16_avx2; k.k32 = sr_spike_acc_i8_i32_avx2; break;
+        }
+        if (level >= SR_SPIKE_SIMD_AVX512) {
+            if (fmt == SR_SPIKE_W_Q4_1) k.k16 = sr_spike_acc_q4_1_i16_avx512;
+            else if (fmt != SR_SPIKE_W_TERNARY) k.k16 = sr_spike_acc_i8_i16_avx512;
         }
         k.rescale = sr_rescale_block_f16c;
     }

@@ -99,6 +99,7 @@ typedef enum SR_CLOSED_ENUM sr_spike_simd {
     SR_SPIKE_SIMD_AUTO = -1,      // best level the CPU supports
     SR_SPIKE_SIMD_PORTABLE = 0,   // plain C (same algorithm, int32 lanes)
     SR_SPIKE_SIMD_AVX2 = 1,       // x86-64 AVX2 (int16 lanes where proven safe)
+    SR_SPIKE_SIMD_AVX512 = 2,     // AVX2 plus AVX-512 BW block kernels (Q4_1, int8 codes)
 } sr_spike_simd;
 
 // ---------------------------------------------------------------------------------------
