@@ -46,6 +46,8 @@ struct sr_engine {
     void *hook_user;
     sr_attention_hook attn_hook;
     void *attn_user;
+    sr_embedding_hook embed_hook;
+    void *embed_user;
     sr_tap_fn tap;
     void *tap_user;
     atomic_bool abort_flag;
@@ -179,6 +181,16 @@ void sr_engine_set_linear_hook(sr_engine *e, sr_linear_hook hook, void *user) {
 void sr_engine_set_attention_hook(sr_engine *e, sr_attention_hook hook, void *user) {
     e->attn_hook = hook;
     e->attn_user = user;
+}
+
+void sr_engine_set_embedding_hook(sr_engine *e, sr_embedding_hook hook, void *user) {
+    e->embed_hook = hook;
+    e->embed_user = user;
+}
+
+const void *sr_engine_token_embedding(const sr_engine *e, int32_t *type) {
+    if (type) *type = e->w.tok_embd_type;
+    return e->w.tok_embd;
 }
 
 void sr_engine_set_tap(sr_engine *e, sr_tap_fn fn, void *user) {
@@ -353,9 +365,12 @@ static sr_status eval_batch(sr_engine *e, const int32_t *tokens, int32_t n, int3
         if (tokens[t] < 0 || tokens[t] >= p->n_vocab)
             return sr_fail(SR_ERR_INVALID_ARG, "token id %d is outside the vocabulary (0..%d)",
                            tokens[t], p->n_vocab - 1);
-        sr_dequantize_row((sr_type)e->w.tok_embd_type,
-                          (const char *)e->w.tok_embd + (size_t)tokens[t] * emb_row,
-                          e->x + (size_t)t * d, d);
+        if (e->embed_hook)
+            e->embed_hook(e->embed_user, tokens[t], e->x + (size_t)t * d);
+        else
+            sr_dequantize_row((sr_type)e->w.tok_embd_type,
+                              (const char *)e->w.tok_embd + (size_t)tokens[t] * emb_row,
+                              e->x + (size_t)t * d, d);
         rope_angles(e, pos + t, e->rope_cos + (size_t)t * half, e->rope_sin + (size_t)t * half);
     }
 

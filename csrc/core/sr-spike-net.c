@@ -39,6 +39,7 @@ struct sr_spike_net {
     float *scales;
     void *act;  // quantized activation row for dense sites
     bool release_sources;              // sr_spike_net_release_sources
+    const void *head_src;              // the data the head was packed from (tied: the embeddings)
     int32_t T_cap;                     // most planes any site needs
     sr_spike_planes *bplanes;          // [SR_SPIKE_NET_BATCH] encoded tokens of one batch
     sr_spike_replica replica;          // node-local copies of bplanes (several NUMA nodes)
@@ -248,6 +249,7 @@ sr_status sr_spike_net_set_linear(sr_spike_net *net, int32_t layer, sr_proj proj
     // The binary (offset) code needs per-block row sums for its correction term.
     if (c->encoding == SR_SPIKE_BINARY && (s = sr_spike_weights_add_row_sums(w)) != SR_OK) return s;
     net->lin_set[lin_index(net, layer, proj)] = true;
+    if (proj == SR_PROJ_HEAD) net->head_src = release ? data : NULL;
     return SR_OK;
 }
 
@@ -526,6 +528,20 @@ static sr_status attention_hook(void *user, int32_t layer, const float *q, const
     return SR_OK;
 }
 
+// Embedding row of a token from the packed Q8_0 head (tied embeddings): the same float ops as
+// dequantizing the GGUF row, (float)q * d per code.
+static void embedding_from_head(void *user, int32_t token, float *out) {
+    const sr_spike_net *net = user;
+    const sr_spike_weights *w = &net->lin[lin_index(net, net->p.n_layer, SR_PROJ_HEAD)];
+    const int32_t c = token / w->tile_w, r = token - c * w->tile_w;
+    for (int32_t b = 0; b < w->n_blocks; b++) {
+        const float d = sr_spike_f16_to_f32(w->d[sr_spike_blockvec_index(w, token, b)]);
+        const uint8_t *line = w->lines + sr_spike_line_offset(w, c, b, 0);
+        for (int32_t i = 0; i < SR_SPIKE_BLOCK; i++)
+            out[b * SR_SPIKE_BLOCK + i] = (float)(int8_t)line[(size_t)i * SR_SPIKE_LINE_BYTES + (size_t)r] * d;
+    }
+}
+
 sr_status sr_spike_net_attach(sr_spike_net *net, sr_engine *e) {
     for (int32_t l = 0; l <= net->p.n_layer; l++)
         for (int32_t j = 0; j < SR_N_PROJ; j++) {
@@ -562,6 +578,14 @@ sr_status sr_spike_net_attach(sr_spike_net *net, sr_engine *e) {
     }
     sr_engine_set_linear_hook(e, linear_hook, net);
     sr_engine_set_attention_hook(e, net->p.spike_attention ? attention_hook : NULL, net);
+    // A tied Q8_0 head packed with its pages dropped also serves the embedding rows, so the
+    // table is not read back from the file token by token.
+    int32_t et = -1;
+    const void *emb = sr_engine_token_embedding(e, &et);
+    const sr_spike_weights *hw = &net->lin[lin_index(net, net->p.n_layer, SR_PROJ_HEAD)];
+    const bool tied = net->head_src && net->head_src == emb && et == SR_TYPE_Q8_0 &&
+                      hw->format == SR_SPIKE_W_Q8_0 && hw->n_in == net->p.n_embd;
+    sr_engine_set_embedding_hook(e, tied ? embedding_from_head : NULL, net);
     return SR_OK;
 }
 

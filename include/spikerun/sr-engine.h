@@ -97,6 +97,11 @@ typedef sr_status (*sr_linear_hook)(void *user, int32_t layer, sr_site site, int
 typedef sr_status (*sr_attention_hook)(void *user, int32_t layer, const float *q, const float *k,
                                        const float *v, int32_t n_tok, int32_t pos, float *out);
 
+/// An embedding hook writes token `token`'s row of the embedding table (n_embd floats) to out,
+/// bit-identical to dequantizing the table's row (the spike runtime serves it from its packed
+/// copy of a tied head, whose mapped pages it dropped).
+typedef void (*sr_embedding_hook)(void *user, int32_t token, float *out);
+
 /// What a tap sees: the float input of a spiking site (before any encoding), or the V
 /// projection's output (for calibrating static V-cache scales).
 typedef enum sr_tap_point {
@@ -119,6 +124,12 @@ void sr_engine_set_linear_hook(sr_engine *e, sr_linear_hook hook, void *user);
 
 /// Route attention through `hook` (NULL restores the engine's own fp16 attention).
 void sr_engine_set_attention_hook(sr_engine *e, sr_attention_hook hook, void *user);
+
+/// Read embedding rows through `hook` (NULL restores the table).
+void sr_engine_set_embedding_hook(sr_engine *e, sr_embedding_hook hook, void *user);
+
+/// The embedding table the engine reads and its sr_type (for hooks that replace it).
+const void *sr_engine_token_embedding(const sr_engine *e, int32_t *type);
 
 /// Observe activations with `fn` (NULL stops).
 void sr_engine_set_tap(sr_engine *e, sr_tap_fn fn, void *user);
