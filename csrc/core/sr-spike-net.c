@@ -205,19 +205,20 @@ static size_t lin_index(const sr_spike_net *net, int32_t layer, sr_proj proj) {
 
 void sr_spike_net_release_sources(sr_spike_net *net, bool on) { net->release_sources = on; }
 
-// GGUF blocks packed a chunk of rows at a time, each chunk's source pages dropped after it.
-static sr_status pack_blocks_releasing(sr_spike_weights *w, sr_spike_format fmt, const void *data,
-                                       int32_t n_out, int32_t n_in) {
+// GGUF Q4_1 / Q8_0 blocks packed a chunk of rows at a time; with `release`, each chunk's
+// source pages are dropped once packed.
+static sr_status pack_blocks(sr_spike_weights *w, sr_spike_format fmt, const void *data, int32_t n_out,
+                             int32_t n_in, bool release) {
     if (!data) return sr_fail(SR_ERR_INVALID_ARG, "spike weights: null block data");
     sr_status s = sr_spike_weights_alloc(w, fmt, n_out, n_in);
     if (s != SR_OK) return s;
-    const size_t row = (size_t)(n_in / SR_SPIKE_BLOCK) * (fmt == SR_SPIKE_W_Q4_1 ? 20u : 34u);
+    const size_t row = sr_row_bytes(fmt == SR_SPIKE_W_Q4_1 ? SR_TYPE_Q4_1 : SR_TYPE_Q8_0, n_in);
     const int32_t chunk = 1024;  // rows: about 0.6 / 1 MB of blocks
     for (int32_t o = 0; o < n_out && s == SR_OK; o += chunk) {
         const int32_t o1 = o + chunk < n_out ? o + chunk : n_out;
         const uint8_t *src = (const uint8_t *)data + (size_t)o * row;
         s = sr_spike_weights_pack_rows(w, src, o, o1);
-        sr_numa_release_file_pages(src, (size_t)(o1 - o) * row);
+        if (release) sr_numa_release_file_pages(src, (size_t)(o1 - o) * row);
     }
     if (s != SR_OK) sr_spike_weights_free(w);
     return s;
@@ -237,9 +238,7 @@ sr_status sr_spike_net_set_linear(sr_spike_net *net, int32_t layer, sr_proj proj
     switch (fmt) {
     case SR_SPIKE_W_Q4_1:
     case SR_SPIKE_W_Q8_0:
-        s = release ? pack_blocks_releasing(w, fmt, data, n_out, n_in)
-                    : fmt == SR_SPIKE_W_Q4_1 ? sr_spike_weights_pack_q4_1(w, data, n_out, n_in)
-                                             : sr_spike_weights_pack_q8_0(w, data, n_out, n_in);
+        s = pack_blocks(w, fmt, data, n_out, n_in, release);
         break;
     case SR_SPIKE_W_I8_ROW: s = sr_spike_weights_pack_i8(w, data, row_scale, n_out, n_in); break;
     case SR_SPIKE_W_TERNARY: s = sr_spike_weights_pack_ternary(w, data, row_scale, n_out, n_in); break;
@@ -582,9 +581,7 @@ sr_status sr_spike_net_attach(sr_spike_net *net, sr_engine *e) {
     // table is not read back from the file token by token.
     int32_t et = -1;
     const void *emb = sr_engine_token_embedding(e, &et);
-    const sr_spike_weights *hw = &net->lin[lin_index(net, net->p.n_layer, SR_PROJ_HEAD)];
-    const bool tied = net->head_src && net->head_src == emb && et == SR_TYPE_Q8_0 &&
-                      hw->format == SR_SPIKE_W_Q8_0 && hw->n_in == net->p.n_embd;
+    const bool tied = net->head_src && net->head_src == emb && et == SR_TYPE_Q8_0;
     sr_engine_set_embedding_hook(e, tied ? embedding_from_head : NULL, net);
     return SR_OK;
 }

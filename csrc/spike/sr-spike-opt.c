@@ -24,8 +24,8 @@
 // Cost model (AVX2, Q4_1, 128 rows): per event 2 loads + 2 shifts + 4 ands + 4 adds = 12 uops
 // (two rows per int16 lane between flushes, see sr_spike_acc_q4_1_i16_avx2), i.e. 0.09 uops
 // per (event, row), plus a 24-op flush per 8 events and per plane; per tile and plane 8 Horner
-// adds and two mask loops; per tile and block the shared float rescale on the fp16 scales widened in registers
-// (2 mul + 2 add / row).
+// adds and two mask loops; per tile and block the shared float rescale (2 mul + 2 add / row,
+// fp16 scales widened in registers).
 #include "sr-spike-impl.h"
 
 #include <stdatomic.h>
@@ -353,26 +353,31 @@ SR_NOINLINE static void sr_spike_acc_offset_fix(int32_t *A, const int32_t *R, in
     } while (0)
 #define SR_PAIR_EVENTS_MAX 8
 
-// 8 accumulators x 16 rows = the 128 rows of the tile; pair sums s0..s3.
-SR_AVX2 SR_NOINLINE static void sr_spike_acc_q4_1_i16_avx2(const sr_blk_args *a, int32_t *A) {
+// One body for the whole tile (H = 2) and its first half (H = 1: rows 0..63, a partial last
+// tile). Half h reads bytes 32h..32h+31 of each line; c[h][k] holds rows 64h + 16k + i, and
+// the pair sums s[h][0], s[h][1] hold (c[h][0], c[h][2]), (c[h][1], c[h][3]).
+#define SR_FLUSH_PAIRS(H)                                                                         \
+    do {                                                                                          \
+        for (int h_ = 0; h_ < (H); h_++) {                                                        \
+            SR_PAIR_FLUSH(s[h_][0], c[h_][0], c[h_][2]);                                          \
+            SR_PAIR_FLUSH(s[h_][1], c[h_][1], c[h_][3]);                                          \
+        }                                                                                         \
+    } while (0)
+SR_AVX2 static inline __attribute__((always_inline)) void sr_q4_1_pairs_avx2(const sr_blk_args *a, int32_t *A,
+                                                                             const int H) {
     const __m256i m = _mm256_set1_epi16(0x0F0F);
-    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-    __m256i s0 = c0, s1 = c0, s2 = c0, s3 = c0;   // (c0, c2), (c1, c3), (c4, c6), (c5, c7)
+    __m256i c[2][4], s[2][2];
+    for (int h = 0; h < H; h++) {
+        for (int k = 0; k < 4; k++) c[h][k] = _mm256_setzero_si256();
+        s[h][0] = s[h][1] = _mm256_setzero_si256();
+    }
     const uint8_t *tile = a->tile;
     const uint32_t *pm = a->pm;
     const int32_t nw = a->nw;
-#define SR_FLUSH_ALL()                                                                            \
-    do {                                                                                          \
-        SR_PAIR_FLUSH(s0, c0, c2); SR_PAIR_FLUSH(s1, c1, c3);                                     \
-        SR_PAIR_FLUSH(s2, c4, c6); SR_PAIR_FLUSH(s3, c5, c7);                                     \
-    } while (0)
     for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
-        if (a->bitwise && t > 0) {
-            c0 = _mm256_add_epi16(c0, c0); c1 = _mm256_add_epi16(c1, c1);
-            c2 = _mm256_add_epi16(c2, c2); c3 = _mm256_add_epi16(c3, c3);
-            c4 = _mm256_add_epi16(c4, c4); c5 = _mm256_add_epi16(c5, c5);
-            c6 = _mm256_add_epi16(c6, c6); c7 = _mm256_add_epi16(c7, c7);
-        }
+        if (a->bitwise && t > 0)
+            for (int h = 0; h < H; h++)
+                for (int k = 0; k < 4; k++) c[h][k] = _mm256_add_epi16(c[h][k], c[h][k]);
         uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
         if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
         if (!(p | n)) continue;
@@ -380,67 +385,40 @@ SR_AVX2 SR_NOINLINE static void sr_spike_acc_q4_1_i16_avx2(const sr_blk_args *a,
         while (p) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
             p &= p - 1u;
-            const __m256i h0 = SR_LOAD(l), h1 = SR_LOAD(l + 32);
-            s0 = _mm256_add_epi16(s0, _mm256_and_si256(h0, m));
-            s1 = _mm256_add_epi16(s1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m));
-            s2 = _mm256_add_epi16(s2, _mm256_and_si256(h1, m));
-            s3 = _mm256_add_epi16(s3, _mm256_and_si256(_mm256_srli_epi16(h1, 4), m));
-            if (++cnt == SR_PAIR_EVENTS_MAX) { SR_FLUSH_ALL(); cnt = 0; }
+            for (int h = 0; h < H; h++) {
+                const __m256i w = SR_LOAD(l + 32 * h);
+                s[h][0] = _mm256_add_epi16(s[h][0], _mm256_and_si256(w, m));
+                s[h][1] = _mm256_add_epi16(s[h][1], _mm256_and_si256(_mm256_srli_epi16(w, 4), m));
+            }
+            if (++cnt == SR_PAIR_EVENTS_MAX) { SR_FLUSH_PAIRS(H); cnt = 0; }
         }
         while (n) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
             n &= n - 1u;
-            const __m256i h0 = SR_LOAD(l), h1 = SR_LOAD(l + 32);
-            s0 = _mm256_sub_epi16(s0, _mm256_and_si256(h0, m));
-            s1 = _mm256_sub_epi16(s1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m));
-            s2 = _mm256_sub_epi16(s2, _mm256_and_si256(h1, m));
-            s3 = _mm256_sub_epi16(s3, _mm256_and_si256(_mm256_srli_epi16(h1, 4), m));
-            if (++cnt == SR_PAIR_EVENTS_MAX) { SR_FLUSH_ALL(); cnt = 0; }
+            for (int h = 0; h < H; h++) {
+                const __m256i w = SR_LOAD(l + 32 * h);
+                s[h][0] = _mm256_sub_epi16(s[h][0], _mm256_and_si256(w, m));
+                s[h][1] = _mm256_sub_epi16(s[h][1], _mm256_and_si256(_mm256_srli_epi16(w, 4), m));
+            }
+            if (++cnt == SR_PAIR_EVENTS_MAX) { SR_FLUSH_PAIRS(H); cnt = 0; }
         }
-        if (cnt) SR_FLUSH_ALL();
+        if (cnt) SR_FLUSH_PAIRS(H);
     }
-#undef SR_FLUSH_ALL
-    SR_STORE16(A + 0, c0); SR_STORE16(A + 16, c1); SR_STORE16(A + 32, c2); SR_STORE16(A + 48, c3);
-    SR_STORE16(A + 64, c4); SR_STORE16(A + 80, c5); SR_STORE16(A + 96, c6); SR_STORE16(A + 112, c7);
+    for (int h = 0; h < H; h++)
+        for (int k = 0; k < 4; k++) SR_STORE16(A + 64 * h + 16 * k, c[h][k]);
+    if (H == 1) {
+        const __m256i zero = _mm256_setzero_si256();
+        for (int32_t r = 64; r < 128; r += 8) _mm256_storeu_si256((__m256i *)(A + r), zero);
+    }
+}
+#undef SR_FLUSH_PAIRS
+
+SR_AVX2 SR_NOINLINE static void sr_spike_acc_q4_1_i16_avx2(const sr_blk_args *a, int32_t *A) {
+    sr_q4_1_pairs_avx2(a, A, 2);
 }
 
-// The same, first half of the tile only (rows 0..63: a partial last tile).
 SR_AVX2 SR_NOINLINE static void sr_spike_acc_q4_1_half_i16_avx2(const sr_blk_args *a, int32_t *A) {
-    const __m256i m = _mm256_set1_epi16(0x0F0F);
-    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, s0 = c0, s1 = c0;
-    const uint8_t *tile = a->tile;
-    const uint32_t *pm = a->pm;
-    const int32_t nw = a->nw;
-    for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
-        if (a->bitwise && t > 0) {
-            c0 = _mm256_add_epi16(c0, c0); c1 = _mm256_add_epi16(c1, c1);
-            c2 = _mm256_add_epi16(c2, c2); c3 = _mm256_add_epi16(c3, c3);
-        }
-        uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
-        if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
-        if (!(p | n)) continue;
-        int32_t cnt = 0;
-        while (p) {
-            const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
-            p &= p - 1u;
-            const __m256i h0 = SR_LOAD(l);
-            s0 = _mm256_add_epi16(s0, _mm256_and_si256(h0, m));
-            s1 = _mm256_add_epi16(s1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m));
-            if (++cnt == SR_PAIR_EVENTS_MAX) { SR_PAIR_FLUSH(s0, c0, c2); SR_PAIR_FLUSH(s1, c1, c3); cnt = 0; }
-        }
-        while (n) {
-            const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
-            n &= n - 1u;
-            const __m256i h0 = SR_LOAD(l);
-            s0 = _mm256_sub_epi16(s0, _mm256_and_si256(h0, m));
-            s1 = _mm256_sub_epi16(s1, _mm256_and_si256(_mm256_srli_epi16(h0, 4), m));
-            if (++cnt == SR_PAIR_EVENTS_MAX) { SR_PAIR_FLUSH(s0, c0, c2); SR_PAIR_FLUSH(s1, c1, c3); cnt = 0; }
-        }
-        if (cnt) { SR_PAIR_FLUSH(s0, c0, c2); SR_PAIR_FLUSH(s1, c1, c3); }
-    }
-    SR_STORE16(A + 0, c0); SR_STORE16(A + 16, c1); SR_STORE16(A + 32, c2); SR_STORE16(A + 48, c3);
-    const __m256i zero = _mm256_setzero_si256();
-    for (int32_t r = 64; r < 128; r += 8) _mm256_storeu_si256((__m256i *)(A + r), zero);
+    sr_q4_1_pairs_avx2(a, A, 1);
 }
 #undef SR_PAIR_FLUSH
 
