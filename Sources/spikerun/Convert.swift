@@ -13,7 +13,7 @@ struct Convert: AsyncParsableCommand {
     @Option(name: [.customShort("o"), .customLong("output")], help: "Converted GGUF to write.")
     var output: String
 
-    @Option(name: .customLong("encoding"), help: "bitwise (sign-magnitude, default), twos-complement, ternary or binary.")
+    @Option(name: .customLong("encoding"), help: "bitwise (sign-magnitude, default), naf (non-adjacent form: fewer spikes, same counts), twos-complement, ternary or binary.")
     var encoding: String = "bitwise"
 
     @Option(name: .customLong("timesteps"), help: "Fixed T: max rule, G = 32 groups, gamma calibrated per site.")
@@ -28,7 +28,10 @@ struct Convert: AsyncParsableCommand {
     @Option(name: [.customShort("k"), .customLong("k")], help: "Mean rule with this k at every site (default 12).")
     var k: Float?
 
-    @Option(name: .customLong("calib"), help: "Calibration text (default: data/text/pydoc_topics.txt).")
+    @Option(name: .customLong("site-k"), help: "Mean rule: k per site kind, e.g. A=8,O=3,F=8,D=4,H=8 (A: q/k/v input, O: o input, F: gate/up input, D: down input, H: head input); unnamed kinds use -k.")
+    var siteK: String?
+
+    @Option(name: .customLong("calib"), help: "Calibration text file (default: the corpus shipped with spikerun, \(CalibrationCorpus.name)).")
     var calib: String?
 
     @Option(name: .customLong("calib-tokens"), help: "Calibration tokens (default 512; sequences of 256).")
@@ -61,12 +64,23 @@ struct Convert: AsyncParsableCommand {
         case "twos-complement": o.encoding = .twosComplement
         case "ternary": o.encoding = .ternary
         case "binary": o.encoding = .binary(offset: 0)
-        default: throw .invalidArgument("unknown --encoding '\(encoding)' (bitwise, twos-complement, ternary, binary)")
+        case "naf": o.encoding = .naf
+        default: throw .invalidArgument("unknown --encoding '\(encoding)' (bitwise, naf, twos-complement, ternary, binary)")
         }
         guard let w = SpikeWeightFormat(rawValue: weights) else {
             throw .invalidArgument("unknown --weights '\(weights)' (int4, int8, ternary)")
         }
         o.weights = w
+        if let spec = siteK {
+            guard timesteps == nil, pplBudget == nil else { throw .invalidArgument("--site-k is for the mean rule (not with --timesteps or --ppl-budget)") }
+            for item in spec.split(separator: ",") {
+                let kv = item.split(separator: "=")
+                guard kv.count == 2, ["A", "O", "F", "D", "H"].contains(String(kv[0])), let v = Float(kv[1]), v > 0, v.isFinite else {
+                    throw .invalidArgument("--site-k: '\(item)' is not KIND=k with KIND one of A, O, F, D, H and k > 0")
+                }
+                o.siteK[String(kv[0])] = v
+            }
+        }
         if let t = timesteps { o.mode = .timesteps(t) } else if let p = pplBudget { o.mode = .pplBudget(p) } else { o.mode = .mean(k: k ?? 12) }
         if let path = probes {
             guard let data = FileManager.default.contents(atPath: path),
@@ -89,11 +103,8 @@ struct Convert: AsyncParsableCommand {
             if model == nil && !FileManager.default.fileExists(atPath: path) {
                 throw SpikeRunError.io("the default model is not at '\(path)'; run 'make model' or pass -m MODEL")
             }
-            let calibPath = calib ?? "data/text/pydoc_topics.txt"
-            if !FileManager.default.fileExists(atPath: calibPath) {
-                throw SpikeRunError.io(calib == nil
-                    ? "calibration text '\(calibPath)' is missing: run make data or pass --calib"
-                    : "calibration text '\(calibPath)' does not exist")
+            if let calib, !FileManager.default.fileExists(atPath: calib) {
+                throw SpikeRunError.io("calibration text '\(calib)' does not exist")
             }
             // Fail early on an unwritable destination, before minutes of calibration.
             let dir = URL(fileURLWithPath: output).deletingLastPathComponent().path
@@ -105,24 +116,24 @@ struct Convert: AsyncParsableCommand {
             if URL(fileURLWithPath: output).standardized.path == URL(fileURLWithPath: path).standardized.path {
                 throw SpikeRunError.invalidArgument("the output must not overwrite the input model")
             }
-            let text = try TextFile.read(calibPath)
+            let text = try calib.map { path throws(SpikeRunError) in try TextFile.read(path) } ?? CalibrationCorpus.text
             let m = try Model.load(path, options: ModelOptions(threads: threads, activationMode: .q8))
             try SpikeConverter.validate(model: m, options: opts)
             Stderr.print("convert: hashing \(path)")
-            var prov: [String: String] = [
+            let prov: [String: String] = [
                 "spike.source.name": URL(fileURLWithPath: path).lastPathComponent,
                 "spike.source.sha256": try SHA256Digest.file(path),
-                "spike.calibration.file": URL(fileURLWithPath: calibPath).lastPathComponent,
+                "spike.calibration.file": calib.map { URL(fileURLWithPath: $0).lastPathComponent } ?? CalibrationCorpus.name,
+                "spike.calibration.sha256": SHA256Digest.hex(Array(text.utf8)),
             ]
-            if let data = FileManager.default.contents(atPath: calibPath) {
-                prov["spike.calibration.sha256"] = SHA256Digest.hex([UInt8](data))
-            }
             let line = ProgressLine(label: "write")
+            let probes = ProgressLine(label: "sensitivity probes")
             final class Last: @unchecked Sendable { var pct = -1 }
             let last = Last()
             let report = try await SpikeConverter.convert(
                 model: m, options: opts, calibrationText: text, provenance: prov, to: output,
                 progress: { Stderr.print("convert: " + $0) },
+                probeProgress: { done, total in probes.update(done, total) },
                 writeProgress: { f in
                     let pct = Int(f * 100)
                     if pct != last.pct { last.pct = pct; line.update(pct, 100) }
@@ -134,6 +145,10 @@ struct Convert: AsyncParsableCommand {
                 if let d = report.calibrationPPLChangePercent {
                     msg += String(format: "; calibration ppl change %+.2f%% (%d tokens)", d, report.calibrationTokens)
                 }
+                if let k = report.calibrationKLD {
+                    msg += String(format: ", KLD %.4f, same top token %.1f%%", k.meanKLD, k.top1AgreementPercent)
+                }
+                if let spa = report.calibrationSpikesPerActivation { msg += String(format: ", %.3f spikes/activation", spa) }
                 msg += String(format: ", %.1f s", report.seconds)
                 print(msg)
             }

@@ -4,12 +4,17 @@ import SpikeRun
 
 struct Eval: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Perplexity of a text by llama-perplexity's method (chunks of -c tokens, second half scored).")
+        abstract: "Perplexity of a text by llama-perplexity's method (chunks of -c tokens, second half scored); KL divergence against a base model.",
+        discussion: """
+            KL divergence, as llama-perplexity: run the base model once with --kl-divergence-base FILE \
+            (writes its top-k distributions for the text), then any model of the same vocabulary with \
+            --kl-divergence-base FILE --kl-divergence (scores the base's tokens; -f is not needed).
+            """)
 
     @OptionGroup var modelOptions: ModelOptionsGroup
 
     @Option(name: [.customShort("f"), .customLong("file")], help: "Text file to score.")
-    var file: String
+    var file: String?
 
     @Option(name: [.customShort("c"), .customLong("ctx-size")], help: "Chunk size in tokens (default: 512).")
     var contextSize: Int = 512
@@ -17,28 +22,53 @@ struct Eval: AsyncParsableCommand {
     @Option(name: .customLong("chunks"), help: "Score at most this many chunks (default: all).")
     var chunks: Int?
 
+    @Option(name: .customLong("kl-divergence-base"),
+            help: "Base distributions file: written from this model's run on -f, or read with --kl-divergence.")
+    var klBase: String?
+
+    @Flag(name: .customLong("kl-divergence"), help: "Compare this model with the --kl-divergence-base file (KLD, top-1 agreement, paired ppl ratio).")
+    var klCompare = false
+
     @Flag(name: .customLong("json"), help: "Print one JSON object.")
     var json = false
 
     func validate() throws {
         if contextSize < 8 { throw ValidationError("-c must be at least 8, got \(contextSize)") }
         if let c = chunks, c <= 0 { throw ValidationError("--chunks must be positive") }
+        if klCompare && klBase == nil { throw ValidationError("--kl-divergence needs --kl-divergence-base FILE") }
+        if !klCompare && file == nil { throw ValidationError("-f FILE is required (except with --kl-divergence)") }
     }
 
     func run() async throws {
         try await runReportingErrors {
-            let text = try TextFile.read(file)
             let model = try modelOptions.load()
-            let session = try Session(model: model, contextLength: contextSize, batchSize: contextSize,
+            var base: KLBase?
+            if klCompare, let path = klBase { base = try KLBase.read(from: path) }
+            let ctx = base?.contextLength ?? contextSize
+            let session = try Session(model: model, contextLength: ctx, batchSize: ctx,
                                       mode: try modelOptions.runMode(for: model))
-            let line = ProgressLine(label: "perplexity")
-            let r = try await Perplexity.evaluate(session: session, text: text, contextLength: contextSize,
-                                                  maxChunks: chunks) { done, total, ppl in
+            let line = ProgressLine(label: klCompare ? "kl-divergence" : "perplexity")
+            let progress: @Sendable (Int, Int, Double) -> Void = { done, total, ppl in
                 line.update(done, total, String(format: "ppl %.4f", ppl))
+            }
+            let r: PerplexityResult
+            var kld: KLDivergenceResult?
+            if let base {
+                (kld, r) = try await KLDivergence.compare(session: session, base: base, progress: progress)
+            } else if let path = klBase {
+                let written: KLBase
+                (written, r) = try await KLBase.record(session: session, text: try TextFile.read(file!), contextLength: ctx,
+                                                      maxChunks: chunks, progress: progress)
+                try written.write(to: path)
+                Stderr.print("eval: wrote the base distributions of \(written.positions) positions to \(path)")
+            } else {
+                r = try await Perplexity.evaluate(session: session, text: try TextFile.read(file!), contextLength: ctx,
+                                                  maxChunks: chunks, progress: progress)
             }
             if json {
                 var out = EvalJSON(r, model: model)
-                // Spike measurements (spike-algorithms.md §2, §8): any model, dense or spike.
+                out.kl_divergence = kld
+                // Spike measurements: any model, dense or spike.
                 let stats = await session.spikeStatistics()
                 let spikeAttention: Bool
                 if case .spike(let s) = try modelOptions.runMode(for: model) { spikeAttention = s.config.spikeAttention }
@@ -51,8 +81,22 @@ struct Eval: AsyncParsableCommand {
                 print(String(format: "perplexity %.4f +/- %.4f over %d tokens (%d chunks of %d), %.1f s",
                              r.perplexity, r.perplexity * r.nllStandardError, r.tokensScored, r.chunks,
                              r.contextLength, r.seconds))
+                if let k = kld { print(k.summary) }
             }
         }
+    }
+}
+
+extension KLDivergenceResult {
+    /// llama-perplexity-style summary lines.
+    var summary: String {
+        [String(format: "PPL(base) %.4f, PPL(Q)/PPL(base) %.4f [95%% CI %.4f, %.4f], ln ratio %.6f +/- %.6f",
+                basePerplexity, pplRatio, pplRatioLow95, pplRatioHigh95, meanLogPPLRatio, logPPLRatioStandardError),
+         String(format: "KLD mean %.6f +/- %.6f, median %.6f, p90 %.6f, p99 %.6f, max %.6f (%d positions)",
+                meanKLD, kldStandardError, medianKLD, p90KLD, p99KLD, maxKLD, positions),
+         String(format: "same top token %.3f +/- %.3f %%, mean delta log p(base top) %.6f, RMS delta p %.3f %%",
+                top1AgreementPercent, top1StandardErrorPercent, meanTopLogProbDelta, rmsProbabilityDeltaPercent),
+        ].joined(separator: "\n")
     }
 }
 
@@ -66,6 +110,7 @@ struct EvalJSON: Encodable {
     var seconds: Double
     var model: String
     var weight_bytes: Int
+    var kl_divergence: KLDivergenceResult?
     var spike: SpikeMeasurementsJSON?
 
     init(_ r: PerplexityResult, model: Model) {

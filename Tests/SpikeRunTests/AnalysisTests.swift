@@ -40,7 +40,7 @@ struct AnalysisEncodingTests {
 
     @Test("every count in range round-trips; spike counts match the planes; T table of §2")
     func roundTrip() throws {
-        let codes: [SpikeEncoding] = [.signMagnitude, .ternary, .binary(offset: 3), .twosComplement]
+        let codes: [SpikeEncoding] = [.signMagnitude, .ternary, .binary(offset: 3), .twosComplement, .naf]
         for code in codes {
             for T in 1...6 {
                 for n in code.range(steps: T) {
@@ -57,6 +57,13 @@ struct AnalysisEncodingTests {
         #expect(SpikeEncoding.ternary.stepsNeeded(maxAbs: 127) == 127)
         #expect(SpikeEncoding.signMagnitude.stepsNeeded(maxAbs: 127) == 7)
         #expect(SpikeEncoding.twosComplement.stepsNeeded(maxAbs: 127) == 8)
+        // NAF: 7 = 8 - 1 (2 spikes, sign-magnitude needs 3); 127 = 128 - 1 needs T = 8.
+        #expect(try SpikeEncoding.naf.encode(7, steps: 4) == [1, 0, 0, -1])
+        #expect(try SpikeEncoding.naf.encode(-5, steps: 3) == [-1, 0, -1])
+        #expect(try SpikeEncoding.naf.encode(-3, steps: 3) == [-1, 0, 1])
+        #expect(SpikeEncoding.naf.spikeCount(127, steps: 8) == 2)
+        #expect(SpikeEncoding.naf.stepsNeeded(maxAbs: 127) == 8)
+        #expect(SpikeEncoding.naf.range(steps: 3) == -5...5)
         #expect(throws: SpikeRunError.self) { try SpikeEncoding.ternary.decode([1, 2]) }
     }
 }
@@ -316,7 +323,7 @@ enum AnalysisSynthetic {
                 for i in 0..<n {
                     let T: Int
                     switch enc {
-                    case .signMagnitude: T = 2 + Int(rng.next(below: 3))   // variable T (mean rule)
+                    case .signMagnitude, .naf: T = 2 + Int(rng.next(below: 3))   // variable T (mean rule)
                     case .ternary: T = 6
                     case .twosComplement: T = 3 + Int(rng.next(below: 2))
                     case .binary: T = 8

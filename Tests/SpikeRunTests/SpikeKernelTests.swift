@@ -26,6 +26,7 @@ private let SR_SPIKE_SIGN_MAGNITUDE = sr_spike_encoding.SR_SPIKE_SIGN_MAGNITUDE
 private let SR_SPIKE_TWOS_COMPLEMENT = sr_spike_encoding.SR_SPIKE_TWOS_COMPLEMENT
 private let SR_SPIKE_TERNARY = sr_spike_encoding.SR_SPIKE_TERNARY
 private let SR_SPIKE_BINARY = sr_spike_encoding.SR_SPIKE_BINARY
+private let SR_SPIKE_NAF = sr_spike_encoding.SR_SPIKE_NAF
 private let SR_SPIKE_W_Q4_1 = sr_spike_format.SR_SPIKE_W_Q4_1
 private let SR_SPIKE_W_Q8_0 = sr_spike_format.SR_SPIKE_W_Q8_0
 private let SR_SPIKE_W_I8_ROW = sr_spike_format.SR_SPIKE_W_I8_ROW
@@ -36,7 +37,7 @@ private let spikeRepoRoot = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 private let encodings: [sr_spike_encoding] = [
-    SR_SPIKE_SIGN_MAGNITUDE, SR_SPIKE_TWOS_COMPLEMENT, SR_SPIKE_TERNARY, SR_SPIKE_BINARY,
+    SR_SPIKE_SIGN_MAGNITUDE, SR_SPIKE_TWOS_COMPLEMENT, SR_SPIKE_TERNARY, SR_SPIKE_BINARY, SR_SPIKE_NAF,
 ]
 private let formats: [sr_spike_format] = [SR_SPIKE_W_Q4_1, SR_SPIKE_W_Q8_0, SR_SPIKE_W_I8_ROW, SR_SPIKE_W_TERNARY]
 
@@ -192,6 +193,7 @@ private func randomCounts(_ n: Int, _ enc: sr_spike_encoding, T: Int, z: Int, _ 
         case SR_SPIKE_SIGN_MAGNITUDE: hi = (1 << T) - 1; lo = -hi
         case SR_SPIKE_TWOS_COMPLEMENT: hi = (1 << (T - 1)) - 1; lo = -(1 << (T - 1))
         case SR_SPIKE_TERNARY: hi = T; lo = -T
+        case SR_SPIKE_NAF: hi = ((1 << (T + 1)) - 1) / 3; lo = -hi
         default: hi = T - z; lo = -z
         }
         var v = rng.int(lo, hi)
@@ -208,6 +210,14 @@ private func events(_ n: Int, _ enc: sr_spike_encoding, T: Int, z: Int) -> Int {
     case SR_SPIKE_SIGN_MAGNITUDE: return abs(n).nonzeroBitCount
     case SR_SPIKE_TWOS_COMPLEMENT: return (n & ((1 << T) - 1)).nonzeroBitCount
     case SR_SPIKE_TERNARY: return abs(n)
+    case SR_SPIKE_NAF:
+        // Non-zero digits of the non-adjacent form, by the textbook recoding loop.
+        var m = abs(n), digits = 0
+        while m != 0 {
+            if m % 2 != 0 { digits += 1; m -= 2 - m % 4 }
+            m /= 2
+        }
+        return digits
     default: return n + z
     }
 }
@@ -510,10 +520,10 @@ struct SpikeKernelTests {
         let P = Planes(cap: 300)
         let Q = Planes(cap: 300)
         for it in 0..<400 {
-            let enc = encodings[it % 4]
+            let enc = encodings[it % encodings.count]
             let T: Int
             switch enc {
-            case SR_SPIKE_SIGN_MAGNITUDE: T = [1, 15, 16, rng.int(1, 16)][it / 4 % 4]
+            case SR_SPIKE_SIGN_MAGNITUDE, SR_SPIKE_NAF: T = [1, 15, 16, rng.int(1, 16)][it / 4 % 4]
             case SR_SPIKE_TWOS_COMPLEMENT: T = [1, 15, 16, rng.int(1, 16)][it / 4 % 4]
             default: T = [1, 15, 256, rng.int(1, 40)][it / 4 % 4]
             }
@@ -577,13 +587,13 @@ struct SpikeKernelTests {
         var checked = 0
         for it in 0..<320 {
             let fmt = formats[it % 4]
-            let enc = encodings[(it / 4) % 4]
+            let enc = encodings[(it / 4) % encodings.count]
             let nIn = 32 * rng.int(1, 8)
             let nOut = rng.int(1, it % 16 == 0 ? 600 : 300)
             var (W, codes) = randomWeights(fmt, nOut: nOut, nIn: nIn, &rng, rowSums: enc == SR_SPIKE_BINARY)
             let T: Int
             switch enc {
-            case SR_SPIKE_SIGN_MAGNITUDE: T = [1, 15, 3, rng.int(1, 15)][(it / 16) % 4]
+            case SR_SPIKE_SIGN_MAGNITUDE, SR_SPIKE_NAF: T = [1, 15, 3, rng.int(1, 15)][(it / 16) % 4]
             case SR_SPIKE_TWOS_COMPLEMENT: T = [1, 16, 4, rng.int(1, 16)][(it / 16) % 4]
             default: T = [1, 15, 40, rng.int(1, 40)][(it / 16) % 4]
             }

@@ -58,9 +58,7 @@ static int32_t max3(int32_t a, int32_t b, int32_t c) {
     return m > c ? m : c;
 }
 
-static bool bitwise(int32_t enc) {
-    return enc == SR_SPIKE_SIGN_MAGNITUDE || enc == SR_SPIKE_TWOS_COMPLEMENT;
-}
+static bool bitwise(int32_t enc) { return sr_spike_encoding_is_bitwise(enc); }
 
 // Most planes a site's encoder can produce (see encode below); 0 for a dense site.
 static int32_t site_planes(const sr_spike_site_cfg *c) {
@@ -78,8 +76,10 @@ static int32_t site_planes(const sr_spike_site_cfg *c) {
 }
 
 static sr_status check_site(const sr_spike_site_cfg *c, int32_t i) {
-    if (c->encoding < SR_SPIKE_SIGN_MAGNITUDE || c->encoding > SR_SPIKE_BINARY)
+    if (c->encoding < SR_SPIKE_SIGN_MAGNITUDE || c->encoding > SR_SPIKE_NAF)
         return sr_fail(SR_ERR_INVALID_ARG, "site %d: unknown encoding %d", i, c->encoding);
+    if (c->encoding == SR_SPIKE_NAF && c->rule == SR_SPIKE_RULE_MAX)
+        return sr_fail(SR_ERR_INVALID_ARG, "site %d: the NAF code is for the mean rule (T per token)", i);
     if (c->rule == SR_SPIKE_RULE_MEAN) {
         if (!bitwise(c->encoding))
             return sr_fail(SR_ERR_INVALID_ARG,
@@ -128,6 +128,21 @@ void sr_spike_net_free(sr_spike_net *net) {
     free(net->fpga_y);
     free(net->sites); free(net->v_scales); free(net->counts); free(net->scales); free(net->stats);
     free(net);
+}
+
+sr_status sr_spike_net_set_sites(sr_spike_net *net, const sr_spike_site_cfg *sites, int32_t n) {
+    const int32_t want = net->p.n_layer * 4 + 1;
+    if (!sites || n != want) return sr_fail(SR_ERR_INVALID_ARG, "spike net: %d site settings, the net has %d", n, want);
+    if (net->fpga) return sr_fail(SR_ERR_UNSUPPORTED, "spike net: site settings cannot change while it runs on an FPGA");
+    for (int32_t i = 0; i < n; i++) {
+        sr_status s = check_site(&sites[i], i);
+        if (s != SR_OK) return s;
+        if (site_planes(&sites[i]) > net->T_cap)
+            return sr_fail(SR_ERR_INVALID_ARG, "site %d needs %d planes, the net was created for %d", i,
+                           site_planes(&sites[i]), net->T_cap);
+    }
+    memcpy(net->sites, sites, sizeof *sites * (size_t)n);
+    return SR_OK;
 }
 
 sr_status sr_spike_net_create(const sr_spike_net_params *p, sr_spike_net **out) {

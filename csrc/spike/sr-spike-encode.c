@@ -177,7 +177,7 @@ int32_t sr_spike_min_planes(const int32_t *counts, int32_t n, sr_spike_encoding 
         if (counts[j] < lo) lo = counts[j];
         if (counts[j] > hi) hi = counts[j];
     }
-    int32_t maxT = (enc == SR_SPIKE_SIGN_MAGNITUDE || enc == SR_SPIKE_TWOS_COMPLEMENT) ? SR_SPIKE_MAX_T_BITWISE : SR_SPIKE_MAX_T;
+    int32_t maxT = sr_spike_encoding_is_bitwise(enc) ? SR_SPIKE_MAX_T_BITWISE : SR_SPIKE_MAX_T;
     for (int32_t T = 1; T <= maxT; T++)
         if (sr_spike_count_fits(lo, enc, T, offset) && sr_spike_count_fits(hi, enc, T, offset)) return T;
     return -1;
@@ -187,8 +187,8 @@ static sr_status sr_planes_setup(sr_spike_planes *p, int32_t n, sr_spike_encodin
                                  int32_t offset, const float *scales, int32_t group) {
     if (!p || !p->mem) return sr_fail(SR_ERR_INVALID_ARG, "spike planes: not initialized (sr_spike_planes_init)");
     if (n <= 0 || n > p->n_cap || T < 1 || T > p->T_cap) return sr_fail(SR_ERR_INVALID_ARG, "spike planes: n %d or T %d exceeds the capacity (%d, %d)", n, T, p->n_cap, p->T_cap);
-    if ((int)enc < 0 || (int)enc > 3) return sr_fail(SR_ERR_INVALID_ARG, "spike planes: unknown encoding %d", (int)enc);
-    int32_t maxT = (enc == SR_SPIKE_SIGN_MAGNITUDE || enc == SR_SPIKE_TWOS_COMPLEMENT) ? SR_SPIKE_MAX_T_BITWISE : SR_SPIKE_MAX_T;
+    if ((int)enc < 0 || (int)enc > 4) return sr_fail(SR_ERR_INVALID_ARG, "spike planes: unknown encoding %d", (int)enc);
+    int32_t maxT = sr_spike_encoding_is_bitwise(enc) ? SR_SPIKE_MAX_T_BITWISE : SR_SPIKE_MAX_T;
     if (T > maxT) return sr_fail(SR_ERR_INVALID_ARG, "spike planes: T %d exceeds %d for this encoding", T, maxT);
     if (enc == SR_SPIKE_BINARY && (offset < 0 || (n & 31) != 0)) return sr_fail(SR_ERR_INVALID_ARG, "spike planes: the binary code needs offset >= 0 and n a multiple of 32");
     if (enc != SR_SPIKE_BINARY && offset != 0) return sr_fail(SR_ERR_INVALID_ARG, "spike planes: offset is only for the binary code");
@@ -274,6 +274,17 @@ sr_status sr_spike_planes_from_counts(sr_spike_planes *p, const int32_t *counts,
         case SR_SPIKE_BINARY:
             for (int32_t t = 0; t < c + offset; t++) bits[((size_t)t * 2) * nw + wj] |= bit;
             break;
+        case SR_SPIKE_NAF: {
+            // Non-adjacent form from the low digit up; digit k -> plane T-1-k, its sign (times
+            // the count's) as polarity. A carry can make the top digit k = bits(|n|).
+            int64_t m = c < 0 ? -(int64_t)c : (int64_t)c;
+            for (int32_t k = 0; m; k++) {
+                int32_t d = (m & 1) ? 2 - (int32_t)(m & 3) : 0;
+                m = (m - d) >> 1;
+                if (d) bits[((size_t)(T - 1 - k) * 2 + (size_t)((d < 0) != (c < 0))) * nw + wj] |= bit;
+            }
+            break;
+        }
         }
     }
     return sr_spike_planes_finalize(p);

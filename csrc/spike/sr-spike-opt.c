@@ -841,7 +841,7 @@ static inline void sr_run_block(const sr_spike_weights *w, const sr_spike_planes
         a.nw = x->n_words;
         a.t0 = x->blk_tfirst[b];
         a.T = x->T;
-        a.bitwise = x->encoding == SR_SPIKE_SIGN_MAGNITUDE || x->encoding == SR_SPIKE_TWOS_COMPLEMENT;
+        a.bitwise = sr_spike_encoding_is_bitwise(x->encoding);
         a.neg0 = x->encoding == SR_SPIKE_TWOS_COMPLEMENT;
         a.halves = rn * 2 <= tw ? 1 : 2;
         _Alignas(64) int32_t T2[SR_SPIKE_MAX_TILE];

@@ -81,6 +81,11 @@ sr_status sr_spike_net_set_linear(sr_spike_net *net, int32_t layer, sr_proj proj
                                   sr_spike_format fmt, const void *data, const float *row_scale,
                                   int32_t n_out, int32_t n_in);
 
+/// Replaces the encoder settings of every site (n_layer * 4 + 1, as at create) without
+/// re-packing the weights; sensitivity probes use it. Each setting must need no more planes
+/// than the net was created for, and the net must not be running on an FPGA.
+sr_status sr_spike_net_set_sites(sr_spike_net *net, const sr_spike_site_cfg *sites, int32_t n);
+
 /// Installs the linear (and attention) hooks on `e`; every linear must have been set.
 sr_status sr_spike_net_attach(sr_spike_net *net, sr_engine *e);
 

@@ -84,7 +84,15 @@ typedef enum SR_CLOSED_ENUM sr_spike_encoding {
     SR_SPIKE_TWOS_COMPLEMENT = 1,  // {0,1} bits of n mod 2^T, c_0 = -2^(T-1), c_t = 2^(T-1-t)
     SR_SPIKE_TERNARY = 2,          // {-1,0,+1}, c_t = 1, fires sign(n) on the first |n| steps
     SR_SPIKE_BINARY = 3,           // {0,1}, c_t = 1, fires on the first n + z steps (offset z)
+    SR_SPIKE_NAF = 4,              // {-1,0,+1}, c_t = 2^(T-1-t): non-adjacent form of n (no two
+                                   // adjacent non-zero digits), the signed-digit code with the
+                                   // fewest spikes; |n| <= (2^(T+1) - 1) / 3
 } sr_spike_encoding;
+
+/// The shift-weighted codes (bitwise planes, Horner between planes).
+static inline bool sr_spike_encoding_is_bitwise(int32_t enc) {
+    return enc == SR_SPIKE_SIGN_MAGNITUDE || enc == SR_SPIKE_TWOS_COMPLEMENT || enc == SR_SPIKE_NAF;
+}
 
 /// Packed weight formats (spike-algorithms.md §4).
 typedef enum SR_CLOSED_ENUM sr_spike_format {
@@ -226,7 +234,7 @@ static inline float sr_spike_unsigned_scale(int32_t bits) {
 
 /// Exponent of plane t's weight |c_t| = 2^shift: T-1-t for the bitwise codes, 0 for rate codes.
 static inline int32_t sr_spike_plane_shift(int32_t enc, int32_t T, int32_t t) {
-    return (enc == SR_SPIKE_SIGN_MAGNITUDE || enc == SR_SPIKE_TWOS_COMPLEMENT) ? T - 1 - t : 0;
+    return sr_spike_encoding_is_bitwise(enc) ? T - 1 - t : 0;
 }
 /// Sign of plane t's weight: -1 only for plane 0 of two's complement.
 static inline int32_t sr_spike_plane_sign(int32_t enc, int32_t t) {
@@ -234,7 +242,7 @@ static inline int32_t sr_spike_plane_sign(int32_t enc, int32_t t) {
 }
 /// Horner doubling before plane t: acc = (acc << h) + sign_t * P_t (1 for bitwise t > 0).
 static inline int32_t sr_spike_horner_shift(int32_t enc, int32_t t) {
-    return (t > 0 && (enc == SR_SPIKE_SIGN_MAGNITUDE || enc == SR_SPIKE_TWOS_COMPLEMENT)) ? 1 : 0;
+    return (t > 0 && sr_spike_encoding_is_bitwise(enc)) ? 1 : 0;
 }
 
 /// True if `count` is representable with T planes of `enc` (offset z: binary only).
@@ -250,9 +258,26 @@ static inline bool sr_spike_count_fits(int32_t count, int32_t enc, int32_t T, in
         return T >= 1 && T <= SR_SPIKE_MAX_T && count <= T && count >= -T;
     case SR_SPIKE_BINARY:
         return T >= 1 && T <= SR_SPIKE_MAX_T && z >= 0 && count + z >= 0 && count + z <= T;
+    case SR_SPIKE_NAF: {  // the NAF of |n| has at most T digits iff |n| <= (2^(T+1) - 1) / 3
+        if (T < 1 || T > SR_SPIKE_MAX_T_BITWISE) return false;
+        const int32_t lim = (int32_t)(((1u << (T + 1)) - 1u) / 3u);
+        return count <= lim && count >= -lim;
+    }
     default:
         return false;
     }
+}
+
+/// Digit k (weight 2^k) of the non-adjacent form of n, in {-1, 0, +1}: n = sum_k d_k 2^k.
+/// Digits come from the low end: an odd remainder m gives d = 2 - (m mod 4), then m = (m - d) / 2.
+static inline int32_t sr_spike_naf_digit(int32_t n, int32_t k) {
+    int64_t m = n < 0 ? -(int64_t)n : (int64_t)n;
+    int32_t d = 0;
+    for (int32_t i = 0; i <= k; i++) {
+        d = (m & 1) ? 2 - (int32_t)(m & 3) : 0;
+        m = (m - d) >> 1;
+    }
+    return n < 0 ? -d : d;
 }
 
 /// Spike sigma_t in {-1, 0, +1} of one count at step t (count must fit, see above).
@@ -273,6 +298,8 @@ static inline int32_t sr_spike_sigma(int32_t count, int32_t enc, int32_t T, int3
     }
     case SR_SPIKE_BINARY:
         return t < count + z ? 1 : 0;
+    case SR_SPIKE_NAF:
+        return sr_spike_naf_digit(count, T - 1 - t);
     default:
         return 0;
     }

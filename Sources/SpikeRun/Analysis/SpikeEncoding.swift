@@ -21,6 +21,11 @@ public enum SpikeEncoding: Sendable, Hashable, Codable {
     /// Bitwise two's complement: the bits of `n mod 2^T`, most significant first; the first
     /// step has weight `−2^(T−1)`. Values {0, 1}, range `−2^(T−1) … 2^(T−1)−1`.
     case twosComplement
+    /// Non-adjacent form: signed binary digits, most significant first, no two adjacent
+    /// digits non-zero. The same step weights as sign-magnitude (`2^(T−1−t)`) and values
+    /// {−1, 0, +1}, the fewest spikes of any signed-digit code (about a third fewer than
+    /// sign-magnitude on uniform counts); range `±⌊(2^(T+1)−1)/3⌋`.
+    case naf
 
     /// Short stable name used in files: `sign-magnitude`, `ternary`, `binary`, `twos-complement`.
     public var name: String {
@@ -29,6 +34,7 @@ public enum SpikeEncoding: Sendable, Hashable, Codable {
         case .ternary: "ternary"
         case .binary: "binary"
         case .twosComplement: "twos-complement"
+        case .naf: "naf"
         }
     }
 
@@ -45,6 +51,7 @@ public enum SpikeEncoding: Sendable, Hashable, Codable {
         case "ternary": self = .ternary
         case "binary": self = .binary(offset: offset)
         case "twos-complement": self = .twosComplement
+        case "naf": self = .naf
         default: return nil
         }
     }
@@ -53,7 +60,7 @@ public enum SpikeEncoding: Sendable, Hashable, Codable {
     /// unsigned ones ({0, 1}).
     public var alphabetSize: Int {
         switch self {
-        case .signMagnitude, .ternary: 3
+        case .signMagnitude, .ternary, .naf: 3
         case .binary, .twosComplement: 2
         }
     }
@@ -62,7 +69,7 @@ public enum SpikeEncoding: Sendable, Hashable, Codable {
     /// for the rate codes.
     public var maxSteps: Int {
         switch self {
-        case .signMagnitude, .twosComplement: 31
+        case .signMagnitude, .twosComplement, .naf: 31
         case .ternary, .binary: 4096
         }
     }
@@ -71,7 +78,7 @@ public enum SpikeEncoding: Sendable, Hashable, Codable {
     public func stepWeight(at t: Int, steps T: Int) -> Int64 {
         switch self {
         case .ternary, .binary: return 1
-        case .signMagnitude: return Int64(1) << Int64(T - 1 - t)
+        case .signMagnitude, .naf: return Int64(1) << Int64(T - 1 - t)
         case .twosComplement:
             let w = Int64(1) << Int64(T - 1 - t)
             return t == 0 ? -w : w
@@ -85,6 +92,9 @@ public enum SpikeEncoding: Sendable, Hashable, Codable {
             let m = (Int64(1) << Int64(T)) - 1
             return -m...m
         case .ternary: return Int64(-T)...Int64(T)
+        case .naf:
+            let m = ((Int64(1) << Int64(T + 1)) - 1) / 3
+            return -m...m
         case .binary(let z): return Int64(-z)...Int64(T) - Int64(z)
         case .twosComplement:
             guard T > 0 else { return 0...0 }
@@ -101,6 +111,10 @@ public enum SpikeEncoding: Sendable, Hashable, Codable {
         while (1 << bits) - 1 < c { bits += 1 }   // ceil(log2(c + 1))
         switch self {
         case .signMagnitude: return max(1, bits)
+        case .naf:
+            var T = 1
+            while ((Int64(1) << Int64(T + 1)) - 1) / 3 < Int64(c) { T += 1 }
+            return T
         case .twosComplement: return bits + 1
         case .ternary: return max(1, c)
         case .binary: return max(1, 2 * c)
@@ -113,6 +127,10 @@ public enum SpikeEncoding: Sendable, Hashable, Codable {
     public func spikeCount(_ n: Int32, steps T: Int) -> Int {
         switch self {
         case .signMagnitude: return Int(n.magnitude.nonzeroBitCount)
+        case .naf:
+            // Non-zero NAF digits of m: popcount((3m ^ m) >> 1) (the bits where 3m and m differ).
+            let m = UInt64(n.magnitude)
+            return (((3 &* m) ^ m) >> 1).nonzeroBitCount
         case .ternary: return Int(n.magnitude)
         case .binary(let z): return Int(Int64(n) + Int64(z))
         case .twosComplement:
@@ -145,6 +163,16 @@ public enum SpikeEncoding: Sendable, Hashable, Codable {
         case .twosComplement:
             let bits = UInt64(bitPattern: Int64(n))
             for t in 0..<T { out[t * stride] = Int8(truncatingIfNeeded: (bits >> UInt64(T - 1 - t)) & 1) }
+        case .naf:
+            for t in 0..<T { out[t * stride] = 0 }
+            var m = Int64(n.magnitude)
+            var k = 0
+            while m != 0 {
+                let d: Int64 = m & 1 == 1 ? 2 - (m & 3) : 0
+                m = (m - d) >> 1
+                if d != 0 { out[(T - 1 - k) * stride] = Int8((d < 0) != (n < 0) ? -1 : 1) }
+                k += 1
+            }
         }
     }
 
@@ -186,7 +214,7 @@ public enum SpikeEncoding: Sendable, Hashable, Codable {
     @inlinable
     public func isSpikeValue(_ v: Int8) -> Bool {
         switch self {
-        case .signMagnitude, .ternary: return v >= -1 && v <= 1
+        case .signMagnitude, .ternary, .naf: return v >= -1 && v <= 1
         case .binary, .twosComplement: return v == 0 || v == 1
         }
     }

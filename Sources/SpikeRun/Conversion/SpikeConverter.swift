@@ -14,6 +14,8 @@ public struct ConversionOptions: Sendable, Hashable {
     }
     public var encoding: SpikeEncoding = .signMagnitude
     public var mode: Mode = .mean(k: 12)
+    /// Mean rule: `k` per site kind ("A", "O", "F", "D", "H") instead of the mode's one `k`.
+    public var siteK: [String: Float] = [:]
     public var weights: SpikeWeightFormat = .int4
     public var spikeAttention = true
     public var attentionQBits = 8
@@ -63,6 +65,8 @@ public struct ConversionOptions: Sendable, Hashable {
         case .ternary:
             guard (1...255).contains(T) else { throw .invalidArgument("--timesteps for ternary must be in 1...255, got \(T)") }
             return covering(T)
+        case .naf:
+            throw .invalidArgument("the NAF code has a T per token: use it with the mean rule (-k, --site-k or --ppl-budget), not --timesteps")
         case .binary:
             guard T >= 2, T % 2 == 0, T <= 510 else { throw .invalidArgument("--timesteps for binary must be even and in 2...510 (T = 2Q), got \(T)") }
             return covering(T / 2)
@@ -85,10 +89,18 @@ public struct ConversionReport: Sendable, Codable {
     public var calibrationDenseNLL: Double?
     public var calibrationSpikeNLL: Double?
     public var calibrationPPLChangePercent: Double?
+    /// The converted model against the dense one on the calibration tokens.
+    public var calibrationKLD: KLDivergenceResult?
+    /// Spikes per activation over the linear sites on the calibration tokens.
+    public var calibrationSpikesPerActivation: Double?
     /// Budget mode: sensitivity S_l(k) (nats/token) and SOPs/token per unit and level.
     public var sensitivity: [[Double]]?
     public var unitSOPs: [[Double]]?
     public var budgetBackoffs: Int?
+    /// Budget mode: KL divergence of spike attention alone, and the noise model's check:
+    /// rows of [unit, k, predicted KLD, measured KLD].
+    public var budgetAttentionKLD: Double?
+    public var budgetProxyCheck: [[Double]]?
     public var seconds: Double
 }
 
@@ -312,7 +324,8 @@ public enum SpikeConverter {
     /// (without `output`).
     public static func calibrate(model: Model, options: ConversionOptions, calibrationText: String,
                                  provenance: [String: String] = [:],
-                                 progress: ((String) -> Void)? = nil) async throws(SpikeRunError) -> (SpikeSetup, ConversionReport) {
+                                 progress: ((String) -> Void)? = nil,
+                                 probeProgress: ((Int, Int) -> Void)? = nil) async throws(SpikeRunError) -> (SpikeSetup, ConversionReport) {
         let start = Date()
         try validate(model: model, options: options)
         let c = model.config
@@ -321,6 +334,7 @@ public enum SpikeConverter {
         let nTok = seqs.count * seqs[0].count
         var keep = 0
         if case .timesteps = options.mode { keep = options.gammaTokens }
+        if case .pplBudget = options.mode { keep = options.gammaTokens }
         progress?("calibration: dense pass over \(nTok) tokens")
         let (vScales, rows) = try await collect(model: model, sequences: seqs, keepRows: keep)
         var cfg = SpikeConfig.uniform(k: 12, nLayer: c.nLayer)
@@ -335,8 +349,12 @@ public enum SpikeConverter {
         var denseNLL: Double?
         switch options.mode {
         case .mean(let k):
-            cfg.sites = Array(repeating: .mean(k: k), count: nSites)
-            report.mode = "mean k=\(k)"
+            let kinds = ["A", "O", "F", "D"]
+            cfg.sites = (0..<nSites).map { i in
+                .mean(k: options.siteK[i == nSites - 1 ? "H" : kinds[i % 4]] ?? k)
+            }
+            report.mode = "mean k=\(k)" + (options.siteK.isEmpty ? "" : " " + options.siteK.sorted { $0.key < $1.key }
+                .map { "\($0.key)\($0.value == $0.value.rounded() ? String(Int($0.value)) : String($0.value))" }.joined(separator: " "))
         case .timesteps(let T):
             let (bits, clip) = try ConversionOptions.maxRuleBits(encoding: options.encoding, timesteps: T)
             let gammas = try calibrateGammas(model: model, rows: rows, bits: bits, clip: clip, group: 32,
@@ -349,12 +367,15 @@ public enum SpikeConverter {
             report.mode = "timesteps T=\(T) (max rule, G=32, bits \(bits)\(clip > 0 ? ", C=\(clip)" : ""))"
         case .pplBudget(let p):
             let r = try await allocate(model: model, options: options, budgetPercent: p, sequences: seqs,
-                                       vScales: vScales, base: cfg, progress: progress)
+                                       vScales: vScales, rows: rows, base: cfg, progress: progress,
+                                       probeProgress: probeProgress)
             cfg.sites = r.sites
             denseNLL = r.denseNLL
             report.sensitivity = r.sensitivity
             report.unitSOPs = r.sops
             report.budgetBackoffs = r.backoffs
+            report.budgetAttentionKLD = r.attentionKLD
+            report.budgetProxyCheck = r.proxyCheck
             report.calibrationSpikeNLL = r.finalNLL
             report.mode = "ppl-budget \(p)%"
         }
@@ -365,13 +386,20 @@ public enum SpikeConverter {
         prov["spike.calibration.tool"] = "spikerun convert"
         cfg.provenance = prov
         let setup = SpikeSetup(config: cfg, vScales: options.spikeAttention ? vScales : nil)
-        // Quality on the calibration text (cheap: the calibration tokens only).
-        if report.calibrationSpikeNLL == nil {
-            progress?("check: dense and spike perplexity on the calibration tokens")
-            if denseNLL == nil { denseNLL = try await meanNLL(model: model, mode: .dense, sequences: seqs).0 }
-            report.calibrationSpikeNLL = try await meanNLL(model: model, mode: .spike(setup), sequences: seqs).0
-        }
-        if denseNLL == nil { denseNLL = try await meanNLL(model: model, mode: .dense, sequences: seqs).0 }
+        // Quality on the calibration text (cheap: the calibration tokens only): the spike model's
+        // distributions against the dense model's, position by position.
+        progress?("check: KL divergence from the dense model on the calibration tokens")
+        let ctx = seqs[0].count
+        let denseSession = try Session(model: model, contextLength: ctx, batchSize: ctx, mode: .dense)
+        let (base, denseRun) = try await KLBase.record(session: denseSession, tokens: seqs.flatMap { $0 }, contextLength: ctx)
+        let spikeSession = try Session(model: model, contextLength: ctx, batchSize: ctx, mode: .spike(setup))
+        let (kld, spikeRun) = try await KLDivergence.compare(session: spikeSession, base: base)
+        report.calibrationKLD = kld
+        let lin = await spikeSession.spikeStatistics().filter(\.isLinearSite)
+        let acts = lin.reduce(0) { $0 + $1.activations }
+        report.calibrationSpikesPerActivation = acts > 0 ? Double(lin.reduce(0) { $0 + $1.spikes }) / Double(acts) : nil
+        report.calibrationSpikeNLL = spikeRun.meanNLL
+        if denseNLL == nil { denseNLL = denseRun.meanNLL }
         report.calibrationDenseNLL = denseNLL
         if let d = denseNLL, let s = report.calibrationSpikeNLL { report.calibrationPPLChangePercent = 100 * (exp(s - d) - 1) }
         report.sites = cfg.sites.map(describe)
@@ -386,67 +414,136 @@ public enum SpikeConverter {
         var denseNLL: Double
         var finalNLL: Double
         var backoffs: Int
+        var attentionKLD: Double
+        var proxyCheck: [[Double]]
     }
 
-    /// §7: block-level probes (one block, or the head, spiking at each k, the rest dense),
-    /// greedy allocation by ΔSOP/ΔS under Σ S ≤ ln(1 + p/100), verification and back-off.
+    /// Spikes per token of one site's sampled dense inputs at mean-rule resolution `k`
+    /// (the encoder's rule in double precision: an estimate for the allocation, not the kernel).
+    static func spikesPerToken(_ rows: [[Float]], k: Float, encoding: SpikeEncoding) -> Double {
+        guard !rows.isEmpty else { return 0 }
+        var total = 0
+        for x in rows {
+            var m = 0.0
+            for v in x { m += Double(abs(v)) }
+            m /= Double(x.count)
+            guard m > 0 else { continue }
+            let inv = Double(k) / m
+            for v in x {
+                let n = Int32(min(32767, (abs(Double(v)) * inv + 0.5).rounded(.down)))
+                total += encoding.spikeCount(n, steps: 16)
+            }
+        }
+        return Double(total) / Double(rows.count)
+    }
+
+    /// Mixed per-block `k` under a perplexity budget, from cheap sensitivity measurements:
+    /// - one probe per unit (a block's four sites, or the head) at `k = 4` with the rest dense:
+    ///   its KL divergence from the dense model on the calibration tokens, S_u(4); other levels
+    ///   follow the quantization-noise model S_u(k) = S_u(4)·(4/k)² (noise power ∝ step²);
+    /// - the spike-attention share from one probe with only attention spiking;
+    /// - SOPs per unit and level from the dense model's sampled site inputs, encoded in Swift
+    ///   (no forward pass);
+    /// - greedy allocation by ΔSOP/ΔS under Σ S ≤ ln(1 + p/100), then a verification pass
+    ///   on the calibration tokens and back-off while the measured change exceeds the budget.
+    /// A few full probes at other levels check the noise model (`proxyCheck` in the report).
+    /// All probes reuse one session (weights packed once).
     static func allocate(model: Model, options: ConversionOptions, budgetPercent p: Double, sequences: [[Int32]],
-                         vScales: [Float], base: SpikeConfig, progress: ((String) -> Void)?) async throws(SpikeRunError) -> Allocation {
+                         vScales: [Float], rows: [Int: [[Float]]], base: SpikeConfig,
+                         progress: ((String) -> Void)?, probeProgress: ((Int, Int) -> Void)?) async throws(SpikeRunError) -> Allocation {
         let c = model.config
         let nSites = c.nLayer * 4 + 1
         let levels = options.budgetLevels
         let units = c.nLayer + 1  // blocks, then the head
+        let probeK: Float = 4
         func sitesOf(unit u: Int) -> [Int] { u == c.nLayer ? [c.nLayer * 4] : (0..<4).map { u * 4 + $0 } }
+        let ctx = sequences[0].count
+        let tokens = sequences.flatMap { $0 }
         progress?("budget: dense reference")
-        let denseNLL = try await meanNLL(model: model, mode: .dense, sequences: sequences).0
-        var S = [[Double]](repeating: [Double](repeating: 0, count: levels.count), count: units)
-        var SOP = S
-        var probe = base
-        probe.spikeAttention = false
-        if let given = options.budgetProbes {
-            guard given.sensitivity.count == units, given.unitSOPs.count == units,
-                  given.sensitivity.allSatisfy({ $0.count == levels.count }),
-                  given.unitSOPs.allSatisfy({ $0.count == levels.count }) else {
-                throw .invalidArgument("--probes: expected \(units) units × \(levels.count) levels of sensitivity and unitSOPs")
+        let denseSession = try Session(model: model, contextLength: ctx, batchSize: ctx, mode: .dense)
+        let (reference, denseRun) = try await KLBase.record(session: denseSession, tokens: tokens, contextLength: ctx)
+        let denseNLL = denseRun.meanNLL
+        // SOPs per token of each unit and level, from the dense inputs.
+        let kv = c.nHeadKV * c.headDim, qd = c.nHead * c.headDim
+        let fanOut = [qd + 2 * kv, c.nEmbd, 2 * c.nFF, c.nEmbd]
+        var SOP = [[Double]](repeating: [Double](repeating: 0, count: levels.count), count: units)
+        for u in 0..<units {
+            for (i, k) in levels.enumerated() {
+                SOP[u][i] = sitesOf(unit: u).reduce(0.0) { acc, site in
+                    let fo = site == c.nLayer * 4 ? c.nVocab : fanOut[site % 4]
+                    return acc + spikesPerToken(rows[site] ?? [], k: k, encoding: options.encoding) * Double(fo)
+                }
             }
-            // The dense NLL on the calibration tokens identifies model and calibration text.
+        }
+        var S = [[Double]](repeating: [Double](repeating: 0, count: levels.count), count: units)
+        var attention = 0.0
+        var checks: [[Double]] = []
+        var probe = base
+        probe.sites = [SpikeSiteSetting](repeating: .mean(k: probeK), count: nSites)
+        probe.spikeAttention = false
+        let session = try Session(model: model, contextLength: ctx, batchSize: ctx, mode: .spike(SpikeSetup(config: probe)))
+        func probeKLD(_ sites: [SpikeSiteSetting]) async throws(SpikeRunError) -> Double {
+            try await session.setSpikeSites(sites, encoding: options.encoding)
+            return try await KLDivergence.compare(session: session, base: reference).0.meanKLD
+        }
+        let checkUnits = [0, c.nLayer / 2, c.nLayer]
+        let total = units + (base.spikeAttention ? 1 : 0) + checkUnits.count * 2
+        var done = 0
+        if let given = options.budgetProbes {
+            guard given.sensitivity.count == units, given.sensitivity.allSatisfy({ $0.count == levels.count }) else {
+                throw .invalidArgument("--probes: expected \(units) units × \(levels.count) levels of sensitivity")
+            }
             guard abs(given.denseNLL - denseNLL) <= 1e-9 * max(1, abs(denseNLL)) else {
                 throw .invalidArgument(String(format: "--probes were measured on another model or calibration text (dense NLL %.9f, here %.9f)",
                                               given.denseNLL, denseNLL))
             }
             S = given.sensitivity
-            SOP = given.unitSOPs
             progress?("budget: reusing \(units) units × \(levels.count) levels of probes")
-        }
-        for u in 0..<units where options.budgetProbes == nil {
-            for (i, k) in levels.enumerated() {
+        } else {
+            for u in 0..<units {
                 var sites = [SpikeSiteSetting](repeating: .dense, count: nSites)
-                for s in sitesOf(unit: u) { sites[s] = .mean(k: k) }
-                probe.sites = sites
-                let (nll, stats) = try await meanNLL(model: model, mode: .spike(SpikeSetup(config: probe)), sequences: sequences)
-                S[u][i] = max(0, nll - denseNLL)
-                let tokens = max(1, stats.filter { $0.site == (u == c.nLayer ? "H" : "A") && $0.layer == u }.map(\.tokens).max() ?? 1)
-                SOP[u][i] = Double(stats.filter { $0.layer == u }.reduce(0) { $0 + $1.sops + $1.hornerAdds }) / Double(tokens)
-                if i > 0 { S[u][i] = max(S[u][i], S[u][i - 1]) }  // coarser never predicted better
+                for s in sitesOf(unit: u) { sites[s] = .mean(k: probeK) }
+                let s4 = max(0, try await probeKLD(sites))
+                for (i, k) in levels.enumerated() { S[u][i] = s4 * Double(probeK * probeK) / Double(k * k) }
+                done += 1
+                probeProgress?(done, total)
             }
-            progress?("budget: probed \(u + 1)/\(units) units (\(u == c.nLayer ? "head" : "block \(u)")): S = " +
-                      S[u].map { String(format: "%.4f", $0) }.joined(separator: " "))
+            // Check the noise model on a few units with full probes at other levels.
+            for u in checkUnits {
+                for k: Float in [2, 8] {
+                    var sites = [SpikeSiteSetting](repeating: .dense, count: nSites)
+                    for s in sitesOf(unit: u) { sites[s] = .mean(k: k) }
+                    let measured = try await probeKLD(sites)
+                    let predicted = S[u][levels.firstIndex(of: 4) ?? 0] * 16 / Double(k * k)
+                    checks.append([Double(u), Double(k), predicted, measured])
+                    done += 1
+                    probeProgress?(done, total)
+                }
+            }
+        }
+        if base.spikeAttention {
+            // Attention's share: every linear dense, QK and PV spiking (a session of its own).
+            var att = base
+            att.sites = [SpikeSiteSetting](repeating: .dense, count: nSites)
+            let attSession = try Session(model: model, contextLength: ctx, batchSize: ctx,
+                                         mode: .spike(SpikeSetup(config: att, vScales: vScales)))
+            attention = try await KLDivergence.compare(session: attSession, base: reference).0.meanKLD
+            done += 1
+            probeProgress?(done, total)
         }
         let budget = log(1 + p / 100)
         var idx = [Int](repeating: 0, count: units)
-        var total = S.indices.reduce(0.0) { $0 + S[$1][0] }
+        var predicted = attention + S.indices.reduce(0.0) { $0 + S[$1][0] }
         while true {
             var best: (Int, Double)?
             for u in 0..<units where idx[u] + 1 < levels.count {
-                let dS = max(1e-6, S[u][idx[u] + 1] - S[u][idx[u]])
+                let dS = max(1e-9, S[u][idx[u] + 1] - S[u][idx[u]])
                 let dSOP = SOP[u][idx[u]] - SOP[u][idx[u] + 1]
-                guard total + dS <= budget, dSOP > 0 else { continue }
-                let ratio = dSOP / dS
-                if best == nil || ratio > best!.1 { best = (u, ratio) }
+                guard predicted + dS <= budget, dSOP > 0 else { continue }
+                if best == nil || dSOP / dS > best!.1 { best = (u, dSOP / dS) }
             }
-            guard let chosen = best else { break }
-            let u = chosen.0
-            total += max(1e-6, S[u][idx[u] + 1] - S[u][idx[u]])
+            guard let (u, _) = best else { break }
+            predicted += max(1e-9, S[u][idx[u] + 1] - S[u][idx[u]])
             idx[u] += 1
         }
         func config() -> SpikeConfig {
@@ -461,7 +558,8 @@ public enum SpikeConverter {
         while true {
             let setup = SpikeSetup(config: config(), vScales: base.spikeAttention ? vScales : nil)
             nll = try await meanNLL(model: model, mode: .spike(setup), sequences: sequences).0
-            progress?(String(format: "budget: verify: ppl change %+.2f%% (budget %.2f%%), k per unit ", 100 * (exp(nll - denseNLL) - 1), p)
+            progress?(String(format: "budget: verify: ppl change %+.2f%% (budget %.2f%%, predicted %+.2f%%), k per unit ",
+                             100 * (exp(nll - denseNLL) - 1), p, 100 * (exp(predicted) - 1))
                       + idx.map { String(Int(levels[$0])) }.joined(separator: ","))
             if nll - denseNLL <= budget || backoffs >= 2 * units { break }
             // Raise the lowered unit with the highest S/SOP by one step.
@@ -471,16 +569,18 @@ public enum SpikeConverter {
             idx[u] -= 1
             backoffs += 1
         }
-        return Allocation(sites: config().sites, sensitivity: S, sops: SOP, denseNLL: denseNLL, finalNLL: nll, backoffs: backoffs)
+        return Allocation(sites: config().sites, sensitivity: S, sops: SOP, denseNLL: denseNLL, finalNLL: nll,
+                          backoffs: backoffs, attentionKLD: attention, proxyCheck: checks)
     }
 
     /// Calibrates, then writes the converted model atomically to `output`.
     public static func convert(model: Model, options: ConversionOptions, calibrationText: String,
                                provenance: [String: String] = [:], to output: String,
                                progress: ((String) -> Void)? = nil,
+                               probeProgress: ((Int, Int) -> Void)? = nil,
                                writeProgress: ((Double) -> Void)? = nil) async throws(SpikeRunError) -> ConversionReport {
         var (setup, report) = try await calibrate(model: model, options: options, calibrationText: calibrationText,
-                                                  provenance: provenance, progress: progress)
+                                                  provenance: provenance, progress: progress, probeProgress: probeProgress)
         progress?("writing \(output)")
         try SpikeModelWriter.write(source: model, setup: setup, to: output, progress: writeProgress)
         report.output = output

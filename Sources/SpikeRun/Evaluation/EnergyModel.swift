@@ -92,6 +92,12 @@ public struct EnergyReport: Sendable, Codable {
     public var floatAttentionMACsPerToken: Double
     public var otherFloatOpsPerToken: Double
     public var macRestPerToken: Double
+    /// The float operations of `macRestPerToken` by part: `rescale.<site>` (the per-row or
+    /// per-block rescaling of each site's outputs: A = q/k/v, O = o, F = gate/up, D = down,
+    /// H = head, Q = attention scores, P = attention output), `quantizer`, `attention_float`
+    /// (float attention products when attention does not spike), `rmsnorm`, `rope`, `silu_gate`,
+    /// `softmax`, `residual`. Empty for a dense run.
+    public var floatOpsPerTokenByPart: [String: Double]
     public var sopsPerDenseMAC: Double
     public var conventionA: EnergyEstimate
     public var conventionB: EnergyEstimate
@@ -123,6 +129,18 @@ public struct EnergyReport: Sendable, Codable {
         let softmax = Double(c.nLayer) * 3 * Double(c.nHead) * meanAttendedPositions
         let residual = Double(c.nLayer) * 2 * d
         otherFloatOpsPerToken = norms + rope + silu + softmax + residual
+        var parts: [String: Double] = [:]
+        if spiking {
+            for st in stats { parts["rescale." + st.site, default: 0] += Double(st.rescaleMultiplies) / t }
+            parts["quantizer"] = quantizerMultipliesPerToken
+            parts["attention_float"] = floatAttentionMACsPerToken
+            parts["rmsnorm"] = norms
+            parts["rope"] = rope
+            parts["silu_gate"] = silu
+            parts["softmax"] = softmax
+            parts["residual"] = residual
+        }
+        floatOpsPerTokenByPart = parts
         if spiking {
             macRestPerToken = rescaleMultipliesPerToken + quantizerMultipliesPerToken + floatAttentionMACsPerToken + otherFloatOpsPerToken
         } else {
@@ -146,7 +164,8 @@ public struct EnergyReport: Sendable, Codable {
              sopsPerToken = "sops_per_token", rescaleMultipliesPerToken = "rescale_multiplies_per_token",
              quantizerMultipliesPerToken = "quantizer_multiplies_per_token",
              floatAttentionMACsPerToken = "float_attention_macs_per_token", otherFloatOpsPerToken = "other_float_ops_per_token",
-             macRestPerToken = "mac_rest_per_token", sopsPerDenseMAC = "sops_per_dense_mac",
+             macRestPerToken = "mac_rest_per_token", floatOpsPerTokenByPart = "float_ops_per_token_by_part",
+             sopsPerDenseMAC = "sops_per_dense_mac",
              conventionA = "energy_convention_a", conventionB = "energy_convention_b", note
     }
 }

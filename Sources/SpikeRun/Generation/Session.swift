@@ -112,6 +112,12 @@ public actor Session {
 
     public func resetSpikeStatistics() { engine.spike?.resetStatistics() }
 
+    /// Replaces the spike sites' encoder settings without re-packing weights (sensitivity probes).
+    func setSpikeSites(_ sites: [SpikeSiteSetting], encoding: SpikeEncoding) throws(SpikeRunError) {
+        guard let spike = engine.spike else { throw .unsupported("this session runs dense") }
+        try spike.setSites(sites, encoding: encoding)
+    }
+
     /// Whether linear layers run through the spike kernels.
     public nonisolated var isSpikeDriven: Bool { engine.spike != nil }
 

@@ -8,13 +8,14 @@ extension SpikeEncoding {
         case .twosComplement: 1
         case .ternary: 2
         case .binary: 3
+        case .naf: 4
         }
     }
 
     /// Bitwise codes can use as many planes as a token needs (mean rule).
     public var isBitwise: Bool {
         switch self {
-        case .signMagnitude, .twosComplement: true
+        case .signMagnitude, .twosComplement, .naf: true
         case .ternary, .binary: false
         }
     }

@@ -75,6 +75,7 @@ public final class SpikeRecorder: @unchecked Sendable {
             let idx = site == .H ? nLayer * 4 : layer * 4 + Int(site.rawValue)
             let isMax = idx < maxRuleSites.count && maxRuleSites[idx]
             return .binary(offset: isMax ? Int32(T / 2) : 0)
+        case 4: return .naf
         default: return nil
         }
     }

@@ -159,8 +159,10 @@ final class SpikeRuntime {
                 let data = file.data(t)
                 let status: sr_status
                 // A dense source run with int8/ternary settings (the converter's calibration check)
-                // requantizes the block linears as the writer does; the head keeps its codes.
-                let keepCodes = format == .int4 || l == nLayer
+                // requantizes the block linears as the writer does. The head of an int8/ternary
+                // model is requantized here to int8 rows too (its file keeps the GGUF codes, which
+                // the tied embeddings also use): one rescale per output row, not one per block.
+                let keepCodes = format == .int4
                 switch t.type {
                 case .q4_1 where keepCodes:
                     status = sr_spike_net_set_linear(net, Int32(l), proj, SpikeFormat.q4_1, data.baseAddress, nil,
@@ -184,9 +186,10 @@ final class SpikeRuntime {
                         throw .unsupported("tensor '\(tname)' has type \(t.type.name); spike int4 needs Q4_1 (or Q8_0 for the head)")
                     }
                     let w = try model.dequantize(t)
-                    let rows = format == .ternary ? IntegerRows.ternary(from: w, nOut: t.rowCount, nIn: t.rowLength)
-                                                  : IntegerRows.int8(from: w, nOut: t.rowCount, nIn: t.rowLength)
-                    let fmt = format == .ternary ? SpikeFormat.ternary : SpikeFormat.i8Row
+                    let ternary = format == .ternary && l < nLayer  // a ternary head is unusable post-training
+                    let rows = ternary ? IntegerRows.ternary(from: w, nOut: t.rowCount, nIn: t.rowLength)
+                                       : IntegerRows.int8(from: w, nOut: t.rowCount, nIn: t.rowLength)
+                    let fmt = ternary ? SpikeFormat.ternary : SpikeFormat.i8Row
                     status = rows.codes.withUnsafeBufferPointer { cp in
                         rows.rowScales.withUnsafeBufferPointer { sp in
                             sr_spike_net_set_linear(net, Int32(l), proj, fmt, cp.baseAddress, sp.baseAddress,
@@ -197,6 +200,16 @@ final class SpikeRuntime {
                 guard status == SR_OK else { throw SpikeRunError(status: status) }
             }
         }
+    }
+
+    /// Replaces every site's encoder settings (same count and encoding family) in place.
+    func setSites(_ sites: [SpikeSiteSetting], encoding: SpikeEncoding) throws(SpikeRunError) {
+        var cfg = SpikeConfig.uniform(k: 1, nLayer: nLayer)
+        cfg.encoding = encoding
+        cfg.sites = sites
+        var c = cfg.cSites
+        let status = sr_spike_net_set_sites(net, &c, Int32(c.count))
+        guard status == SR_OK else { throw SpikeRunError(status: status) }
     }
 
     func attach(to engine: OpaquePointer) throws(SpikeRunError) {
