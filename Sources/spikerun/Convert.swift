@@ -13,8 +13,8 @@ struct Convert: AsyncParsableCommand {
     @Option(name: [.customShort("o"), .customLong("output")], help: "Converted GGUF to write.")
     var output: String
 
-    @Option(name: .customLong("encoding"), help: "bitwise (sign-magnitude, default), naf (non-adjacent form: fewer spikes, same counts), twos-complement, ternary or binary.")
-    var encoding: String = "bitwise"
+    @Option(name: .customLong("encoding"), help: "naf (non-adjacent form, default with the mean rule: the fewest spikes for the same counts), bitwise (sign-magnitude; default with --timesteps), twos-complement, ternary or binary.")
+    var encoding: String?
 
     @Option(name: .customLong("timesteps"), help: "Fixed T: max rule, G = 32 groups, gamma calibrated per site.")
     var timesteps: Int?
@@ -25,7 +25,7 @@ struct Convert: AsyncParsableCommand {
     @Option(name: .customLong("probes"), help: "With --ppl-budget: reuse the sensitivity probes of an earlier 'convert --ppl-budget … --json' report (same model and calibration) instead of re-measuring them.")
     var probes: String?
 
-    @Option(name: [.customShort("k"), .customLong("k")], help: "Mean rule with this k at every site (default 12).")
+    @Option(name: [.customShort("k"), .customLong("k")], help: "Mean rule with this k at every site (default: k per site kind, \(ConversionOptions.defaultSiteK.sorted { $0.key < $1.key }.map { "\($0.key)=\(Int($0.value))" }.joined(separator: ",")); other kinds 12).")
     var k: Float?
 
     @Option(name: .customLong("site-k"), help: "Mean rule: k per site kind, e.g. A=8,O=3,F=8,D=4,H=8 (A: q/k/v input, O: o input, F: gate/up input, D: down input, H: head input); unnamed kinds use -k.")
@@ -37,8 +37,8 @@ struct Convert: AsyncParsableCommand {
     @Option(name: .customLong("calib-tokens"), help: "Calibration tokens (default 512; sequences of 256).")
     var calibTokens: Int = 512
 
-    @Option(name: .customLong("weights"), help: "int4 (the GGUF's Q4_1 codes, default), int8 or ternary.")
-    var weights: String = "int4"
+    @Option(name: .customLong("weights"), help: "int8 (per-row codes requantized from the GGUF: one float rescale per output row; default), int4 (the GGUF's own Q4_1 codes: exact, but a float rescale per 32-block) or ternary.")
+    var weights: String = "int8"
 
     @Flag(name: .customLong("no-spike-attention"), help: "Keep attention's QK and PV products in float.")
     var noSpikeAttention = false
@@ -59,19 +59,21 @@ struct Convert: AsyncParsableCommand {
 
     func options() throws(SpikeRunError) -> ConversionOptions {
         var o = ConversionOptions()
-        switch encoding {
+        switch encoding ?? (timesteps != nil ? "bitwise" : "naf") {
         case "bitwise", "sign-magnitude": o.encoding = .signMagnitude
         case "twos-complement": o.encoding = .twosComplement
         case "ternary": o.encoding = .ternary
         case "binary": o.encoding = .binary(offset: 0)
         case "naf": o.encoding = .naf
-        default: throw .invalidArgument("unknown --encoding '\(encoding)' (bitwise, naf, twos-complement, ternary, binary)")
+        default: throw .invalidArgument("unknown --encoding '\(encoding ?? "")' (naf, bitwise, twos-complement, ternary, binary)")
         }
         guard let w = SpikeWeightFormat(rawValue: weights) else {
             throw .invalidArgument("unknown --weights '\(weights)' (int4, int8, ternary)")
         }
         o.weights = w
+        if k != nil && siteK == nil { o.siteK = [:] }  // -k alone: one k at every site
         if let spec = siteK {
+            o.siteK = [:]
             guard timesteps == nil, pplBudget == nil else { throw .invalidArgument("--site-k is for the mean rule (not with --timesteps or --ppl-budget)") }
             for item in spec.split(separator: ",") {
                 let kv = item.split(separator: "=")

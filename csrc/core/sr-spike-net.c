@@ -37,7 +37,8 @@ struct sr_spike_net {
     int32_t n_max, ctx_pad, n_threads;
     int32_t *counts;
     float *scales;
-    void *act;  // quantized activation row for dense sites
+    void *act;  // quantized activation rows for dense sites
+    size_t act_bytes;
     bool release_sources;              // sr_spike_net_release_sources
     const void *head_src;              // the data the head was packed from (tied: the embeddings)
     int32_t T_cap;                     // most planes any site needs
@@ -170,7 +171,8 @@ sr_status sr_spike_net_create(const sr_spike_net_params *p, sr_spike_net **out) 
     net->counts = malloc(sizeof(int32_t) * (size_t)net->n_max);
     net->scales = malloc(sizeof(float) * (size_t)net->n_max);
     net->stats = calloc((size_t)(p->n_layer + 1) * SR_N_SITES_ALL, sizeof *net->stats);
-    net->act = malloc(sizeof(float) * (size_t)net->n_max + 1024);  // widest activation row (F32)
+    net->act_bytes = sizeof(float) * (size_t)net->n_max + 1024;  // widest activation row (F32)
+    net->act = malloc(net->act_bytes);
     if (!net->act || !net->sites || !net->lin || !net->lin_set || !net->counts || !net->scales || !net->stats)
         goto oom;
     memcpy(net->sites, p->sites, sizeof *net->sites * (size_t)n_sites);
@@ -345,11 +347,18 @@ static sr_status dense_site(sr_spike_net *net, int32_t count, const sr_linear *c
         const sr_linear *l = lins[i];
         if (!sr_type_supported(l->type))
             return sr_fail(SR_ERR_UNSUPPORTED, "a dense site needs ggml weights, found type %d", l->type);
-        for (int32_t t = 0; t < n_tok; t++) {
-            sr_quantize_act_row((sr_type)l->type, x + (size_t)t * l->n_in, net->act, l->n_in);
-            sr_matmul(net->pool, (sr_type)l->type, l->w, l->n_in, l->n_out, net->act, 1,
-                      ys[i] + (size_t)t * l->n_out);
+        // All tokens at once (batched matmul, as the dense engine does): probes that leave
+        // most sites dense run at prompt speed, not token by token.
+        const size_t rb = sr_act_row_bytes((sr_type)l->type, l->n_in);
+        if (rb * (size_t)n_tok > net->act_bytes) {
+            void *a = realloc(net->act, rb * (size_t)n_tok);
+            if (!a) return sr_fail(SR_ERR_NO_MEMORY, "dense site: out of memory for %d activation rows", n_tok);
+            net->act = a;
+            net->act_bytes = rb * (size_t)n_tok;
         }
+        for (int32_t t = 0; t < n_tok; t++)
+            sr_quantize_act_row((sr_type)l->type, x + (size_t)t * l->n_in, (char *)net->act + rb * (size_t)t, l->n_in);
+        sr_matmul(net->pool, (sr_type)l->type, l->w, l->n_in, l->n_out, net->act, n_tok, ys[i]);
     }
     return SR_OK;
 }

@@ -12,11 +12,15 @@ public struct ConversionOptions: Sendable, Hashable {
         /// Mixed per-block `k` from sensitivity probes under a perplexity budget in percent (§7).
         case pplBudget(Double)
     }
-    public var encoding: SpikeEncoding = .signMagnitude
+    /// The default recipe (measured in docs/benchmarks.md): NAF trains, int8 row weights, the
+    /// mean rule with k per site kind, coarse where the outputs tolerate it (O, D) and fine
+    /// where they do not (F, H).
+    public var encoding: SpikeEncoding = .naf
     public var mode: Mode = .mean(k: 12)
-    /// Mean rule: `k` per site kind ("A", "O", "F", "D", "H") instead of the mode's one `k`.
-    public var siteK: [String: Float] = [:]
-    public var weights: SpikeWeightFormat = .int4
+    /// Mean rule: `k` per site kind ("A", "O", "F", "D", "H"); kinds not named use the mode's `k`.
+    public var siteK: [String: Float] = ConversionOptions.defaultSiteK
+    public static let defaultSiteK: [String: Float] = ["A": 8, "O": 4, "F": 12, "D": 4, "H": 12]
+    public var weights: SpikeWeightFormat = .int8
     public var spikeAttention = true
     public var attentionQBits = 8
     public var attentionPBits = 12
@@ -101,6 +105,8 @@ public struct ConversionReport: Sendable, Codable {
     /// rows of [unit, k, predicted KLD, measured KLD].
     public var budgetAttentionKLD: Double?
     public var budgetProxyCheck: [[Double]]?
+    /// Budget mode: the fitted α of S(k) = S(4)·(4/k)^α.
+    public var budgetLevelExponent: Double?
     public var seconds: Double
 }
 
@@ -217,7 +223,8 @@ public enum SpikeConverter {
         await session.installTap(tap)
         for s in sequences {
             await session.reset()
-            _ = try await session.logits(for: s)
+            // With samples wanted, the head runs on every token so that H gets its share.
+            if keepRows > 0 { _ = try await session.allLogits(for: s) } else { _ = try await session.logits(for: s) }
         }
         await session.removeTap()
         withExtendedLifetime(tap) {}
@@ -376,6 +383,7 @@ public enum SpikeConverter {
             report.budgetBackoffs = r.backoffs
             report.budgetAttentionKLD = r.attentionKLD
             report.budgetProxyCheck = r.proxyCheck
+            report.budgetLevelExponent = r.levelExponent
             report.calibrationSpikeNLL = r.finalNLL
             report.mode = "ppl-budget \(p)%"
         }
@@ -416,6 +424,7 @@ public enum SpikeConverter {
         var backoffs: Int
         var attentionKLD: Double
         var proxyCheck: [[Double]]
+        var levelExponent: Double
     }
 
     /// Spikes per token of one site's sampled dense inputs at mean-rule resolution `k`
@@ -440,7 +449,9 @@ public enum SpikeConverter {
     /// Mixed per-block `k` under a perplexity budget, from cheap sensitivity measurements:
     /// - one probe per unit (a block's four sites, or the head) at `k = 4` with the rest dense:
     ///   its KL divergence from the dense model on the calibration tokens, S_u(4); other levels
-    ///   follow the quantization-noise model S_u(k) = S_u(4)·(4/k)² (noise power ∝ step²);
+    ///   follow S_u(k) = S_u(4)·(4/k)^α, α fitted (in log space) to full probes of the first
+    ///   block and the head at k = 2 and k = 8 (pure rounding noise would give α = 2; this
+    ///   model measures about 1, see `budgetProxyCheck`);
     /// - the spike-attention share from one probe with only attention spiking;
     /// - SOPs per unit and level from the dense model's sampled site inputs, encoded in Swift
     ///   (no forward pass);
@@ -478,6 +489,8 @@ public enum SpikeConverter {
         var S = [[Double]](repeating: [Double](repeating: 0, count: levels.count), count: units)
         var attention = 0.0
         var checks: [[Double]] = []
+        var s4 = [Double](repeating: 0, count: units)
+        var alpha = 2.0
         var probe = base
         probe.sites = [SpikeSiteSetting](repeating: .mean(k: probeK), count: nSites)
         probe.spikeAttention = false
@@ -486,7 +499,7 @@ public enum SpikeConverter {
             try await session.setSpikeSites(sites, encoding: options.encoding)
             return try await KLDivergence.compare(session: session, base: reference).0.meanKLD
         }
-        let checkUnits = [0, c.nLayer / 2, c.nLayer]
+        let checkUnits = [0, c.nLayer]
         let total = units + (base.spikeAttention ? 1 : 0) + checkUnits.count * 2
         var done = 0
         if let given = options.budgetProbes {
@@ -503,22 +516,30 @@ public enum SpikeConverter {
             for u in 0..<units {
                 var sites = [SpikeSiteSetting](repeating: .dense, count: nSites)
                 for s in sitesOf(unit: u) { sites[s] = .mean(k: probeK) }
-                let s4 = max(0, try await probeKLD(sites))
-                for (i, k) in levels.enumerated() { S[u][i] = s4 * Double(probeK * probeK) / Double(k * k) }
+                s4[u] = max(1e-9, try await probeKLD(sites))
                 done += 1
                 probeProgress?(done, total)
             }
-            // Check the noise model on a few units with full probes at other levels.
+            // Fit the exponent of the level model to full probes at other levels.
+            var logs: [(Double, Double)] = []
             for u in checkUnits {
                 for k: Float in [2, 8] {
                     var sites = [SpikeSiteSetting](repeating: .dense, count: nSites)
                     for s in sitesOf(unit: u) { sites[s] = .mean(k: k) }
                     let measured = try await probeKLD(sites)
-                    let predicted = S[u][levels.firstIndex(of: 4) ?? 0] * 16 / Double(k * k)
-                    checks.append([Double(u), Double(k), predicted, measured])
+                    checks.append([Double(u), Double(k), 0, measured])
+                    if measured > 0 { logs.append((log(Double(probeK / k)), log(measured / s4[u]))) }
                     done += 1
                     probeProgress?(done, total)
                 }
+            }
+            let sxx = logs.reduce(0) { $0 + $1.0 * $1.0 }, sxy = logs.reduce(0) { $0 + $1.0 * $1.1 }
+            alpha = sxx > 0 ? min(2.5, max(0.5, sxy / sxx)) : 2
+            for u in 0..<units {
+                for (i, k) in levels.enumerated() { S[u][i] = s4[u] * pow(Double(probeK / k), alpha) }
+            }
+            for i in checks.indices {
+                checks[i][2] = s4[Int(checks[i][0])] * pow(Double(probeK) / checks[i][1], alpha)
             }
         }
         if base.spikeAttention {
@@ -569,8 +590,9 @@ public enum SpikeConverter {
             idx[u] -= 1
             backoffs += 1
         }
+        progress?(String(format: "budget: level model S(k) = S(4)·(4/k)^%.2f", alpha))
         return Allocation(sites: config().sites, sensitivity: S, sops: SOP, denseNLL: denseNLL, finalNLL: nll,
-                          backoffs: backoffs, attentionKLD: attention, proxyCheck: checks)
+                          backoffs: backoffs, attentionKLD: attention, proxyCheck: checks, levelExponent: alpha)
     }
 
     /// Calibrates, then writes the converted model atomically to `output`.

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Spike conversions' quality/efficiency Pareto: table rows and a plot.
+
+    python3 bench/spike_pareto.py collect OUT.json NAME=EVAL.json[:COMMAND] ...
+        Gathers the `spikerun eval --kl-divergence --json` outputs of several conversions into
+        one results file (figures only, no machine paths).
+    python3 bench/spike_pareto.py plot RESULTS.json PNG [--markdown]
+        Draws perplexity change (paired ratio, 95% interval) against spikes per activation,
+        marker area ∝ arithmetic energy under convention B, colour = KL divergence; prints the
+        Markdown table with --markdown.
+
+Needs matplotlib for `plot` (pip install matplotlib); the table alone does not.
+"""
+import json
+import sys
+
+
+def collect(out, items):
+    rows = []
+    for item in items:
+        name, _, rest = item.partition("=")
+        path, _, command = rest.partition(":")
+        d = json.load(open(path))
+        k, s = d["kl_divergence"], d["spike"]
+        e = s["energy"]
+        rows.append({
+            "name": name, "command": command,
+            "ppl": d["ppl"], "ppl_base": k["ppl_base"], "ppl_ratio": k["ppl_ratio"],
+            "ppl_ratio_ci95": [k["ppl_ratio_ci95_low"], k["ppl_ratio_ci95_high"]],
+            "mean_kld": k["mean_kld"], "kld_stderr": k["kld_stderr"], "p99_kld": k["p99_kld"],
+            "top1_agreement_pct": k["top1_agreement_pct"],
+            "spa_linear": s["spikes_per_activation"], "spa_attention": s.get("attention_spikes_per_activation"),
+            "sops_per_dense_mac": e["sops_per_dense_mac"],
+            "float_ops_per_token": e["mac_rest_per_token"],
+            "rescale_per_token": e["rescale_multiplies_per_token"],
+            "energy_a": e["energy_convention_a"]["dense_over_spike"],
+            "energy_b": e["energy_convention_b"]["dense_over_spike"],
+            "positions": k["positions"], "ctx": d["ctx"], "chunks": d["chunks"],
+        })
+    with open(out, "w") as f:
+        json.dump({"rows": rows}, f, indent=1)
+        f.write("\n")
+
+
+def markdown(rows):
+    print("| conversion | ppl ratio [95% CI] | mean KLD | top-1 | SPA linear | SOPs/MAC | float ops/token | energy A | energy B |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        lo, hi = r["ppl_ratio_ci95"]
+        print(f"| {r['name']} | {r['ppl_ratio']:.4f} [{lo:.4f}, {hi:.4f}] | {r['mean_kld']:.4f} | "
+              f"{r['top1_agreement_pct']:.1f}% | {r['spa_linear']:.3f} | {r['sops_per_dense_mac']:.3f} | "
+              f"{r['float_ops_per_token'] / 1e6:.2f} M | {r['energy_a']:.2f} | {r['energy_b']:.2f} |")
+
+
+def plot(path, png):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = json.load(open(path))["rows"]
+    fig, ax = plt.subplots(figsize=(8.5, 5.5), dpi=120)
+    xs = [r["spa_linear"] for r in rows]
+    ys = [100 * (r["ppl_ratio"] - 1) for r in rows]
+    lo = [100 * (r["ppl_ratio"] - r["ppl_ratio_ci95"][0]) for r in rows]
+    hi = [100 * (r["ppl_ratio_ci95"][1] - r["ppl_ratio"]) for r in rows]
+    ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="0.6", elinewidth=1, capsize=3, zorder=1)
+    sc = ax.scatter(xs, ys, s=[120 * r["energy_b"] ** 2 for r in rows], c=[r["mean_kld"] for r in rows],
+                    cmap="viridis_r", edgecolors="k", zorder=2)
+    for r, x, y in zip(rows, xs, ys):
+        ax.annotate(f"{r['name']}\nB {r['energy_b']:.2f}", (x, y), textcoords="offset points", xytext=(8, 4), fontsize=7)
+    ax.axhline(2, color="tab:red", ls="--", lw=1)
+    ax.axvline(1.2, color="tab:red", ls="--", lw=1)
+    ax.text(1.205, ax.get_ylim()[1] * 0.95, "target: ≤ 1.2 SPA, ≤ +2%", color="tab:red", fontsize=8, va="top")
+    ax.set_xlabel("spikes per activation (linear sites)")
+    ax.set_ylabel("perplexity change vs dense, % (paired, 95% CI)")
+    ax.set_title("Spike conversions of SmolLM2-135M: quality vs spikes\n"
+                 "marker area ∝ (energy ratio B)², colour = mean KLD; Botchan, ctx 512, 4 chunks", fontsize=9)
+    fig.colorbar(sc, ax=ax, label="mean KL divergence (nats)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 4 and sys.argv[1] == "collect":
+        collect(sys.argv[2], sys.argv[3:])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "plot":
+        plot(sys.argv[2], sys.argv[3])
+        if "--markdown" in sys.argv:
+            markdown(json.load(open(sys.argv[2]))["rows"])
+    else:
+        sys.exit(__doc__)
