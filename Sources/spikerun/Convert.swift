@@ -43,6 +43,12 @@ struct Convert: AsyncParsableCommand {
     @Flag(name: .customLong("no-spike-attention"), help: "Keep attention's QK and PV products in float.")
     var noSpikeAttention = false
 
+    @Option(name: .customLong("attention-q-bits"), help: "Spike attention: bits of the query's max-rule code (default 8).")
+    var attentionQBits: Int = 8
+
+    @Option(name: .customLong("attention-p-bits"), help: "Spike attention: bits of the probabilities' unsigned code (default 12).")
+    var attentionPBits: Int = 12
+
     @Option(name: [.customShort("t"), .customLong("threads")], help: "Threads (default: all online CPUs).")
     var threads: Int?
 
@@ -54,6 +60,8 @@ struct Convert: AsyncParsableCommand {
         if modes > 1 { throw ValidationError("--timesteps, --ppl-budget and -k exclude each other") }
         if probes != nil && pplBudget == nil { throw ValidationError("--probes needs --ppl-budget") }
         if calibTokens < 16 { throw ValidationError("--calib-tokens must be at least 16, got \(calibTokens)") }
+        if !(2...16).contains(attentionQBits) { throw ValidationError("--attention-q-bits must be in 2...16, got \(attentionQBits)") }
+        if !(2...16).contains(attentionPBits) { throw ValidationError("--attention-p-bits must be in 2...16, got \(attentionPBits)") }
         if let t = threads, t <= 0 { throw ValidationError("threads must be positive, got \(t)") }
     }
 
@@ -93,6 +101,8 @@ struct Convert: AsyncParsableCommand {
             o.budgetProbes = .init(sensitivity: sens, unitSOPs: sops, denseNLL: dense)
         }
         o.spikeAttention = !noSpikeAttention
+        o.attentionQBits = attentionQBits
+        o.attentionPBits = attentionPBits
         o.calibrationTokens = calibTokens
         o.calibrationContext = min(256, calibTokens)
         return o

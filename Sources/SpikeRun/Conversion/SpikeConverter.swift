@@ -107,6 +107,9 @@ public struct ConversionReport: Sendable, Codable {
     public var budgetProxyCheck: [[Double]]?
     /// Budget mode: the fitted α of S(k) = S(4)·(4/k)^α.
     public var budgetLevelExponent: Double?
+    /// Budget mode: the factor c that makes the sum of single-unit divergences at the finest
+    /// level match their joint measurement (S = c·S(4)·(4/k)^α).
+    public var budgetAdditivity: Double?
     public var seconds: Double
 }
 
@@ -384,6 +387,7 @@ public enum SpikeConverter {
             report.budgetAttentionKLD = r.attentionKLD
             report.budgetProxyCheck = r.proxyCheck
             report.budgetLevelExponent = r.levelExponent
+            report.budgetAdditivity = r.additivity
             report.calibrationSpikeNLL = r.finalNLL
             report.mode = "ppl-budget \(p)%"
         }
@@ -425,6 +429,7 @@ public enum SpikeConverter {
         var attentionKLD: Double
         var proxyCheck: [[Double]]
         var levelExponent: Double
+        var additivity: Double
     }
 
     /// Spikes per token of one site's sampled dense inputs at mean-rule resolution `k`
@@ -449,9 +454,10 @@ public enum SpikeConverter {
     /// Mixed per-block `k` under a perplexity budget, from cheap sensitivity measurements:
     /// - one probe per unit (a block's four sites, or the head) at `k = 4` with the rest dense:
     ///   its KL divergence from the dense model on the calibration tokens, S_u(4); other levels
-    ///   follow S_u(k) = S_u(4)·(4/k)^α, α fitted (in log space) to full probes of the first
+    ///   follow S_u(k) = c·S_u(4)·(4/k)^α, α fitted (in log space) to full probes of the first
     ///   block and the head at k = 2 and k = 8 (pure rounding noise would give α = 2; this
-    ///   model measures about 1, see `budgetProxyCheck`);
+    ///   model measures about 1, see `budgetProxyCheck`), and c so that the units' sum at the
+    ///   finest level matches one probe of all of them together;
     /// - the spike-attention share from one probe with only attention spiking;
     /// - SOPs per unit and level from the dense model's sampled site inputs, encoded in Swift
     ///   (no forward pass);
@@ -490,7 +496,7 @@ public enum SpikeConverter {
         var attention = 0.0
         var checks: [[Double]] = []
         var s4 = [Double](repeating: 0, count: units)
-        var alpha = 2.0
+        var alpha = 2.0, additivity = 1.0
         var probe = base
         probe.sites = [SpikeSiteSetting](repeating: .mean(k: probeK), count: nSites)
         probe.spikeAttention = false
@@ -500,7 +506,7 @@ public enum SpikeConverter {
             return try await KLDivergence.compare(session: session, base: reference).0.meanKLD
         }
         let checkUnits = [0, c.nLayer]
-        let total = units + (base.spikeAttention ? 1 : 0) + checkUnits.count * 2
+        let total = units + (base.spikeAttention ? 1 : 0) + checkUnits.count * 2 + 1
         var done = 0
         if let given = options.budgetProbes {
             guard given.sensitivity.count == units, given.sensitivity.allSatisfy({ $0.count == levels.count }) else {
@@ -541,6 +547,15 @@ public enum SpikeConverter {
             for i in checks.indices {
                 checks[i][2] = s4[Int(checks[i][0])] * pow(Double(probeK) / checks[i][1], alpha)
             }
+            // Single-unit divergences do not add up (each also carries part of the dense
+            // reference's own rounding): scale them so that their sum matches one measurement
+            // of every unit at the finest level together.
+            let together = try await probeKLD(Array(repeating: .mean(k: levels[0]), count: nSites))
+            let sum = S.reduce(0.0) { $0 + $1[0] }
+            additivity = sum > 0 ? min(1, max(0.02, together / sum)) : 1
+            for u in 0..<units { for i in levels.indices { S[u][i] *= additivity } }
+            done += 1
+            probeProgress?(done, total)
         }
         if base.spikeAttention {
             // Attention's share: every linear dense, QK and PV spiking (a session of its own).
@@ -590,9 +605,10 @@ public enum SpikeConverter {
             idx[u] -= 1
             backoffs += 1
         }
-        progress?(String(format: "budget: level model S(k) = S(4)·(4/k)^%.2f", alpha))
+        progress?(String(format: "budget: level model S(k) = %.3f·S(4)·(4/k)^%.2f", additivity, alpha))
         return Allocation(sites: config().sites, sensitivity: S, sops: SOP, denseNLL: denseNLL, finalNLL: nll,
-                          backoffs: backoffs, attentionKLD: attention, proxyCheck: checks, levelExponent: alpha)
+                          backoffs: backoffs, attentionKLD: attention, proxyCheck: checks, levelExponent: alpha,
+                          additivity: additivity)
     }
 
     /// Calibrates, then writes the converted model atomically to `output`.
