@@ -3,7 +3,7 @@ SWIFT ?= swift
 RELEASE_BIN := .build/release/spikerun
 PROMPT ?= Explain in two sentences why the sky is blue.
 
-.PHONY: demo test setup model data build fixtures bench clean
+.PHONY: demo test setup model data build fixtures bench clean sanitize fuzz-ci
 
 ## Set up, fetch the default model, build in release mode and stream a chat answer.
 demo: setup model build
@@ -19,6 +19,19 @@ test: setup model data
 	bash tools/check_no_multiply.sh .build/release/CSpikeRun.build/csrc/spike/sr-spike-opt.c.o
 	$(SWIFT) test $(TEST_FLAGS) --skip-build
 	$(MAKE) -C firmware csim-both
+	$(MAKE) sanitize fuzz-ci
+
+## The C runtime under ASan+UBSan and TSan (tools/sanitize/sr-sanity.c: engine, spike net,
+## spike attention, thread pool, fake NUMA nodes, every SIMD level).
+sanitize:
+	bash tools/sanitize/run.sh
+
+## A seeded share of the chat-template fuzzer (libFuzzer + ASan), seeded from the committed
+## corpus Tests/Fixtures/template-fuzz (the tests replay that corpus too). Long runs:
+## tools/fuzz/run_template.sh SECONDS.
+FUZZ_CI_SECONDS ?= 45
+fuzz-ci:
+	bash tools/fuzz/run_template.sh $(FUZZ_CI_SECONDS) -seed=20251202
 
 setup:
 	@bash tools/setup.sh
@@ -45,4 +58,4 @@ bench: setup model build
 	SPIKERUN=$(RELEASE_BIN) bash bench/compare_llamacpp.sh
 
 clean:
-	rm -rf .build firmware/build
+	rm -rf .build firmware/build .build-fuzz .build-sanitize

@@ -8,8 +8,25 @@ Output: a Markdown table on stdout and everything (samples included) as JSON in 
 """
 import argparse
 import json
+import os
 import statistics
 import sys
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def portable(v):
+    """A committed result must not carry this machine's paths: absolute paths inside the
+    repository become relative to it, others keep only their file name."""
+    if isinstance(v, str) and os.path.isabs(v):
+        rel = os.path.relpath(os.path.realpath(v), os.path.realpath(ROOT))
+        return rel if not rel.startswith("..") else os.path.basename(v)
+    if isinstance(v, dict):
+        return {k: portable(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [portable(x) for x in v]
+    return v
 
 
 def median(xs):
@@ -30,7 +47,7 @@ def main() -> int:
             d = json.load(f)
         run = d["run"]
         tool, t = run["tool"], run["threads"]
-        meta.setdefault(tool, {k: v for k, v in d.items() if k not in ("tests", "run")})
+        meta.setdefault(tool, {k: portable(v) for k, v in d.items() if k not in ("tests", "run")})
         for test in d["tests"]:
             g = groups.setdefault((tool, t, test["name"]), {"samples": [], "cpu": [], "loads": []})
             g["samples"] += test["samples"]

@@ -49,6 +49,9 @@ struct Convert: AsyncParsableCommand {
     @Option(name: .customLong("attention-p-bits"), help: "Spike attention: bits of the probabilities' unsigned code (default 12).")
     var attentionPBits: Int = 12
 
+    @Option(name: .customLong("v-scale-headroom"), help: "Spike attention: V-cache scales = calibration max|v| × this / 127 (default 1).")
+    var vScaleHeadroom: Float = 1
+
     @Option(name: [.customShort("t"), .customLong("threads")], help: "Threads (default: all online CPUs).")
     var threads: Int?
 
@@ -103,6 +106,8 @@ struct Convert: AsyncParsableCommand {
         o.spikeAttention = !noSpikeAttention
         o.attentionQBits = attentionQBits
         o.attentionPBits = attentionPBits
+        guard vScaleHeadroom >= 1, vScaleHeadroom <= 16 else { throw .invalidArgument("--v-scale-headroom must be in 1...16, got \(vScaleHeadroom)") }
+        o.vScaleHeadroom = vScaleHeadroom
         o.calibrationTokens = calibTokens
         o.calibrationContext = min(256, calibTokens)
         return o

@@ -68,7 +68,7 @@ struct Eval: AsyncParsableCommand {
             if json {
                 var out = EvalJSON(r, model: model)
                 out.kl_divergence = kld
-                // Spike measurements: any model, dense or spike.
+                // Spike measurements (docs/spike-algorithms.md §2, §8): any model, dense or spike.
                 let stats = await session.spikeStatistics()
                 let spikeAttention: Bool
                 if case .spike(let s) = try modelOptions.runMode(for: model) { spikeAttention = s.config.spikeAttention }

@@ -182,6 +182,7 @@ struct AnalyzeTests {
         let check = try runProcess("/usr/bin/env", [
             "python3", TestPaths.root.appendingPathComponent("tools/analysis/check_with_scipy.py").path,
             out.appendingPathComponent("recording").path, out.appendingPathComponent("metrics.json").path,
+            "--permutations", "2000",
         ])
         #expect(check.status == 0, "check_with_scipy: \(check.stdout)\n\(check.stderr)")
     }

@@ -34,12 +34,9 @@ struct FPGABackendTests {
         return TestPaths.root.appendingPathComponent("firmware/build/spk_acc.test.xclbin").path
     }
 
-    @Test("a spike model runs end to end on the FPGA backend under noop")
+    @Test("a spike model runs end to end on the FPGA backend under noop", .requires(.xrtNoopShim))
     func spikeModelOnNoop() throws {
-        guard let root = try noopRoot() else {
-            Issue.record("XRT's noop shim is missing: install Debian's libxrt-dev (make setup)")
-            return
-        }
+        guard Prerequisite.xrtNoopShim.check(), let root = try noopRoot() else { return }
         let model = try Self.converted.get()
         let xclbin = try testXclbin()
         let r = try runProcess(TestPaths.executable,
@@ -51,9 +48,9 @@ struct FPGABackendTests {
         #expect(obj?["prompt_tokens"] as? Int == 1)
     }
 
-    @Test("--backend fpga on a dense model is a clear error")
+    @Test("--backend fpga on a dense model is a clear error", .requires(.xrtNoopShim))
     func denseModelOnFPGA() throws {
-        guard let root = try noopRoot() else { return }
+        guard Prerequisite.xrtNoopShim.check(), let root = try noopRoot() else { return }
         let xclbin = try testXclbin()
         let r = try runProcess(TestPaths.executable,
                                ["generate", "-m", TestPaths.modelPath, "--backend", "fpga", "--xclbin", xclbin, "-p", "x", "-n", "1"],

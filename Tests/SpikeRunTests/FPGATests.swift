@@ -2,17 +2,17 @@ import Foundation
 import Testing
 @testable import SpikeRun
 
-/// The FPGA backend without a board: the performance model against fpga.md §6, the Swift
+/// The FPGA backend without a board: the performance model (docs/fpga-design.md §6), the Swift
 /// wrapper's refusal to reach XRT, and the shell checks (XRT declarations, kernel interface,
 /// C-simulation with g++ and clang++, the whole host flow under XRT's noop shim with ASan, the
 /// SD flash script), run through Process with their results asserted.
 @Suite("FPGA backend", .serialized)
 struct FPGATests {
-    // MARK: performance model (fpga.md §6)
+    // MARK: performance model (docs/fpga-design.md §6)
 
     typealias PM = FPGAPerformanceModel
 
-    @Test("N_w of SmolLM2-135M and the 1.5B Qwen2.5 shape match fpga.md")
+    @Test("N_w of SmolLM2-135M and the 1.5B Qwen2.5 shape")
     func streamedWeights() {
         let s = PM.Shape.smolLM2_135M, q = PM.Shape.qwen25_1_5B
         #expect(s.layerWeights == 106_168_320)           // 106.2 M
@@ -23,33 +23,49 @@ struct FPGATests {
         #expect((Double(q.streamedWeights) / 1e6 * 10).rounded() == 15436) // 1543.6 M
     }
 
-    @Test("the §6 table: MB/token and tok/s on DDR4, LPDDR4 and both (η = 0.8)")
-    func referenceTable() {
-        // (shape, bits, MB/token, DDR4, LPDDR4, both) as printed in fpga.md §6
-        let rows: [(PM.Shape, Double, Double, Double, Double, Double)] = [
-            (.smolLM2_135M, 2, 33.6, 609, 744, 1353),
-            (.smolLM2_135M, 5, 84.0, 244, 297, 541),
-            (.smolLM2_135M, 4, 67.2, 305, 372, 676),
-            (.qwen25_1_5B, 2, 385.9, 53, 65, 118),
-            (.qwen25_1_5B, 1.6, 308.7, 66, 81, 147),
-            (.qwen25_1_5B, 4, 771.8, 27, 32, 59),
-        ]
-        let table = PM.referenceTable()
-        #expect(table.count == rows.count * 3)
-        for (i, row) in rows.enumerated() {
-            let (shape, bits, mb, ddr, lp, both) = row
-            let e = table[3 * i ..< 3 * i + 3].map { $0 }
-            #expect(e[0].model.shape == shape && e[0].model.weightBits == bits)
-            #expect(abs(e[0].weightBytesPerToken / 1e6 - mb) < 0.06, "\(shape.name) \(bits) b: MB/token")
-            // the table rounds (and in two cells truncates): within one token per second
-            #expect(abs(e[0].tokensPerSecond - ddr) <= 1, "\(shape.name) \(bits) b DDR4: \(e[0].tokensPerSecond)")
-            #expect(abs(e[1].tokensPerSecond - lp) <= 1, "\(shape.name) \(bits) b LPDDR4: \(e[1].tokensPerSecond)")
-            #expect(abs(e[2].tokensPerSecond - both) <= 1, "\(shape.name) \(bits) b both: \(e[2].tokensPerSecond)")
-            for x in e { #expect(x.bound == .memory) }
-        }
-        let text = PM.referenceTableText()
-        #expect(text.split(separator: "\n").count == 7)
-        #expect(text.contains("SmolLM2-135M | 134.5 | 5.0 | 84.0 | 244 | 297 | 541"))
+    /// One case derived by hand, independently of the model's code: SmolLM2-135M with Q4_1
+    /// weights (5 bits each) streamed from both memories at η = 0.8, one launch per token.
+    @Test("a hand-derived case: SmolLM2-135M, Q4_1, both memories")
+    func handDerivedCase() {
+        // 1. Weights of one block (d = 576, 9 query heads and 3 KV heads of 64, ffn 1536):
+        let q = 576 * 576          // 331,776
+        let kv = 576 * 3 * 64      // 110,592 each for K and V
+        let o = 576 * 576          // 331,776
+        let ffn = 576 * 1536       // 884,736 each for gate, up, down
+        let block = q + 2 * kv + o + 3 * ffn
+        #expect(block == 3_538_944)
+        // 2. 30 blocks plus the tied head (576 × 49,152 vocabulary rows):
+        let nw = 30 * block + 576 * 49_152
+        #expect(nw == 106_168_320 + 28_311_552 && nw == 134_479_872)
+        // 3. Bytes per token at 5 bits per weight: 134,479,872 · 5 / 8.
+        let bytes = 84_049_920.0
+        // 4. Bandwidth: DDR4-3200 on a 64-bit bus = 3200e6 · 8 = 25.6 GB/s; LPDDR4 31.25 GB/s
+        //    (the board's two memories); both at η = 0.8: 0.8 · 56.85e9 = 45.48e9 B/s.
+        let bandwidth = 45.48e9
+        // 5. t_mem = 84,049,920 / 45.48e9 = 1.848063 ms; one launch of 50 µs: 1.898063 ms,
+        //    i.e. 526.85 tokens/s (541.11 without the launch).
+        let tMem = 0.001_848_063
+        // 6. Compute at T = 4 with 4096 lanes at 312.5 MHz: 134,479,872 · 4 / (4096 · 312.5e6)
+        //    = 0.420250 ms < t_mem, so memory-bound. At T = 20: 2.101248 ms > t_mem,
+        //    compute-bound: 1 / (2.101248 + 0.05) ms = 464.85 tokens/s.
+        var m = PM(shape: .smolLM2_135M, weightBits: 5, memory: .both)
+        m.timeSteps = 4
+        m.lanes = 4096
+        m.launchesPerToken = 1
+        m.launchSeconds = 50e-6
+        let e = m.estimate()
+        #expect(e.streamedWeights == Int64(nw))
+        #expect(abs(e.weightBytesPerToken - bytes) < 1e-3)
+        #expect(abs(e.bandwidth - bandwidth) < 1)
+        #expect(abs(e.memorySeconds - tMem) < 1e-9, "\(e.memorySeconds)")
+        #expect(abs(e.computeSeconds - 0.000_420_250) < 1e-9, "\(e.computeSeconds)")
+        #expect(e.bound == .memory && abs(e.tokensPerSecond - 526.85) < 0.01, "\(e.tokensPerSecond)")
+        m.timeSteps = 20
+        let c = m.estimate()
+        #expect(abs(c.computeSeconds - 0.002_101_248) < 1e-9, "\(c.computeSeconds)")
+        #expect(c.bound == .compute && abs(c.tokensPerSecond - 464.85) < 0.01, "\(c.tokensPerSecond)")
+        // The text table prints one row per (model, bits) with the three memories.
+        #expect(PM.referenceTableText().split(separator: "\n").count == 7)
     }
 
     @Test("KV traffic, lanes to keep pace and the compute-bound example")
@@ -105,13 +121,9 @@ struct FPGATests {
 
     // MARK: Swift wrapper
 
-    @Test("without XILINX_XRT the backend is unavailable, says why, and never calls XRT")
+    @Test("without XILINX_XRT the backend is unavailable, says why, and never calls XRT", .requires(.noXilinxXRT))
     func availabilityWithoutXRT() throws {
-        guard ProcessInfo.processInfo.environment["XILINX_XRT"] == nil else {
-            // a developer shell with XRT set up: only consistency can be checked
-            _ = FPGADevice.availability
-            return
-        }
+        guard Prerequisite.noXilinxXRT.check() else { return }
         let a = FPGADevice.availability
         guard case .unavailable(let reason) = a else {
             Issue.record("expected unavailable, got \(a)")
@@ -136,13 +148,9 @@ struct FPGATests {
     }
 
     /// XRT's headers must be installed for the checks below (Debian: libxrt-dev, xrt).
-    func requireXRT() -> Bool {
-        let ok = FileManager.default.fileExists(atPath: "/usr/include/xrt/xrt/xrt_kernel.h")
-        if !ok { Issue.record("XRT headers missing: install Debian's libxrt-dev (and xrt) for the FPGA checks") }
-        return ok
-    }
+    func requireXRT() -> Bool { Prerequisite.xrtHeaders.check() }
 
-    @Test("our XRT prototypes match the real headers (compile-only) and libxrt_coreutil exports them")
+    @Test("our XRT prototypes match the real headers (compile-only) and libxrt_coreutil exports them", .requires(.xrtHeaders))
     func xrtDeclarations() throws {
         guard requireXRT() else { return }
         let r = try sh("tools/fpga/check_xrt_decls.sh")
@@ -151,7 +159,7 @@ struct FPGATests {
         #expect(r.stdout.contains("all exported"), "\(r.stdout)")
     }
 
-    @Test("link.cfg and the kernel's m_axi bundles follow the one argument table")
+    @Test("link.cfg and the kernel's m_axi bundles follow the one argument table", .requires(.xrtHeaders))
     func kernelInterface() throws {
         guard requireXRT() else { return }
         let r = try sh("tools/fpga/check_interface.sh")
@@ -173,7 +181,7 @@ struct FPGATests {
         #expect(summary.contains("fixture"), "\(summary)")
     }
 
-    @Test("the whole host flow under XRT's noop shim: bit-exact outputs, timeouts, no leaks (ASan)")
+    @Test("the whole host flow under XRT's noop shim: bit-exact outputs, timeouts, no leaks (ASan)", .requires(.xrtHeaders))
     func noopHostFlow() throws {
         guard requireXRT() else { return }
         let r = try sh("tools/fpga/run_noop_test.sh")

@@ -276,9 +276,10 @@ struct QuantKernelTests {
         }
     }
 
-    @Test("portable == AVX2 bit for bit: activation quantization and sr_vec_dot on thousands of random rows")
+    @Test("portable == AVX2 bit for bit: activation quantization and sr_vec_dot on thousands of random rows",
+          .requires(.avx2))
     func portableEqualsAVX2() {
-        guard hasAVX2 else { return }
+        guard Prerequisite.avx2.check() else { return }
         var rng = SplitMix64(seed: 0x5eed)
         for (name, t) in quantWeightTypes {
             let be = Int(sr_type_block_elems(t))

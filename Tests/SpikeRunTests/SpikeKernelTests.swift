@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 // Tests of the spike kernel contract (include/spikerun/sr-spike.h): the checked examples of
-// spike-algorithms.md, encoder edge cases, and bit-exactness of the optimized kernels
+// docs/spike-algorithms.md, encoder edge cases, and bit-exactness of the optimized kernels
 // (portable and AVX2) against the oracle sr-spike-ref.c for every encoding x format x T.
 
 // MARK: - helpers

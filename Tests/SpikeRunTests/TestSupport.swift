@@ -1,3 +1,4 @@
+import CSpikeRun
 import Foundation
 import Testing
 @testable import SpikeRun
@@ -86,5 +87,53 @@ struct SplitMix64: RandomNumberGenerator {
     mutating func gauss() -> Float {
         let u = Double.random(in: 1e-12..<1, using: &self), v = Double.random(in: 0..<1, using: &self)
         return Float((-2 * log(u)).squareRoot() * cos(2 * Double.pi * v))
+    }
+}
+
+/// Something a test needs from the machine (a package the README installs, a CPU feature, an
+/// environment). Under CI (`CI=true`) everything the README installs is present, so an unmet
+/// prerequisite is a failure there; elsewhere the test is disabled, which Swift Testing
+/// reports as a skip with the reason. Use both halves:
+///
+///     @Test(.requires(.xrtNoopShim)) func f() { guard Prerequisite.xrtNoopShim.check() else { return } … }
+struct Prerequisite: Sendable {
+    /// What is missing and how to get it.
+    let reason: String
+    let isMet: Bool
+
+    static let isCI = ProcessInfo.processInfo.environment["CI"] == "true"
+
+    /// In the test body: true when met; otherwise (reached only under CI, where the trait does
+    /// not disable the test) records a failure naming what is missing.
+    func check(sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+        if isMet { return true }
+        Issue.record("\(reason) (CI=true: every component the README installs must be present)",
+                     sourceLocation: sourceLocation)
+        return false
+    }
+
+    static let xrtNoopShim = Prerequisite(
+        reason: "XRT's noop shim (/usr/lib/x86_64-linux-gnu/libxrt_noop.so.2) is missing: install Debian's libxrt-dev (make setup)",
+        isMet: FileManager.default.fileExists(atPath: "/usr/lib/x86_64-linux-gnu/libxrt_noop.so.2"))
+    static let xrtHeaders = Prerequisite(
+        reason: "XRT headers (/usr/include/xrt) are missing: install Debian's libxrt-dev (make setup)",
+        isMet: FileManager.default.fileExists(atPath: "/usr/include/xrt/xrt/xrt_kernel.h"))
+    static let avx2 = Prerequisite(
+        reason: "this CPU has no AVX2, so the AVX2 kernels cannot be compared with the portable ones",
+        isMet: {
+            let before = sr_simd_level()
+            defer { sr_set_simd_level(before) }
+            sr_set_simd_level(1)
+            return sr_simd_level() >= 1
+        }())
+    static let noXilinxXRT = Prerequisite(
+        reason: "XILINX_XRT is set in this environment; the check of the backend without XRT needs it unset",
+        isMet: ProcessInfo.processInfo.environment["XILINX_XRT"] == nil)
+}
+
+extension Trait where Self == ConditionTrait {
+    /// Disables the test outside CI when `p` is unmet (a skip with the reason).
+    static func requires(_ p: Prerequisite) -> Self {
+        .enabled(if: p.isMet || Prerequisite.isCI, Comment(rawValue: p.reason))
     }
 }

@@ -7,6 +7,7 @@
 #include "spikerun/sr-spike-net.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -452,7 +453,13 @@ typedef struct attn_job {
     const float *q;
     float *out;
     sr_status status[SR_SPIKE_MAX_THREADS];
+    char error[SR_SPIKE_MAX_THREADS][160];   // sr_last_error() of a failing thread (thread-local)
 } attn_job;
+
+static void attn_fail(attn_job *j, int ith, sr_status s) {
+    j->status[ith] = s;
+    snprintf(j->error[ith], sizeof j->error[ith], "%s", sr_last_error());
+}
 
 static void attn_worker(void *ctx, int ith, int nth) {
     attn_job *j = ctx;
@@ -472,7 +479,7 @@ static void attn_worker(void *ctx, int ith, int nth) {
                                             net->p.q_bits - 1, 0, a->qscale, hd);
         sr_spike_stats st;
         if (s == SR_OK) s = sr_spike_attn_scores(&net->kc[cache], &a->q, n_pos, kq_scale, a->scores, NULL, &st);
-        if (s != SR_OK) { j->status[ith] = s; return; }
+        if (s != SR_OK) { attn_fail(j, ith, s); return; }
         a->sq.sops += st.sops;
         a->sq.horner_adds += st.horner_adds;
         a->q_spikes += a->q.spikes;
@@ -496,7 +503,7 @@ static void attn_worker(void *ctx, int ith, int nth) {
         if (s == SR_OK)
             s = sr_spike_attn_pv(&net->vc[cache], &a->p,
                                  j->out + (size_t)t * nh * hd + (size_t)h * hd, NULL, &st);
-        if (s != SR_OK) { j->status[ith] = s; return; }
+        if (s != SR_OK) { attn_fail(j, ith, s); return; }
         a->sp.sops += st.sops;
         a->sp.horner_adds += st.horner_adds;
         a->p_spikes += a->p.spikes;
@@ -536,7 +543,8 @@ static sr_status attention_hook(void *user, int32_t layer, const float *q, const
     sr_pool_run(net->pool, attn_worker, &job);
     sr_spike_site_stats *sq = stats_at(net, layer, SR_SITE_ATTN_Q), *sp = stats_at(net, layer, SR_SITE_ATTN_P);
     for (int32_t i = 0; i < net->n_threads; i++) {
-        if (job.status[i] != SR_OK) return job.status[i];
+        if (job.status[i] != SR_OK)
+            return sr_fail(job.status[i], "spike attention, layer %d: %s", layer, job.error[i]);
         const attn_scratch *a = &net->as[i];
         sq->tokens += a->q_tokens; sq->activations += a->q_acts; sq->spikes += a->q_spikes;
         sq->planes += a->q_planes; sq->sops += a->sq.sops; sq->horner_adds += a->sq.horner_adds;

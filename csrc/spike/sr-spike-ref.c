@@ -1,5 +1,5 @@
 // sr-spike-ref.c - the oracle. Plain loops, in the order of the definitions of
-// spike-algorithms.md §4: for every time step t, for every input j that spikes, for every
+// docs/spike-algorithms.md §4: for every time step t, for every input j that spikes, for every
 // output row o, add or subtract the weight code into the plane sum P_t; then combine the plane
 // sums with their weights c_t (int64, checked against int32); then the shared rescale of
 // sr-spike.h. Nothing here is optimized, on purpose: sr-spike-opt.c must match it bit for bit.

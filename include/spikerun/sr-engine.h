@@ -22,7 +22,7 @@ extern "C" {
 
 struct sr_pool;
 
-/// Spiking sites of one block (spike-algorithms.md §7): where an activation is encoded once
+/// Spiking sites of one block (docs/spike-algorithms.md §7): where an activation is encoded once
 /// and read by one or more linear layers.
 typedef enum sr_site {
     SR_SITE_A = 0,  // attn_norm output: input of q, k, v

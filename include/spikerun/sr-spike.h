@@ -1,5 +1,5 @@
 // sr-spike.h - the spike kernel contract: integer semantics shared by the CPU kernels
-// (csrc/spike/) and the FPGA kernels (firmware/), spike-algorithms.md §1-§5, §8.
+// (csrc/spike/) and the FPGA kernels (firmware/), docs/spike-algorithms.md §1-§5, §8.
 //
 // One header, compiled as C11 (csrc, Swift via the CSpikeRun module) and as C++14 (HLS
 // kernel + its C-simulation with g++/clang++). It fixes, bit for bit:
@@ -78,7 +78,7 @@ extern "C" {
 #define SR_SPIKE_MEAN_CAP 32767    // safety cap of the mean rule, |n| <= 2^15 - 1
 #define SR_SPIKE_MAX_TILE 256      // largest tile width (ternary)
 
-/// Spike-train encodings (spike-algorithms.md §2). Sign-magnitude is the default.
+/// Spike-train encodings (docs/spike-algorithms.md §2). Sign-magnitude is the default.
 typedef enum SR_CLOSED_ENUM sr_spike_encoding {
     SR_SPIKE_SIGN_MAGNITUDE = 0,   // {-1,0,+1}, c_t = 2^(T-1-t), MSB first
     SR_SPIKE_TWOS_COMPLEMENT = 1,  // {0,1} bits of n mod 2^T, c_0 = -2^(T-1), c_t = 2^(T-1-t)
@@ -94,7 +94,7 @@ static inline bool sr_spike_encoding_is_bitwise(int32_t enc) {
     return enc == SR_SPIKE_SIGN_MAGNITUDE || enc == SR_SPIKE_TWOS_COMPLEMENT || enc == SR_SPIKE_NAF;
 }
 
-/// Packed weight formats (spike-algorithms.md §4).
+/// Packed weight formats (docs/spike-algorithms.md §4).
 typedef enum SR_CLOSED_ENUM sr_spike_format {
     SR_SPIKE_W_Q4_1 = 0,     // codes 0..15, per-(row, 32-block) d and m: w = d*q + m (GGUF)
     SR_SPIKE_W_Q8_0 = 1,     // codes -128..127, per-(row, 32-block) d: w = d*q (GGUF)

@@ -13,9 +13,17 @@ NumPy / SciPy / scikit-learn and compares them to a stated absolute tolerance (d
 - block entropy H_L of overlapping L-step windows and h_L = H_L - H_{L-1};
 - LZ76 phrase count (Kaspar-Schuster), reimplemented here (first 2 neurons per site);
 - MI and NMI between a stimulus (top-K token ids; sentence category) and the count:
-  sklearn.metrics.mutual_info_score (nats -> bits) and normalized_mutual_info_score.
+  sklearn.metrics.mutual_info_score (nats -> bits) and normalized_mutual_info_score;
+- the shuffle-corrected MI: corrected = MI - shuffled exactly, and the shuffled baseline
+  (spikerun's mean over its seeded stimulus permutations) against NumPy's own permutations
+  through sklearn, within a statistical bound (5 standard errors of both means);
+- group comparisons (metrics.json "comparisons"): per-sentence values recomputed from the
+  recording, the difference of group means exactly, the two-sided permutation p-value against
+  an exact enumeration (when spikerun enumerated) or NumPy's Monte Carlo within 5 standard
+  errors, and the Benjamini-Hochberg adjustment against scipy.stats.false_discovery_control.
 
-Usage: check_with_scipy.py RECORDING_DIR METRICS_JSON [--tol 1e-9]
+Usage: check_with_scipy.py RECORDING_DIR METRICS_JSON [--tol 1e-9] [--permutations N]
+(N: the permutations spikerun analyze used, default 10000, for the Monte Carlo bound)
 Exit status: 0 all agree, 1 a value differs, 2 bad input, 3 a Python module is missing.
 """
 import argparse
@@ -66,6 +74,14 @@ class Checker:
             self.ok += 1
         else:
             self.bad.append(f"{what}: ours {ours!r}, reference {theirs!r} (diff {abs(ours - theirs):.3e})")
+
+    def within(self, what, ours, theirs, bound):
+        """A statistical comparison: |ours - theirs| <= bound (not counted in max_diff)."""
+        diff = abs(float(ours) - float(theirs))
+        if diff <= bound:
+            self.ok += 1
+        else:
+            self.bad.append(f"{what}: ours {ours!r}, reference {theirs!r} (diff {diff:.3e} > bound {bound:.3e})")
 
     def equal(self, what, ours, theirs):
         if ours == theirs:
@@ -145,13 +161,118 @@ def top_tokens(ids, k):
     return sorted(t for t, _ in ranked)
 
 
+SHUFFLES = 200        # NumPy stimulus permutations per neuron for the MI baseline
+PERMUTATIONS = 20000  # NumPy relabellings per group comparison
+
+
+def mi_bits(s, r):
+    return sklearn.metrics.mutual_info_score(s, r) / math.log(2)
+
+
+def check_shuffle_baseline(check, tag, got, s_lab, r_lab, n_shuffles, rng):
+    """corrected = bits - shuffled; shuffled agrees with an independent shuffle mean."""
+    if "shuffled_bits" not in got:
+        check.equal(f"{tag} shuffled MI present", False, True)
+        return
+    check.close(f"{tag} corrected MI", got["corrected_bits"], got["bits"] - got["shuffled_bits"])
+    if n_shuffles <= 0:
+        check.close(f"{tag} shuffled MI without shuffles", got["shuffled_bits"], 0.0)
+        return
+    ref = np.array([max(0.0, mi_bits(rng.permutation(s_lab), r_lab)) for _ in range(SHUFFLES)])
+    sd = float(ref.std(ddof=1)) if SHUFFLES > 1 else 0.0
+    bound = 5 * sd * (1 / math.sqrt(n_shuffles) + 1 / math.sqrt(SHUFFLES)) + 1e-9
+    check.within(f"{tag} shuffled MI vs NumPy permutations (mean {ref.mean():.6g}, sd {sd:.3g})",
+                 got["shuffled_bits"], float(ref.mean()), bound)
+
+
+def sentence_values(measure, counts, steps, token_sentence, enc, offset):
+    """Per-sentence value of a comparison measure over a site's recorded neurons."""
+    nt, k = counts.shape
+    by = collections.defaultdict(list)
+    for i in range(nt):
+        if token_sentence[i] >= 0:
+            by[int(token_sentence[i])].append(i)
+    out = {}
+    for sent, toks in by.items():
+        if measure in ("spikes_per_activation", "firing_rate", "mean_abs_count"):
+            events = sum(spike_events(counts[i, j], steps[i], enc, offset) for i in toks for j in range(k))
+            total_steps = int(sum(int(steps[i]) for i in toks))
+            abs_sum = int(np.abs(counts[toks, :]).sum())
+            out[sent] = {"spikes_per_activation": events / (len(toks) * k),
+                         "firing_rate": events / (total_steps * k) if total_steps else 0.0,
+                         "mean_abs_count": abs_sum / (len(toks) * k)}[measure]
+        elif measure == "count_entropy":
+            out[sent] = float(np.mean([entropy_bits(counts[toks, j])[0] for j in range(k)]))
+    return out
+
+
+def permutation_p(a, b, rng, n_perm):
+    """Two-sided p of mean(a) - mean(b): exact when C(n, nA) <= n_perm, else Monte Carlo."""
+    import itertools
+    allv = np.concatenate([a, b])
+    n, na = len(allv), len(a)
+    total = allv.sum()
+    obs = a.mean() - b.mean()
+    thr = abs(obs) - 1e-12 * max(1.0, abs(obs))
+    if math.comb(n, na) <= n_perm:
+        ext = sum(1 for idx in itertools.combinations(range(n), na)
+                  if abs(allv[list(idx)].sum() / na - (total - allv[list(idx)].sum()) / (n - na)) >= thr)
+        return ext / math.comb(n, na), True
+    sums = np.array([allv[rng.permutation(n)[:na]].sum() for _ in range(PERMUTATIONS)])
+    d = sums / na - (total - sums) / (n - na)
+    return (1 + int((np.abs(d) >= thr).sum())) / (1 + PERMUTATIONS), False
+
+
+def check_comparisons(check, metrics, index, recording, token_sentence, n_perm, rng):
+    sentences = index["sentences"]
+    sites = {(s["layer"], s["site"]): s for s in index["sites"]}
+    for comp in metrics.get("comparisons", []):
+        measure, site_name = comp["measure"], comp["site"]
+        ga, gb = comp["group_a"], comp["group_b"]
+        ps, adj = [], []
+        for row in comp["rows"]:
+            key = f"comparison {measure} L{row['layer']}.{site_name}"
+            site = sites.get((row["layer"], site_name))
+            if site is None:
+                check.equal(f"{key} recorded", False, True)
+                continue
+            counts = load_npy(os.path.join(recording, site["counts"]), "<i4", check)
+            steps = load_npy(os.path.join(recording, site["token_steps"]), "<i4", check)
+            vals = sentence_values(measure, counts, steps, token_sentence[:site["token_count"]],
+                                   site["encoding"], site["offset"])
+            a = np.array([vals[i] for i in sorted(vals) if sentences[i]["category"] == ga])
+            b = np.array([vals[i] for i in sorted(vals) if sentences[i]["category"] == gb])
+            check.equal(f"{key} group sizes", (row["count_a"], row["count_b"]), (len(a), len(b)))
+            if len(a) == 0 or len(b) == 0:
+                continue
+            check.close(f"{key} mean A", row["mean_a"], float(a.mean()))
+            check.close(f"{key} mean B", row["mean_b"], float(b.mean()))
+            check.close(f"{key} difference", row["difference"], float(a.mean() - b.mean()))
+            p, exact = permutation_p(a, b, rng, n_perm)
+            if row["exact"]:
+                check.equal(f"{key} exact enumeration", exact, True)
+                check.close(f"{key} exact p", row["p"], p)
+            else:
+                pm = min(max((row["p"] + p) / 2, 1 / (1 + PERMUTATIONS)), 1.0)
+                se = math.sqrt(pm * (1 - pm) * (1 / n_perm + 1 / PERMUTATIONS))
+                check.within(f"{key} permutation p vs NumPy ({p:.4g})", row["p"], p, 5 * se + 2 / n_perm)
+            ps.append(row["p"])
+            adj.append(row["p_adjusted"])
+        if ps:
+            ref = scipy.stats.false_discovery_control(np.array(ps), method="bh")
+            for (row, got, want) in zip(comp["rows"], adj, ref):
+                check.close(f"comparison {measure} L{row['layer']}.{site_name} BH-adjusted p", got, float(want))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("recording")
     ap.add_argument("metrics")
     ap.add_argument("--tol", type=float, default=1e-9)
+    ap.add_argument("--permutations", type=int, default=10000)
     args = ap.parse_args()
     check = Checker(args.tol)
+    rng = np.random.default_rng(20250601)
     try:
         with open(os.path.join(args.recording, "index.json")) as f:
             index = json.load(f)
@@ -241,6 +362,8 @@ def main():
                 check.close(f"{tag} {name} MI (bits)", got["bits"], mi)
                 check.close(f"{tag} {name} NMI", got["normalized"], nmi)
                 check.equal(f"{tag} {name} samples", got["samples"], int(mask.sum()))
+                check_shuffle_baseline(check, f"{tag} {name}", got, s_lab, r_lab,
+                                       metrics["options"].get("shuffle_permutations", 0), rng)
         # layer value = mean over neurons
         if neurons:
             check.close(f"{key} mean count entropy", m["mean"]["count_entropy"],
@@ -248,6 +371,8 @@ def main():
             if all(x.get("token_information") for x in neurons):
                 check.close(f"{key} mean token NMI", m["mean"]["token_nmi"],
                             float(np.mean([x["token_information"]["normalized"] for x in neurons])))
+
+    check_comparisons(check, metrics, index, args.recording, token_sentence, args.permutations, rng)
 
     for line in check.bad[:20]:
         print("check_with_scipy: mismatch: " + line, file=sys.stderr)

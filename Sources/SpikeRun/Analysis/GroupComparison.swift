@@ -110,7 +110,7 @@ public enum GroupStatistics {
 }
 
 /// Comparison of two sentence groups (e.g. ambiguous vs unambiguous) per layer at one site
-/// (spike-algorithms.md §9, "Group comparison").
+/// (docs/spike-algorithms.md §9, "Group comparison").
 public struct GroupComparison: Sendable, Hashable, Codable {
     /// Per-sentence measure compared.
     public var measure: SentenceMeasure

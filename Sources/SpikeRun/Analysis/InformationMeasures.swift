@@ -1,6 +1,6 @@
 import Foundation
 
-/// A plug-in entropy estimate with its Miller–Madow correction (spike-algorithms.md §9).
+/// A plug-in entropy estimate with its Miller–Madow correction (docs/spike-algorithms.md §9).
 public struct EntropyEstimate: Sendable, Hashable, Codable {
     /// `H = −Σ_k p_k log2 p_k` with empirical probabilities (bits).
     public var bits: Double
@@ -55,7 +55,7 @@ public struct MutualInformation: Sendable, Hashable, Codable {
     }
 }
 
-/// Information-theoretic estimators on spike data (spike-algorithms.md §9). All results are
+/// Information-theoretic estimators on spike data (docs/spike-algorithms.md §9). All results are
 /// in bits.
 public enum InformationMeasures {
     /// Entropy of a sample of hashable values (plug-in and Miller–Madow).

@@ -1,4 +1,4 @@
-/// How a signed integer count `n` is spread over `T` time steps (spike-algorithms.md §2).
+/// How a signed integer count `n` is spread over `T` time steps (docs/spike-algorithms.md §2).
 ///
 /// Every encoding is lossless inside its range: `n = Σ_t c_t · σ_t` with step weights `c_t`
 /// from ``stepWeight(at:steps:)`` and spike values `σ_t` from ``encode(_:steps:)``.

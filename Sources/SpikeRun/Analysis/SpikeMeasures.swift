@@ -47,7 +47,7 @@ public struct StimulusInformation: Sendable, Hashable, Codable {
     }
 }
 
-/// Measures of one recorded neuron (spike-algorithms.md §9; formulas in docs/analysis.md).
+/// Measures of one recorded neuron (docs/spike-algorithms.md §9; formulas in docs/analysis.md).
 public struct NeuronMeasures: Sendable, Hashable, Codable {
     /// Channel index in the full activation.
     public var neuron: Int

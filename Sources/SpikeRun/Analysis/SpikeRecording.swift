@@ -1,4 +1,4 @@
-/// A spiking site of a transformer block (spike-algorithms.md §7). Raw values match the C
+/// A spiking site of a transformer block (docs/spike-algorithms.md §7). Raw values match the C
 /// runtime's `sr_site` (`SR_SITE_A = 0 … SR_SITE_H = 4`).
 public enum SpikeSite: Int32, Sendable, Hashable, Codable, CaseIterable, Comparable,
     CustomStringConvertible

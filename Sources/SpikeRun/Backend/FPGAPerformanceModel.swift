@@ -1,5 +1,5 @@
 /// Decode throughput and memory traffic of the FPGA backend, predicted from the model's
-/// shape (design note fpga.md §6: decode streams every linear weight once per token).
+/// shape (docs/fpga-design.md §6: decode streams every linear weight once per token).
 ///
 /// ```
 /// N_w       = Σ_layers (d·n_h·h + 2·d·n_kv·h + n_h·h·d + 3·d·ffn) + d·vocab
@@ -187,7 +187,7 @@ public struct FPGAPerformanceModel: Sendable, Hashable {
     public static let nsllm1_5B = Reference(name: "NSLLM (VCK190, 1.5B)", shape: .qwen25_1_5B,
                                             tokensPerSecond: 161.8, watts: 13.849)
 
-    /// The rows of fpga.md's §6 table (memory-bound, η = 0.8, no KV, no launch cost):
+    /// The rows of docs/fpga-design.md §6 model (memory-bound, η = 0.8, no KV, no launch cost):
     /// each (shape, bits) on DDR4, LPDDR4 and both.
     public static func referenceTable() -> [FPGAPerformanceEstimate] {
         let rows: [(Shape, Double)] = [(.smolLM2_135M, 2), (.smolLM2_135M, 5), (.smolLM2_135M, 4),

@@ -24,6 +24,9 @@ public struct ConversionOptions: Sendable, Hashable {
     public var spikeAttention = true
     public var attentionQBits = 8
     public var attentionPBits = 12
+    /// Static V-cache scales are max|v|·headroom/127 over the calibration tokens (> 1 leaves
+    /// room for larger values in other text, at a coarser step).
+    public var vScaleHeadroom: Float = 1
     /// Calibration tokens (cut into sequences of `calibrationContext`).
     public var calibrationTokens = 512
     public var calibrationContext = 256
@@ -183,7 +186,7 @@ public enum SpikeConverter {
 
     /// Runs the dense model over the calibration text with a tap: static V scales (max|v|/127
     /// per layer and KV channel) and, when `keepRows > 0`, up to `keepRows` sampled inputs per site.
-    static func collect(model: Model, sequences: [[Int32]], keepRows: Int) async throws(SpikeRunError)
+    static func collect(model: Model, sequences: [[Int32]], keepRows: Int, headroom: Float = 1) async throws(SpikeRunError)
         -> (vScales: [Float], rows: [Int: [[Float]]])
     {
         let c = model.config
@@ -231,7 +234,7 @@ public enum SpikeConverter {
         }
         await session.removeTap()
         withExtendedLifetime(tap) {}
-        let scales = box.vMax.map { $0 > 0 && $0.isFinite ? $0 / 127 : 1 }
+        let scales = box.vMax.map { $0 > 0 && $0.isFinite ? $0 * headroom / 127 : 1 }
         return (scales, box.rows)
     }
 
@@ -346,7 +349,7 @@ public enum SpikeConverter {
         if case .timesteps = options.mode { keep = options.gammaTokens }
         if case .pplBudget = options.mode { keep = options.gammaTokens }
         progress?("calibration: dense pass over \(nTok) tokens")
-        let (vScales, rows) = try await collect(model: model, sequences: seqs, keepRows: keep)
+        let (vScales, rows) = try await collect(model: model, sequences: seqs, keepRows: keep, headroom: options.vScaleHeadroom)
         var cfg = SpikeConfig.uniform(k: 12, nLayer: c.nLayer)
         cfg.encoding = options.encoding
         cfg.weights = options.weights

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Energy per operation (picojoules) of one accounting convention (spike-algorithms.md §8).
+/// Energy per operation (picojoules) of one accounting convention (docs/spike-algorithms.md §8).
 ///
 /// Source: M. Horowitz, "Computing's energy problem (and what we can do about it)",
 /// ISSCC 2014, 45 nm figures: FP32 multiply 3.7 pJ, FP32 add 0.9 pJ, INT8 multiply 0.2 pJ,
@@ -72,7 +72,7 @@ public struct EnergyEstimate: Sendable, Hashable, Codable {
     }
 }
 
-/// Per-token operation counts and energy of a run (spike-algorithms.md §8).
+/// Per-token operation counts and energy of a run (docs/spike-algorithms.md §8).
 ///
 /// - `MAC_dense = Σ_linear d_in·d_out + 2 · n_head · head_dim · (mean attended positions)`.
 /// - `SOP = Σ_sites spike events · fan_out + Horner adds` (from the runtime's counters).
@@ -101,7 +101,7 @@ public struct EnergyReport: Sendable, Codable {
     public var sopsPerDenseMAC: Double
     public var conventionA: EnergyEstimate
     public var conventionB: EnergyEstimate
-    public var note = "Energy model of spike-algorithms.md §8 with Horowitz (ISSCC 2014) 45 nm constants; memory traffic is not counted."
+    public var note = "Energy model of docs/spike-algorithms.md §8 with Horowitz (ISSCC 2014) 45 nm constants; memory traffic is not counted."
 
     /// - Parameters:
     ///   - stats: the spike runtime's counters over `tokens` evaluated tokens (empty: dense run).

@@ -34,6 +34,13 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
     private let base: UnsafeRawPointer?
     private let ownership: Ownership
     private let index: [String: Int]
+    /// Aligned copies of the tensors whose bytes do not start on a ``dataAlignment`` boundary
+    /// (files with `general.alignment` below 32), by tensor index. The C kernels and the
+    /// typed reads (`Float`, `UInt16`, block structs) then never see an unaligned address.
+    private let copies: [Int: UnsafeMutableRawPointer]
+
+    /// The alignment every tensor's bytes have in memory, whatever the file declares.
+    public static let dataAlignment = 32
 
     private enum Ownership { case mapped, allocated, none }
 
@@ -94,9 +101,21 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
         self.index = p.index
         self.base = base
         self.ownership = ownership
+        var copies: [Int: UnsafeMutableRawPointer] = [:]
+        if let base {
+            for (i, t) in p.tensors.enumerated() where t.byteCount > 0 {
+                let src = base + p.dataOffset + t.offset
+                if Int(bitPattern: src) % Self.dataAlignment == 0 { continue }
+                let dst = UnsafeMutableRawPointer.allocate(byteCount: t.byteCount, alignment: Self.dataAlignment)
+                dst.copyMemory(from: src, byteCount: t.byteCount)
+                copies[i] = dst
+            }
+        }
+        self.copies = copies
     }
 
     deinit {
+        for p in copies.values { p.deallocate() }
         switch ownership {
         case .mapped: munmap(UnsafeMutableRawPointer(mutating: base), fileSize)
         case .allocated: UnsafeMutableRawPointer(mutating: base)?.deallocate()
@@ -109,14 +128,19 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
         index[name].map { tensors[$0] }
     }
 
-    /// The bytes of tensor `t` (which must come from this file's ``tensors``). The buffer
-    /// points into the mapping and is valid only while this `GGUFFile` is alive.
+    /// The bytes of tensor `t` (which must come from this file's ``tensors``), starting on a
+    /// ``dataAlignment`` boundary. The buffer points into the mapping (or, for a tensor the
+    /// file placed off that boundary, into an aligned copy) and is valid only while this
+    /// `GGUFFile` is alive.
     public func data(_ t: GGUFTensorInfo) -> UnsafeRawBufferPointer {
         guard let base, t.byteCount > 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }
         let start = dataOffset + t.offset
         // Cheap guard against an info from another file; the layout itself was validated.
         precondition(start >= dataOffset && start <= fileSize - t.byteCount,
                      "tensor \(ggufQuoted(t.name)) does not belong to this GGUF file")
+        if !copies.isEmpty, let i = index[t.name], let copy = copies[i] {
+            return UnsafeRawBufferPointer(start: copy, count: t.byteCount)
+        }
         return UnsafeRawBufferPointer(start: base + start, count: t.byteCount)
     }
 

@@ -64,6 +64,16 @@ enum JinjaValue {
 
     var isUndefined: Bool { if case .undefined = self { return true } else { return false } }
 
+    /// A bounded description for error messages.
+    var shortDescription: String {
+        switch self {
+        case .list(let l): return "a list of \(l.count)"
+        case .dict(let d): return "a dict of \(d.count)"
+        case .string(let s) where s.unicodeScalars.count > 40: return "a string of \(s.utf8.count) bytes"
+        default: return repr
+        }
+    }
+
     /// `str(value)` as Python/Jinja prints it.
     var text: String {
         switch self {
@@ -389,7 +399,12 @@ private func tokenizeExpression(_ src: String) throws(SpikeRunError) -> [Tok] {
                 j += 1
             }
             let lit = String(String.UnicodeScalarView(s[i..<j])).replacingOccurrencesOfUnderscore()
-            if isFloat { out.append(.double(Double(lit) ?? 0)) } else { out.append(.int(Int(lit) ?? 0)) }
+            if isFloat { out.append(.double(Double(lit) ?? 0)) } else {
+                guard let v = Int(lit) else {
+                    throw .unsupported("the chat template has the integer literal \(lit.prefix(40)), which does not fit 64 bits")
+                }
+                out.append(.int(v))
+            }
             i = j
             continue
         }
@@ -455,8 +470,27 @@ private indirect enum Node {
 private struct ExpressionParser {
     var toks: [Tok]
     var pos = 0
+    /// Nested sub-expressions being parsed, and its limit (bounds the parser's stack).
+    var depth = 0
+    let maxDepth: Int
+    /// Tokens in one expression: bounds the depth of left-nested operator chains, which
+    /// the parser builds in loops, so evaluating and releasing them stays shallow.
+    static let maxTokens = 2048
 
-    init(_ src: String) throws(SpikeRunError) { toks = try tokenizeExpression(src) }
+    init(_ src: String, maxDepth: Int) throws(SpikeRunError) {
+        toks = try tokenizeExpression(src)
+        self.maxDepth = maxDepth
+        guard toks.count <= Self.maxTokens else {
+            throw .unsupported("the chat template has an expression of \(toks.count) tokens, over the limit of \(Self.maxTokens)")
+        }
+    }
+
+    mutating func nest() throws(SpikeRunError) {
+        depth += 1
+        if depth > maxDepth {
+            throw .unsupported("the chat template nests expressions deeper than the limit of \(maxDepth)")
+        }
+    }
 
     var peek: Tok { toks[pos] }
     mutating func advance() -> Tok { let t = toks[pos]; if pos < toks.count - 1 { pos += 1 }; return t }
@@ -472,6 +506,8 @@ private struct ExpressionParser {
     var atEnd: Bool { peek == .end }
 
     mutating func parseExpression(allowConditional: Bool = true) throws(SpikeRunError) -> Expr {
+        try nest()
+        defer { depth -= 1 }
         let e = try parseOr()
         if allowConditional && isName("if") {
             _ = advance()
@@ -496,6 +532,8 @@ private struct ExpressionParser {
     }
 
     mutating func parseNot() throws(SpikeRunError) -> Expr {
+        try nest()
+        defer { depth -= 1 }
         if isName("not") { _ = advance(); return .unary("not", try parseNot()) }
         return try parseCompare()
     }
@@ -540,6 +578,8 @@ private struct ExpressionParser {
     }
 
     mutating func parseUnary() throws(SpikeRunError) -> Expr {
+        try nest()
+        defer { depth -= 1 }
         if isOp("-") { _ = advance(); return .unary("-", try parseUnary()) }
         if isOp("+") { _ = advance(); return try parseUnary() }
         return try parsePostfix(try parsePrimary())
@@ -663,8 +703,16 @@ private struct ExpressionParser {
 private struct TemplateParser {
     var segments: [Segment]
     var pos = 0
+    /// Nested blocks being parsed, and its limit.
+    var depth = 0
+    let maxDepth: Int
 
     mutating func parse(until terminators: Set<String>) throws(SpikeRunError) -> ([Node], String?) {
+        depth += 1
+        defer { depth -= 1 }
+        if depth > maxDepth {
+            throw .unsupported("the chat template nests blocks deeper than the limit of \(maxDepth)")
+        }
         var nodes: [Node] = []
         while pos < segments.count {
             let seg = segments[pos]
@@ -672,12 +720,12 @@ private struct TemplateParser {
             switch seg {
             case .text(let t): nodes.append(.text(t))
             case .output(let src):
-                var p = try ExpressionParser(src)
+                var p = try ExpressionParser(src, maxDepth: maxDepth)
                 let e = try p.parseExpression()
                 guard p.atEnd else { throw .unsupported("cannot parse the chat template: unexpected text in '{{\(src)}}'") }
                 nodes.append(.output(e))
             case .statement(let src):
-                var p = try ExpressionParser(src)
+                var p = try ExpressionParser(src, maxDepth: maxDepth)
                 guard case .name(let keyword) = p.advance() else {
                     throw .unsupported("cannot parse the chat template: empty statement")
                 }
@@ -697,7 +745,7 @@ private struct TemplateParser {
                         let termSrc = statementSource(pos)
                         pos += 1
                         if end == "elif" {
-                            var q = try ExpressionParser(termSrc)
+                            var q = try ExpressionParser(termSrc, maxDepth: maxDepth)
                             _ = q.advance()
                             cond = try q.parseExpression()
                             continue
@@ -795,32 +843,156 @@ private struct TemplateParser {
 
 // MARK: - Evaluation
 
+/// What one render of an untrusted template may use. A chat template comes from the model
+/// file, so a hostile one must end in a thrown error, never a trap, a hang or exhausted
+/// memory; each limit names itself in the error. The defaults are far above what real chat
+/// templates need (the longest ones render a conversation in a few thousand steps).
+struct JinjaLimits: Sendable {
+    /// Bytes of UTF-8 in the rendered text and in any one string the template builds.
+    var maxStringBytes = 4 << 20
+    /// Elements of any one list the template builds (`range()`, `+`, `*`, iteration of a string).
+    var maxListCount = 100_000
+    /// Evaluation steps: expressions, statements, loop iterations, value nodes visited by
+    /// comparisons and printing, and one per 64 bytes of string work.
+    var maxSteps = 5_000_000
+    /// Nested macro calls.
+    var maxCallDepth = 32
+    /// Nested statements plus nested expressions while rendering (bounds the native stack).
+    var maxRecursion = 200
+    /// Nesting of lists, dicts and namespaces inside each other.
+    var maxNesting = 32
+    /// Bytes of template source.
+    var maxSourceBytes = 1 << 20
+    /// Nested blocks or brackets while parsing.
+    var maxParseDepth = 64
+
+    static let `default` = JinjaLimits()
+}
+
 struct ChatTemplate {
     private let nodes: [Node]
+    let limits: JinjaLimits
 
-    init(_ source: String) throws(SpikeRunError) {
-        var parser = TemplateParser(segments: try lex(source))
-        let (nodes, end) = try parser.parse(until: [])
-        if let end { throw .unsupported("cannot parse the chat template: unexpected '{% \(end) %}'") }
-        self.nodes = nodes
+    init(_ source: String, limits: JinjaLimits = .default) throws(SpikeRunError) {
+        self.limits = limits
+        do throws(SpikeRunError) {
+            guard source.utf8.count <= limits.maxSourceBytes else {
+                throw .unsupported("the chat template is \(source.utf8.count) bytes, over the limit of \(limits.maxSourceBytes) bytes")
+            }
+            var parser = TemplateParser(segments: try lex(source), maxDepth: limits.maxParseDepth)
+            let (nodes, end) = try parser.parse(until: [])
+            if let end { throw .unsupported("cannot parse the chat template: unexpected '{% \(end) %}'") }
+            self.nodes = nodes
+        } catch {
+            throw SpikeRunError(error.kind, oneLine(error.message))
+        }
     }
 
     func render(_ context: [String: JinjaValue]) throws(SpikeRunError) -> String {
-        var r = Renderer(scopes: [context])
+        var r = Renderer(scopes: [context], limits: limits)
         var out = ""
-        try r.run(nodes, &out)
+        do throws(SpikeRunError) {
+            try r.run(nodes, &out)
+        } catch {
+            throw SpikeRunError(error.kind, oneLine(error.message))
+        }
         return out
     }
 }
 
-private struct LoopBreak: Error {}
+/// An error message quoting template text stays one short line.
+private func oneLine(_ message: String) -> String {
+    var out = String.UnicodeScalarView()
+    for c in message.unicodeScalars {
+        if out.count >= 300 { out.append(contentsOf: "…".unicodeScalars); break }
+        if c.value < 0x20 || c.value == 0x7F || c == "\u{2028}" || c == "\u{2029}" || c == "\u{85}" {
+            out.append(" ")
+        } else {
+            out.append(c)
+        }
+    }
+    return String(out)
+}
 
 private struct Renderer {
     var scopes: [[String: JinjaValue]]
+    let limits: JinjaLimits
     /// Set by {% break %} / {% continue %} until the enclosing loop handles it.
     var pendingLoopControl: Bool? = nil  // true = break
+    var steps = 0
+    var recursion = 0
+    var callDepth = 0
+
+    init(scopes: [[String: JinjaValue]], limits: JinjaLimits) {
+        self.scopes = scopes
+        self.limits = limits
+    }
 
     static let builtins: Set<String> = ["raise_exception", "strftime_now", "namespace", "range", "dict"]
+
+    // MARK: Limits
+
+    mutating func charge(_ n: Int = 1) throws(SpikeRunError) {
+        steps += n
+        if steps > limits.maxSteps {
+            throw .invalidArgument("the chat template runs past the limit of \(limits.maxSteps) evaluation steps")
+        }
+    }
+
+    /// Charges the work of producing or scanning `bytes` bytes of string.
+    mutating func chargeBytes(_ bytes: Int) throws(SpikeRunError) { try charge(1 + bytes / 64) }
+
+    mutating func enter() throws(SpikeRunError) {
+        recursion += 1
+        if recursion > limits.maxRecursion {
+            throw .invalidArgument("the chat template nests statements and expressions deeper than the limit of \(limits.maxRecursion)")
+        }
+        try charge()
+    }
+
+    func checkString(_ n: Int) throws(SpikeRunError) {
+        if n > limits.maxStringBytes {
+            throw .invalidArgument("the chat template builds a string of \(n) bytes, over the limit of \(limits.maxStringBytes) bytes")
+        }
+    }
+
+    func checkCount(_ n: Int) throws(SpikeRunError) {
+        if n > limits.maxListCount {
+            throw .invalidArgument("the chat template builds a list of \(n) elements, over the limit of \(limits.maxListCount)")
+        }
+    }
+
+    mutating func string(_ s: String) throws(SpikeRunError) -> JinjaValue {
+        try checkString(s.utf8.count)
+        try chargeBytes(s.utf8.count)
+        return .string(s)
+    }
+
+    mutating func list(_ l: [JinjaValue]) throws(SpikeRunError) -> JinjaValue {
+        try checkCount(l.count)
+        try charge(1 + l.count / 64)
+        return .list(l)
+    }
+
+    /// Checks a list, dict or namespace the template builds: nesting depth, and (for a value
+    /// stored in a namespace) that it holds no namespace, so no value can contain itself.
+    /// Every node visited is charged, so a widely shared value cannot blow up the walk.
+    mutating func checkShape(_ v: JinjaValue, intoNamespace: Bool = false, depth: Int = 0) throws(SpikeRunError) {
+        try charge()
+        if depth > limits.maxNesting {
+            throw .invalidArgument("the chat template nests lists and dicts deeper than the limit of \(limits.maxNesting)")
+        }
+        switch v {
+        case .list(let l): for x in l { try checkShape(x, intoNamespace: intoNamespace, depth: depth + 1) }
+        case .dict(let d): for (_, x) in d { try checkShape(x, intoNamespace: intoNamespace, depth: depth + 1) }
+        case .namespace(let ns):
+            if intoNamespace {
+                throw .unsupported("the chat template stores a namespace inside a namespace, which spikerun's Jinja subset does not support")
+            }
+            for (_, x) in ns.values { try checkShape(x, depth: depth + 1) }
+        default: break
+        }
+    }
 
     func lookup(_ name: String) -> JinjaValue {
         for s in scopes.reversed() { if let v = s[name] { return v } }
@@ -830,11 +1002,14 @@ private struct Renderer {
     mutating func assign(_ name: String, _ v: JinjaValue) { scopes[scopes.count - 1][name] = v }
 
     mutating func run(_ nodes: [Node], _ out: inout String) throws(SpikeRunError) {
+        try enter()
+        defer { recursion -= 1 }
         for n in nodes {
             if pendingLoopControl != nil { return }
+            try charge()
             switch n {
-            case .text(let t): out += t
-            case .output(let e): out += try eval(e).text
+            case .text(let t): try append(t, to: &out)
+            case .output(let e): try append(try str(try eval(e)), to: &out)
             case .ifBlock(let branches, let elseBody):
                 var done = false
                 for (cond, body) in branches where try eval(cond).isTruthy {
@@ -859,6 +1034,7 @@ private struct Renderer {
                     continue
                 }
                 for (i, item) in items.enumerated() {
+                    try charge()
                     scopes.append([:])
                     bind(targets, item)
                     let loop: [(String, JinjaValue)] = [
@@ -883,6 +1059,7 @@ private struct Renderer {
                     guard case .namespace(let ns) = lookup(target) else {
                         throw .unsupported("the chat template sets '\(target).\(attribute)' on something that is not a namespace")
                     }
+                    try checkShape(v, intoNamespace: true)
                     if let i = ns.values.firstIndex(where: { $0.0 == attribute }) { ns.values[i].1 = v }
                     else { ns.values.append((attribute, v)) }
                 } else {
@@ -900,7 +1077,22 @@ private struct Renderer {
         }
     }
 
+    /// Appends rendered text, within the output limit.
+    mutating func append(_ s: String, to out: inout String) throws(SpikeRunError) {
+        let n = out.utf8.count + s.utf8.count
+        if n > limits.maxStringBytes {
+            throw .invalidArgument("the chat template renders more than the limit of \(limits.maxStringBytes) bytes")
+        }
+        try chargeBytes(s.utf8.count)
+        out += s
+    }
+
     mutating func callMacro(_ m: JinjaMacro, _ args: [JinjaValue], _ kwargs: [(String, JinjaValue)]) throws(SpikeRunError) -> JinjaValue {
+        callDepth += 1
+        defer { callDepth -= 1 }
+        if callDepth > limits.maxCallDepth {
+            throw .invalidArgument("the chat template nests macro calls deeper than the limit of \(limits.maxCallDepth) (macro '\(m.name)')")
+        }
         var frame: [String: JinjaValue] = [:]
         var extra: [JinjaValue] = []
         for (i, a) in args.enumerated() {
@@ -911,6 +1103,9 @@ private struct Renderer {
             if m.parameters.contains(where: { $0.0 == k }) { frame[k] = v } else { extraKw.append((k, v)) }
         }
         scopes.append(frame)
+        let savedControl = pendingLoopControl
+        pendingLoopControl = nil
+        defer { scopes.removeLast(); pendingLoopControl = savedControl }
         for (name, def) in m.parameters where frame[name] == nil {
             let v = try def.map { x throws(SpikeRunError) in try eval(x) } ?? .undefined
             scopes[scopes.count - 1][name] = v
@@ -918,9 +1113,6 @@ private struct Renderer {
         scopes[scopes.count - 1]["varargs"] = .list(extra)
         scopes[scopes.count - 1]["kwargs"] = .dict(extraKw)
         var out = ""
-        let savedControl = pendingLoopControl
-        pendingLoopControl = nil
-        defer { scopes.removeLast(); pendingLoopControl = savedControl }
         try run(m.body, &out)
         return .string(out)
     }
@@ -932,32 +1124,41 @@ private struct Renderer {
         for (i, t) in targets.enumerated() { assign(t, i < parts.count ? parts[i] : .undefined) }
     }
 
-    func iterate(_ v: JinjaValue) throws(SpikeRunError) -> [JinjaValue] {
+    mutating func iterate(_ v: JinjaValue) throws(SpikeRunError) -> [JinjaValue] {
         switch v {
-        case .list(let l): return l
-        case .dict(let d): return d.map { .string($0.0) }
-        case .string(let s): return s.unicodeScalars.map { .string(String($0)) }
+        case .list(let l): try charge(1 + l.count / 64); return l
+        case .dict(let d): try charge(1 + d.count / 64); return d.map { .string($0.0) }
+        case .string(let s):
+            try checkCount(s.unicodeScalars.count)
+            try chargeBytes(s.utf8.count)
+            return s.unicodeScalars.map { .string(String($0)) }
         case .undefined, .none: return []
         default: throw .invalidArgument("the chat template iterates over a \(v.typeName)")
         }
     }
 
     mutating func eval(_ e: Expr) throws(SpikeRunError) -> JinjaValue {
+        try enter()
+        defer { recursion -= 1 }
         switch e {
         case .literal(let v): return v
         case .name(let n): return lookup(n)
         case .list(let items):
             var out: [JinjaValue] = []
             for i in items { out.append(try eval(i)) }
-            return .list(out)
+            let v = JinjaValue.list(out)
+            try checkShape(v)
+            return v
         case .dict(let items):
             var out: [(String, JinjaValue)] = []
             for (k, v) in items {
-                let key = try eval(k).text
+                let key = try str(try eval(k))
                 let value = try eval(v)
                 if let i = out.firstIndex(where: { $0.0 == key }) { out[i].1 = value } else { out.append((key, value)) }
             }
-            return .dict(out)
+            let v = JinjaValue.dict(out)
+            try checkShape(v)
+            return v
         case .attribute(let base, let name):
             let v = try eval(base)
             // Jinja2's Undefined raises on any attribute or item access.
@@ -966,8 +1167,8 @@ private struct Renderer {
         case .index(let base, let idx):
             let v = try eval(base)
             let i = try eval(idx)
-            if v.isUndefined { throw .invalidArgument("the chat template reads [\(i.repr)] of an undefined value") }
-            return subscriptValue(v, i)
+            if v.isUndefined { throw .invalidArgument("the chat template reads [\(i.shortDescription)] of an undefined value") }
+            return try subscriptValue(v, i)
         case .slice(let base, let a, let b, let c):
             let v = try eval(base)
             let start = try a.map { x throws(SpikeRunError) in try eval(x) }
@@ -997,7 +1198,10 @@ private struct Renderer {
             let v = try eval(x)
             if op == "not" { return .bool(!v.isTruthy) }
             switch v {
-            case .int(let i): return .int(-i)
+            case .int(let i):
+                let (r, overflow) = 0.subtractingReportingOverflow(i)
+                if overflow { throw Self.overflow("-", i, nil) }
+                return .int(r)
             case .double(let d): return .double(-d)
             default: throw .invalidArgument("the chat template negates a \(v.typeName)")
             }
@@ -1015,6 +1219,108 @@ private struct Renderer {
         }
     }
 
+    // MARK: Printing and comparing (bounded)
+
+    /// `str(value)` as Python/Jinja prints it.
+    mutating func str(_ v: JinjaValue) throws(SpikeRunError) -> String {
+        switch v {
+        case .undefined: return ""
+        case .string(let s): return s
+        default:
+            var out = ""
+            try appendRepr(v, &out)
+            return out
+        }
+    }
+
+    /// Python `repr`, within the string and step limits.
+    mutating func appendRepr(_ v: JinjaValue, _ out: inout String) throws(SpikeRunError) {
+        try charge()
+        switch v {
+        case .list(let l):
+            out += "["
+            for (i, x) in l.enumerated() {
+                if i > 0 { out += ", " }
+                try appendRepr(x, &out)
+            }
+            out += "]"
+        case .dict(let d):
+            out += "{"
+            for (i, (k, x)) in d.enumerated() {
+                if i > 0 { out += ", " }
+                out += JinjaValue.pythonStringRepr(k) + ": "
+                try appendRepr(x, &out)
+            }
+            out += "}"
+        default:
+            let s = v.repr
+            try chargeBytes(s.utf8.count)
+            out += s
+        }
+        try checkString(out.utf8.count)
+    }
+
+    /// JSON as transformers' `tojson` filter writes it: Python's `json.dumps` with
+    /// ensure_ascii=False and ", " / ": " separators.
+    mutating func appendJSON(_ v: JinjaValue, indent: Int?, level: Int, _ out: inout String) throws(SpikeRunError) {
+        try charge()
+        func pad(_ n: Int) -> String { "\n" + String(repeating: " ", count: n) }
+        switch v {
+        case .list(let l):
+            if l.isEmpty { out += "[]"; break }
+            out += "["
+            for (i, x) in l.enumerated() {
+                if i > 0 { out += indent == nil ? ", " : "," }
+                if let indent { out += pad(indent * (level + 1)) }
+                try appendJSON(x, indent: indent, level: level + 1, &out)
+            }
+            if let indent { out += pad(indent * level) }
+            out += "]"
+        case .dict(let d):
+            if d.isEmpty { out += "{}"; break }
+            out += "{"
+            for (i, (k, x)) in d.enumerated() {
+                if i > 0 { out += indent == nil ? ", " : "," }
+                if let indent { out += pad(indent * (level + 1)) }
+                out += JinjaValue.jsonString(k) + ": "
+                try appendJSON(x, indent: indent, level: level + 1, &out)
+            }
+            if let indent { out += pad(indent * level) }
+            out += "}"
+        case .namespace(let ns):
+            try appendJSON(.dict(ns.values), indent: indent, level: level, &out)
+        default:
+            let s = v.json(indent: nil)
+            try chargeBytes(s.utf8.count)
+            out += s
+        }
+        try checkString(out.utf8.count)
+    }
+
+    /// Python `==`, charging every node compared.
+    mutating func equal(_ a: JinjaValue, _ b: JinjaValue) throws(SpikeRunError) -> Bool {
+        try charge()
+        switch (a, b) {
+        case (.list(let x), .list(let y)):
+            guard x.count == y.count else { return false }
+            for (p, q) in zip(x, y) where !(try equal(p, q)) { return false }
+            return true
+        case (.dict(let x), .dict(let y)):
+            guard x.count == y.count else { return false }
+            for (k, v) in x {
+                guard let other = y.first(where: { $0.0 == k }) else { return false }
+                if !(try equal(v, other.1)) { return false }
+            }
+            try charge(x.count * x.count / 64)
+            return true
+        case (.string(let x), .string(let y)):
+            try chargeBytes(min(x.utf8.count, y.utf8.count))
+            return JinjaValue.equal(a, b)
+        default:
+            return JinjaValue.equal(a, b)
+        }
+    }
+
     func member(_ v: JinjaValue, _ name: String) -> JinjaValue {
         switch v {
         case .dict(let d): return d.first(where: { $0.0 == name })?.1 ?? .undefined
@@ -1023,12 +1329,13 @@ private struct Renderer {
         }
     }
 
-    func subscriptValue(_ v: JinjaValue, _ i: JinjaValue) -> JinjaValue {
+    mutating func subscriptValue(_ v: JinjaValue, _ i: JinjaValue) throws(SpikeRunError) -> JinjaValue {
         switch (v, i) {
         case (.list(let l), .int(let k)):
             let j = k < 0 ? l.count + k : k
             return j >= 0 && j < l.count ? l[j] : .undefined
         case (.string(let s), .int(let k)):
+            try chargeBytes(s.utf8.count)
             let chars = s.scalars
             let j = k < 0 ? chars.count + k : k
             return j >= 0 && j < chars.count ? .string(String(chars[j])) : .undefined
@@ -1039,7 +1346,7 @@ private struct Renderer {
         }
     }
 
-    func slice(_ v: JinjaValue, _ a: JinjaValue?, _ b: JinjaValue?, _ c: JinjaValue?) throws(SpikeRunError) -> JinjaValue {
+    mutating func slice(_ v: JinjaValue, _ a: JinjaValue?, _ b: JinjaValue?, _ c: JinjaValue?) throws(SpikeRunError) -> JinjaValue {
         func intOrNil(_ x: JinjaValue?) -> Int? { if case .int(let i)? = x { return i }; return nil }
         let step = intOrNil(c) ?? 1
         guard step != 0 else { throw .invalidArgument("the chat template slices with step 0") }
@@ -1050,40 +1357,69 @@ private struct Renderer {
                 return step > 0 ? min(max(x, 0), count) : min(max(x, -1), count - 1)
             }
             var out: [Int] = []
+            // The index stays within [-1, count]; a step past that ends the slice (no overflow).
             if step > 0 {
                 var i = norm(intOrNil(a), 0); let stop = norm(intOrNil(b), count)
-                while i < stop { out.append(i); i += step }
+                while i < stop {
+                    out.append(i)
+                    if step >= stop - i { break }
+                    i += step
+                }
             } else {
                 var i = norm(intOrNil(a), count - 1); let stop = norm(intOrNil(b), -1)
-                while i > stop { out.append(i); i += step }
+                while i > stop {
+                    out.append(i)
+                    if step <= stop - i { break }
+                    i += step
+                }
             }
             return out
         }
         switch v {
-        case .list(let l): return .list(pick(l.count).map { l[$0] })
+        case .list(let l):
+            try charge(1 + l.count / 64)
+            return .list(pick(l.count).map { l[$0] })
         case .string(let s):
+            try chargeBytes(s.utf8.count)
             let chars = s.scalars
             return .string(stringFromScalars(pick(chars.count).map { chars[$0] }))
         default: return .undefined
         }
     }
 
-    func binary(_ op: String, _ a: JinjaValue, _ b: JinjaValue) throws(SpikeRunError) -> JinjaValue {
+    static func overflow(_ op: String, _ x: Int, _ y: Int?) -> SpikeRunError {
+        let what = y.map { "\(x) \(op) \($0)" } ?? "\(op)\(x)"
+        return .invalidArgument("the chat template's integer arithmetic overflows 64 bits (\(what))")
+    }
+
+    mutating func binary(_ op: String, _ a: JinjaValue, _ b: JinjaValue) throws(SpikeRunError) -> JinjaValue {
         switch op {
-        case "==": return .bool(JinjaValue.equal(a, b))
-        case "!=": return .bool(!JinjaValue.equal(a, b))
-        case "~": return .string(a.text + b.text)
+        case "==": return .bool(try equal(a, b))
+        case "!=": return .bool(!(try equal(a, b)))
+        case "~":
+            let x = try str(a), y = try str(b)
+            try checkString(x.utf8.count + y.utf8.count)
+            return try string(x + y)
         case "in":
             switch b {
-            case .string(let s): return .bool(s.scalarFind(a.text) != nil)
-            case .list(let l): return .bool(l.contains { JinjaValue.equal($0, a) })
-            case .dict(let d): return .bool(d.contains { $0.0 == a.text })
+            case .string(let s):
+                let sub = try str(a)
+                try chargeBytes(s.utf8.count)
+                return .bool(s.scalarFind(sub) != nil)
+            case .list(let l):
+                for x in l where try equal(x, a) { return .bool(true) }
+                return .bool(false)
+            case .dict(let d):
+                let key = try str(a)
+                try charge(1 + d.count / 64)
+                return .bool(d.contains { $0.0 == key })
             case .undefined, .none: return .bool(false)
             default: throw .invalidArgument("the chat template tests 'in' on a \(b.typeName)")
             }
         case "<", ">", "<=", ">=":
             let r: Bool
             if case .string(let x) = a, case .string(let y) = b {
+                try chargeBytes(min(x.utf8.count, y.utf8.count))
                 switch op { case "<": r = x < y; case ">": r = x > y; case "<=": r = x <= y; default: r = x >= y }
             } else if let x = a.number, let y = b.number {
                 switch op { case "<": r = x < y; case ">": r = x > y; case "<=": r = x <= y; default: r = x >= y }
@@ -1093,23 +1429,60 @@ private struct Renderer {
             return .bool(r)
         case "+":
             switch (a, b) {
-            case (.string(let x), .string(let y)): return .string(x + y)
-            case (.list(let x), .list(let y)): return .list(x + y)
-            case (.int(let x), .int(let y)): return .int(x + y)
+            case (.string(let x), .string(let y)):
+                try checkString(x.utf8.count + y.utf8.count)
+                return try string(x + y)
+            case (.list(let x), .list(let y)):
+                try checkCount(x.count + y.count)
+                return try list(x + y)
+            case (.int(let x), .int(let y)):
+                let (r, o) = x.addingReportingOverflow(y)
+                if o { throw Self.overflow("+", x, y) }
+                return .int(r)
             default:
                 if let x = a.number, let y = b.number { return .double(x + y) }
                 throw .invalidArgument("the chat template adds a \(a.typeName) and a \(b.typeName)")
             }
         case "-", "*", "/", "//", "%":
-            if op == "*", case .string(let s) = a, case .int(let n) = b { return .string(String(repeating: s, count: max(0, n))) }
+            if op == "*" {
+                switch (a, b) {
+                case (.string(let s), .int(let n)), (.int(let n), .string(let s)):
+                    let count = max(0, n)
+                    let (bytes, o) = s.utf8.count.multipliedReportingOverflow(by: count)
+                    try checkString(o ? Int.max : bytes)
+                    return try string(String(repeating: s, count: count))
+                case (.list(let l), .int(let n)), (.int(let n), .list(let l)):
+                    let count = max(0, n)
+                    let (total, o) = l.count.multipliedReportingOverflow(by: count)
+                    try checkCount(o ? Int.max : total)
+                    return try list(Array([[JinjaValue]](repeating: l, count: count).joined()))
+                default: break
+                }
+            }
             if op == "%", case .string = a { throw .unsupported("the chat template uses '%' string formatting, which spikerun's Jinja subset does not support") }
             if case .int(let x) = a, case .int(let y) = b {
                 switch op {
-                case "-": return .int(x - y)
-                case "*": return .int(x * y)
+                case "-":
+                    let (r, o) = x.subtractingReportingOverflow(y)
+                    if o { throw Self.overflow("-", x, y) }
+                    return .int(r)
+                case "*":
+                    let (r, o) = x.multipliedReportingOverflow(by: y)
+                    if o { throw Self.overflow("*", x, y) }
+                    return .int(r)
                 case "/": guard y != 0 else { break }; return .double(Double(x) / Double(y))
-                case "//": guard y != 0 else { break }; return .int(Int((Double(x) / Double(y)).rounded(.down)))
-                default: guard y != 0 else { break }; return .int(((x % y) + y) % y)
+                case "//":
+                    guard y != 0 else { break }
+                    // Python floors the quotient; Swift truncates toward zero.
+                    let (q, o) = x.dividedReportingOverflow(by: y)
+                    if o { throw Self.overflow("//", x, y) }
+                    return .int(q * y != x && (x < 0) != (y < 0) ? q - 1 : q)
+                default:
+                    guard y != 0 else { break }
+                    // Python's remainder takes the divisor's sign. Int.min % -1 is 0 (no overflow).
+                    let (r, o) = x.remainderReportingOverflow(dividingBy: y)
+                    if o { return .int(0) }
+                    return .int(r != 0 && (r < 0) != (y < 0) ? r + y : r)
                 }
                 throw .invalidArgument("the chat template divides by zero")
             }
@@ -1145,58 +1518,76 @@ private struct Renderer {
         }
         switch fn {
         case "strftime_now":
-            return .string(strftimeNow(args.first?.text ?? "%Y-%m-%d"))
+            return .string(strftimeNow(try args.first.map { x throws(SpikeRunError) in try str(x) } ?? "%Y-%m-%d"))
         case "raise_exception":
-            throw .invalidArgument("the chat template rejected the conversation: \(args.first?.text ?? "")")
+            throw .invalidArgument("the chat template rejected the conversation: \(try args.first.map { x throws(SpikeRunError) in try str(x) } ?? "")")
         case "namespace":
             var values: [(String, JinjaValue)] = []
             if case .dict(let d)? = args.first { values = d }
             for (k, v) in kwargs {
                 if let i = values.firstIndex(where: { $0.0 == k }) { values[i].1 = v } else { values.append((k, v)) }
             }
+            try checkShape(.dict(values), intoNamespace: true)
             return .namespace(JinjaNamespace(values))
         case "range":
             let ints = args.compactMap { v -> Int? in if case .int(let i) = v { return i }; return nil }
             guard ints.count == args.count, !ints.isEmpty else { throw .invalidArgument("the chat template calls range() with non-integers") }
             let (lo, hi, st) = ints.count == 1 ? (0, ints[0], 1) : (ints[0], ints[1], ints.count > 2 ? ints[2] : 1)
             guard st != 0 else { throw .invalidArgument("the chat template calls range() with step 0") }
-            return .list(Swift.stride(from: lo, to: hi, by: st).map { .int($0) })
+            // The element count, without overflow: the span as an unsigned distance.
+            var count = 0
+            if st > 0 && hi > lo {
+                let span = UInt(bitPattern: hi &- lo)
+                count = Int(clamping: (span - 1) / UInt(st) + 1)
+            } else if st < 0 && hi < lo {
+                let span = UInt(bitPattern: lo &- hi)
+                count = Int(clamping: (span - 1) / st.magnitude + 1)
+            }
+            try checkCount(count)
+            try charge(1 + count / 64)
+            return .list((0..<count).map { .int(lo &+ $0 &* st) })
         case "dict":
-            return .dict(kwargs)
+            let v = JinjaValue.dict(kwargs)
+            try checkShape(v)
+            return v
         default:
             throw .unsupported("the chat template calls '\(fn)()', which spikerun's Jinja subset does not provide")
         }
     }
 
-    func callMethod(_ base: JinjaValue, _ method: String, _ args: [JinjaValue], _ kwargs: [(String, JinjaValue)]) throws(SpikeRunError) -> JinjaValue {
+    mutating func callMethod(_ base: JinjaValue, _ method: String, _ args: [JinjaValue], _ kwargs: [(String, JinjaValue)]) throws(SpikeRunError) -> JinjaValue {
         switch base {
         case .string(let s):
-            let arg0 = args.first?.text
+            try chargeBytes(s.utf8.count)
+            let arg0 = try args.first.map { x throws(SpikeRunError) in try str(x) }
             switch method {
             case "strip": return .string(pyStrip(s, arg0, left: true, right: true))
             case "lstrip": return .string(pyStrip(s, arg0, left: true, right: false))
             case "rstrip": return .string(pyStrip(s, arg0, left: false, right: true))
-            case "upper": return .string(s.uppercased())
-            case "lower": return .string(s.lowercased())
-            case "title": return .string(titleCase(s))
-            case "capitalize": return .string(capitalize(s))
-            case "startswith":
-                if case .list(let l)? = args.first { return .bool(l.contains { s.scalarHasPrefix($0.text) }) }
-                return .bool(s.scalarHasPrefix(arg0 ?? ""))
-            case "endswith":
-                if case .list(let l)? = args.first { return .bool(l.contains { s.scalarHasSuffix($0.text) }) }
-                return .bool(s.scalarHasSuffix(arg0 ?? ""))
+            case "upper": return try string(s.uppercased())
+            case "lower": return try string(s.lowercased())
+            case "title": return try string(titleCase(s))
+            case "capitalize": return try string(capitalize(s))
+            case "startswith", "endswith":
+                var candidates: [String] = []
+                if case .list(let l)? = args.first {
+                    for x in l { candidates.append(try str(x)) }
+                } else {
+                    candidates = [arg0 ?? ""]
+                }
+                try charge(candidates.count)
+                return .bool(candidates.contains { method == "startswith" ? s.scalarHasPrefix($0) : s.scalarHasSuffix($0) })
             case "split":
                 if let sep = arg0, !(args.first.map { if case .none = $0 { return true }; return false } ?? false) {
                     var limit = -1
                     if args.count > 1, case .int(let m) = args[1] { limit = m }
-                    return .list(pySplit(s, sep, limit).map { .string($0) })
+                    return try list(pySplit(s, sep, limit).map { .string($0) })
                 }
-                return .list(s.unicodeScalars.split(whereSeparator: { $0.properties.isWhitespace })
+                return try list(s.unicodeScalars.split(whereSeparator: { $0.properties.isWhitespace })
                     .map { .string(stringFromScalars($0)) })
             case "replace":
                 guard args.count >= 2 else { break }
-                return .string(replaceAll(s, args[0].text, args[1].text))
+                return try string(try replaceAll(s, try str(args[0]), try str(args[1])))
             case "find":
                 guard let sub = arg0 else { break }
                 return .int(s.scalarFind(sub) ?? -1)
@@ -1206,11 +1597,15 @@ private struct Renderer {
             default: break
             }
         case .dict(let d):
+            try charge(1 + d.count / 64)
             switch method {
             case "get":
-                let key = args.first?.text ?? ""
+                let key = try args.first.map { x throws(SpikeRunError) in try str(x) } ?? ""
                 return d.first(where: { $0.0 == key })?.1 ?? (args.count > 1 ? args[1] : .none)
-            case "items": return .list(d.map { .list([.string($0.0), $0.1]) })
+            case "items":
+                let v = JinjaValue.list(d.map { .list([.string($0.0), $0.1]) })
+                try checkShape(v)
+                return v
             case "keys": return .list(d.map { .string($0.0) })
             case "values": return .list(d.map { $0.1 })
             default: break
@@ -1222,43 +1617,61 @@ private struct Renderer {
 
     // MARK: Filters and tests
 
+    /// The text of an argument that names something (an attribute, a test, a separator).
+    mutating func argText(_ args: [JinjaValue], _ i: Int) throws(SpikeRunError) -> String? {
+        i < args.count ? try str(args[i]) : nil
+    }
+
     mutating func applyFilter(_ name: String, _ v: JinjaValue, _ args: [JinjaValue], _ kwargs: [(String, JinjaValue)]) throws(SpikeRunError) -> JinjaValue {
+        try charge()
         switch name {
-        case "trim": return .string(pyStrip(v.text, args.first?.text, left: true, right: true))
+        case "trim":
+            let s = try str(v)
+            try chargeBytes(s.utf8.count)
+            return .string(pyStrip(s, try argText(args, 0), left: true, right: true))
         case "length", "count":
             switch v {
-            case .string(let s): return .int(s.unicodeScalars.count)
+            case .string(let s): try chargeBytes(s.utf8.count); return .int(s.unicodeScalars.count)
             case .list(let l): return .int(l.count)
             case .dict(let d): return .int(d.count)
             default: return .int(0)
             }
-        case "upper": return .string(v.text.uppercased())
-        case "lower": return .string(v.text.lowercased())
-        case "title": return .string(titleCase(v.text))
-        case "capitalize": return .string(capitalize(v.text))
-        case "string": return .string(v.text)
+        case "upper": return try string(try str(v).uppercased())
+        case "lower": return try string(try str(v).lowercased())
+        case "title": return try string(titleCase(try str(v)))
+        case "capitalize": return try string(capitalize(try str(v)))
+        case "string": return .string(try str(v))
         case "safe": return v
         case "int":
             switch v {
             case .int: return v
-            case .double(let d): return .int(Int(d))
+            case .double(let d): return .int(try Self.integer(d))
             case .bool(let b): return .int(b ? 1 : 0)
             case .string(let s): return .int(Int(s.trimmingCharacters(in: " ")) ?? 0)
             default: return .int(0)
             }
         case "float":
-            return .double(v.number ?? Double(v.text) ?? 0)
-        case "list": return .list(try iterate(v))
+            if let n = v.number { return .double(n) }
+            return .double(Double(try str(v)) ?? 0)
+        case "list": return try list(try iterate(v))
         case "first": return try iterate(v).first ?? .undefined
         case "last": return try iterate(v).last ?? .undefined
         case "reverse":
-            if case .string(let s) = v { return .string(stringFromScalars(s.unicodeScalars.reversed())) }
+            if case .string(let s) = v { try chargeBytes(s.utf8.count); return .string(stringFromScalars(s.unicodeScalars.reversed())) }
             return .list(try iterate(v).reversed())
         case "join":
-            let sep = args.first?.text ?? ""
+            let sep = try argText(args, 0) ?? ""
             var items = try iterate(v)
-            if let attr = kwargs.first(where: { $0.0 == "attribute" })?.1.text { items = items.map { member($0, attr) } }
-            return .string(items.map(\.text).joined(separator: sep))
+            if let attr = kwargs.first(where: { $0.0 == "attribute" })?.1 {
+                let a = try str(attr)
+                items = items.map { member($0, a) }
+            }
+            var out = ""
+            for (i, x) in items.enumerated() {
+                if i > 0 { try append(sep, to: &out) }
+                try append(try str(x), to: &out)
+            }
+            return .string(out)
         case "default", "d":
             let fallback = args.first ?? .string("")
             let boolean = args.count > 1 ? args[1].isTruthy : false
@@ -1266,36 +1679,51 @@ private struct Renderer {
             return v
         case "tojson":
             var indent: Int? = nil
-            if case .int(let i)? = (kwargs.first(where: { $0.0 == "indent" })?.1 ?? args.first) { indent = i }
-            return .string(v.json(indent: indent))
+            if case .int(let i)? = (kwargs.first(where: { $0.0 == "indent" })?.1 ?? args.first) {
+                // Python writes newlines only for indent <= 0; a larger indent than the
+                // string limit could never fit.
+                indent = min(max(i, 0), limits.maxStringBytes)
+            }
+            var out = ""
+            try appendJSON(v, indent: indent, level: 0, &out)
+            return .string(out)
         case "items":
-            if case .dict(let d) = v { return .list(d.map { .list([.string($0.0), $0.1]) }) }
+            if case .dict(let d) = v {
+                let r = JinjaValue.list(d.map { .list([.string($0.0), $0.1]) })
+                try checkShape(r)
+                return r
+            }
             return .list([])
         case "replace":
             guard args.count >= 2 else { break }
-            return .string(replaceAll(v.text, args[0].text, args[1].text))
+            return try string(try replaceAll(try str(v), try str(args[0]), try str(args[1])))
         case "selectattr", "rejectattr":
-            guard let attr = args.first?.text else { break }
+            guard let attr = try argText(args, 0) else { break }
+            let test = try argText(args, 1)
             let keep = name == "selectattr"
             var out: [JinjaValue] = []
             for item in try iterate(v) {
+                try charge()
                 let value = member(item, attr)
                 let r: Bool
-                if args.count > 1 { r = try applyTest(args[1].text, value, Array(args.dropFirst(2))) } else { r = value.isTruthy }
+                if let test { r = try applyTest(test, value, Array(args.dropFirst(2))) } else { r = value.isTruthy }
                 if r == keep { out.append(item) }
             }
             return .list(out)
         case "select", "reject":
             let keep = name == "select"
+            let test = try argText(args, 0)
             var out: [JinjaValue] = []
             for item in try iterate(v) {
+                try charge()
                 let r: Bool
-                if let test = args.first { r = try applyTest(test.text, item, Array(args.dropFirst())) } else { r = item.isTruthy }
+                if let test { r = try applyTest(test, item, Array(args.dropFirst())) } else { r = item.isTruthy }
                 if r == keep { out.append(item) }
             }
             return .list(out)
         case "map":
-            if let attr = kwargs.first(where: { $0.0 == "attribute" })?.1.text {
+            if let attrValue = kwargs.first(where: { $0.0 == "attribute" })?.1 {
+                let attr = try str(attrValue)
                 let def = kwargs.first(where: { $0.0 == "default" })?.1
                 return .list(try iterate(v).map { x in
                     let m = member(x, attr)
@@ -1303,23 +1731,40 @@ private struct Renderer {
                     return m
                 })
             }
-            guard let filterName = args.first?.text else { break }
+            guard let filterName = try argText(args, 0) else { break }
             var out: [JinjaValue] = []
             for x in try iterate(v) { out.append(try applyFilter(filterName, x, Array(args.dropFirst()), [])) }
             return .list(out)
         case "unique":
             var out: [JinjaValue] = []
-            for x in try iterate(v) where !out.contains(where: { JinjaValue.equal($0, x) }) { out.append(x) }
+            for x in try iterate(v) {
+                var seen = false
+                for y in out where try equal(y, x) { seen = true; break }
+                if !seen { out.append(x) }
+            }
             return .list(out)
         case "abs":
-            if case .int(let i) = v { return .int(abs(i)) }
+            if case .int(let i) = v {
+                guard i != .min else { throw Self.overflow("abs ", i, nil) }
+                return .int(abs(i))
+            }
             return .double(abs(v.number ?? 0))
         default: break
         }
         throw .unsupported("the chat template uses the filter '\(name)', which spikerun's Jinja subset does not provide")
     }
 
-    func applyTest(_ name: String, _ v: JinjaValue, _ args: [JinjaValue]) throws(SpikeRunError) -> Bool {
+    /// Python `int(float)`: truncates toward zero; NaN, infinities and values past 64 bits are errors.
+    static func integer(_ d: Double) throws(SpikeRunError) -> Int {
+        // 2^63 is exactly representable; every double below it in magnitude fits an Int.
+        guard d.isFinite, d >= -9_223_372_036_854_775_808.0, d < 9_223_372_036_854_775_808.0 else {
+            throw .invalidArgument("the chat template converts \(JinjaValue.pythonFloat(d)) to an integer, which does not fit 64 bits")
+        }
+        return Int(d)
+    }
+
+    mutating func applyTest(_ name: String, _ v: JinjaValue, _ args: [JinjaValue]) throws(SpikeRunError) -> Bool {
+        try charge()
         switch name {
         case "defined": return !v.isUndefined
         case "undefined": return v.isUndefined
@@ -1339,12 +1784,15 @@ private struct Renderer {
         case "odd": if case .int(let i) = v { return i % 2 != 0 }; return false
         case "even": if case .int(let i) = v { return i % 2 == 0 }; return false
         case "divisibleby":
-            if case .int(let i) = v, case .int(let d)? = args.first, d != 0 { return i % d == 0 }
+            // Int.min % -1 overflows in Swift; every integer is divisible by ±1.
+            if case .int(let i) = v, case .int(let d)? = args.first, d != 0 { return d == 1 || d == -1 || i % d == 0 }
             return false
-        case "equalto", "eq", "==", "sameas": return JinjaValue.equal(v, args.first ?? .undefined)
-        case "ne", "!=": return !JinjaValue.equal(v, args.first ?? .undefined)
-        case "lower": return v.text == v.text.lowercased()
-        case "upper": return v.text == v.text.uppercased()
+        case "equalto", "eq", "==", "sameas": return try equal(v, args.first ?? .undefined)
+        case "ne", "!=": return !(try equal(v, args.first ?? .undefined))
+        case "lower", "upper":
+            let s = try str(v)
+            try chargeBytes(s.utf8.count)
+            return name == "lower" ? s == s.lowercased() : s == s.uppercased()
         case "in":
             if let container = args.first, case .bool(let b) = try binary("in", v, container) { return b }
             return false
@@ -1375,26 +1823,25 @@ private struct Renderer {
 
     /// Python `str.split(sep, maxsplit)`, on code points.
     func pySplit(_ s: String, _ sep: String, _ limit: Int) -> [String] {
-        let a = s.scalars, b = sep.scalars
-        guard !b.isEmpty else { return [s] }
+        guard !sep.isEmpty else { return [s] }
+        let a = Array(s.utf8)
         var parts: [String] = []
-        var start = 0, i = 0
-        while i + b.count <= a.count, limit < 0 || parts.count < limit {
-            if a[i..<(i + b.count)].elementsEqual(b) {
-                parts.append(stringFromScalars(a[start..<i]))
-                i += b.count
-                start = i
-            } else {
-                i += 1
-            }
+        var start = 0
+        for off in utf8Matches(a, Array(sep.utf8), limit: limit) {
+            parts.append(String(decoding: a[start..<off], as: UTF8.self))
+            start = off + sep.utf8.count
         }
-        parts.append(stringFromScalars(a[start...]))
+        parts.append(String(decoding: a[start...], as: UTF8.self))
         return parts
     }
 
-    func replaceAll(_ s: String, _ a: String, _ b: String) -> String {
+    func replaceAll(_ s: String, _ a: String, _ b: String) throws(SpikeRunError) -> String {
         guard !a.isEmpty else { return s }
-        return pySplit(s, a, -1).joined(separator: b)
+        let parts = pySplit(s, a, -1)
+        let (extra, o1) = (parts.count - 1).multipliedReportingOverflow(by: b.utf8.count)
+        let (total, o2) = (s.utf8.count - (parts.count - 1) * a.utf8.count).addingReportingOverflow(extra)
+        try checkString(o1 || o2 ? Int.max : total)
+        return parts.joined(separator: b)
     }
 
     func capitalize(_ s: String) -> String {
@@ -1437,28 +1884,47 @@ private func strftimeNow(_ format: String) -> String {
 private extension String {
     var scalars: [Unicode.Scalar] { Array(unicodeScalars) }
 
-    func scalarEquals(_ other: String) -> Bool { unicodeScalars.elementsEqual(other.unicodeScalars) }
+    // UTF-8 is self-synchronizing: a byte match of one valid UTF-8 string in another starts
+    // and ends on code point boundaries, so byte comparisons are code point comparisons.
+    func scalarEquals(_ other: String) -> Bool { utf8.elementsEqual(other.utf8) }
 
-    func scalarHasPrefix(_ p: String) -> Bool {
-        let a = scalars, b = p.scalars
-        return b.count <= a.count && a[..<b.count].elementsEqual(b)
-    }
+    func scalarHasPrefix(_ p: String) -> Bool { utf8.starts(with: p.utf8) }
 
-    func scalarHasSuffix(_ p: String) -> Bool {
-        let a = scalars, b = p.scalars
-        return b.count <= a.count && a[(a.count - b.count)...].elementsEqual(b)
-    }
+    func scalarHasSuffix(_ p: String) -> Bool { utf8.reversed().starts(with: p.utf8.reversed()) }
 
-    /// The code point offset of the first occurrence of `p`, or nil.
+    /// The code point offset of the first occurrence of `p`, or nil (linear time).
     func scalarFind(_ p: String) -> Int? {
-        let a = scalars, b = p.scalars
-        if b.isEmpty { return 0 }
-        guard b.count <= a.count else { return nil }
-        for i in 0...(a.count - b.count) where a[i] == b[0] {
-            if a[i..<(i + b.count)].elementsEqual(b) { return i }
-        }
-        return nil
+        if p.isEmpty { return 0 }
+        let a = Array(utf8)
+        guard let off = utf8Matches(a, Array(p.utf8), limit: 1).first else { return nil }
+        return a[..<off].reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
     }
+}
+
+/// Byte offsets of the non-overlapping occurrences of `needle` in `hay`, left to right, at
+/// most `limit` of them (negative = all). Knuth–Morris–Pratt, so hostile inputs stay linear.
+private func utf8Matches(_ hay: [UInt8], _ needle: [UInt8], limit: Int) -> [Int] {
+    let m = needle.count
+    guard m > 0, m <= hay.count, limit != 0 else { return [] }
+    var fail = [Int](repeating: 0, count: m)  // longest proper border of needle[0...i]
+    var k = 0
+    for i in 1..<m {
+        while k > 0 && needle[i] != needle[k] { k = fail[k - 1] }
+        if needle[i] == needle[k] { k += 1 }
+        fail[i] = k
+    }
+    var out: [Int] = []
+    k = 0
+    for (i, c) in hay.enumerated() {
+        while k > 0 && c != needle[k] { k = fail[k - 1] }
+        if c == needle[k] { k += 1 }
+        if k == m {
+            out.append(i - m + 1)
+            if out.count == limit { break }
+            k = 0  // non-overlapping
+        }
+    }
+    return out
 }
 
 private func stringFromScalars<S: Sequence>(_ s: S) -> String where S.Element == Unicode.Scalar {
