@@ -563,4 +563,5 @@ extern "C" void spk_acc(const spk_line *w0, const spk_line *w1, const spk_line *
     SPK_STAGE("rescale_2", rescale(2, n_jobs, j_r2, x2, s2, a2, sc2, y2));
     SPK_STAGE("store", store(out, n_jobs, j_out, y0, y1, y2));
     SPK_DATAFLOW_END();
+    SPK_CSIM_ONLY(spk_csim_count_run(n_jobs);)
 }

@@ -88,6 +88,9 @@ struct spk_load_counters {
     uint64_t lines;
 };
 SPK_CSIM_ONLY(extern spk_load_counters spk_load_count[SPK_N_ENGINES];)
+// The counters of the last completed run (C-simulation only; spk_csim.cpp).
+SPK_CSIM_ONLY(extern spk_core_counters spk_csim_last_core[SPK_N_ENGINES];)
+SPK_CSIM_ONLY(extern spk_load_counters spk_csim_last_load[SPK_N_ENGINES];)
 
 // Engine e's accumulation core: per job, per chunk of tile_w rows, per 32-input block:
 // receives the code lines of the inputs that fire in some plane (ascending column), then

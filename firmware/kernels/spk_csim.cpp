@@ -1,11 +1,13 @@
 // spk_csim.cpp - C-simulation run time of the DATAFLOW region (see spk_fifo.h): one thread
 // per stage, blocking waits on bounded FIFOs, and the deadlock report. Not part of the
 // hardware: Vitis HLS compiles kernels/spk_acc.cpp and kernels/spk_core.cpp only.
+#include "spk_core.h"
 #include "spk_fifo.h"
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <list>
 #include <string>
 #include <thread>
@@ -132,3 +134,57 @@ void spk_csim_idle(const char *what) {
 void spk_csim_progress() { t_idle = false; }
 
 const char *spk_csim_stage() { return t_self ? t_self->name.c_str() : "main"; }
+
+// ---------------------------------------------------------------------------------------
+// Schedule counters over a whole process (e.g. the emulated device during a generation):
+// with SPK_CSIM_COUNTERS=file set, the counters summed over every run are written to the
+// file at exit, one line per engine (docs/fpga-v2-model.md reads them).
+unsigned long long spk_csim_runs, spk_csim_jobs;
+static std::mutex g_count_lock;
+static spk_core_counters g_core_sum[SPK_N_ENGINES];
+static spk_load_counters g_load_sum[SPK_N_ENGINES];
+spk_core_counters spk_csim_last_core[SPK_N_ENGINES];
+spk_load_counters spk_csim_last_load[SPK_N_ENGINES];
+
+void spk_csim_count_run(unsigned n_jobs) {
+    std::lock_guard<std::mutex> lk(g_count_lock);
+    spk_csim_runs++;
+    spk_csim_jobs += n_jobs;
+    for (unsigned e = 0; e < SPK_N_ENGINES; e++) {
+        spk_core_counters &a = g_core_sum[e];
+        const spk_core_counters &c = spk_core_count[e];
+        a.blocks += c.blocks;
+        a.silent += c.silent;
+        a.fill += c.fill;
+        a.events += c.events;
+        a.bubbles += c.bubbles;
+        a.out += c.out;
+        g_load_sum[e].bursts += spk_load_count[e].bursts;
+        g_load_sum[e].lines += spk_load_count[e].lines;
+    }
+    memcpy(spk_csim_last_core, spk_core_count, sizeof spk_core_count);
+    memcpy(spk_csim_last_load, spk_load_count, sizeof spk_load_count);
+    memset(spk_core_count, 0, sizeof spk_core_count);
+    memset(spk_load_count, 0, sizeof spk_load_count);
+}
+
+namespace {
+struct counters_at_exit {
+    ~counters_at_exit() {
+        const char *path = getenv("SPK_CSIM_COUNTERS");
+        if (!path || !*path) return;
+        FILE *f = fopen(path, "w");
+        if (!f) return;
+        fprintf(f, "runs %llu jobs %llu\n", spk_csim_runs, spk_csim_jobs);
+        for (unsigned e = 0; e < SPK_N_ENGINES; e++) {
+            const spk_core_counters &a = g_core_sum[e];
+            fprintf(f, "engine %u blocks %llu silent %llu fill %llu events %llu bubbles %llu out %llu "
+                       "bursts %llu lines %llu\n", e, (unsigned long long)a.blocks, (unsigned long long)a.silent,
+                    (unsigned long long)a.fill, (unsigned long long)a.events, (unsigned long long)a.bubbles,
+                    (unsigned long long)a.out, (unsigned long long)g_load_sum[e].bursts,
+                    (unsigned long long)g_load_sum[e].lines);
+        }
+        fclose(f);
+    }
+} g_counters_at_exit;
+}  // namespace

@@ -56,6 +56,9 @@ void spk_csim_idle(const char *what);
 void spk_csim_progress();
 // Name of the calling stage ("main" outside a DATAFLOW region).
 const char *spk_csim_stage();
+// After a run: adds the run's schedule counters (spk_core.h) to the process totals that
+// SPK_CSIM_COUNTERS=file writes at exit, and clears them.
+void spk_csim_count_run(unsigned n_jobs);
 
 template <class T, int D = 2>
 class spk_fifo {

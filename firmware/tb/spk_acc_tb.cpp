@@ -156,16 +156,16 @@ static void check_schedule(const std::string &name, const std::vector<Mat> &mats
     spk_core_counters c = {0, 0, 0, 0, 0, 0};
     uint64_t lines = 0, bursts = 0, cycles[3] = {0, 0, 0};
     for (int e = 0; e < 3; e++) {
-        c.blocks += spk_core_count[e].blocks;
-        c.silent += spk_core_count[e].silent;
-        c.fill += spk_core_count[e].fill;
-        c.events += spk_core_count[e].events;
-        c.bubbles += spk_core_count[e].bubbles;
-        c.out += spk_core_count[e].out;
-        lines += spk_load_count[e].lines;
-        bursts += spk_load_count[e].bursts;
-        cycles[e] = spk_core_count[e].fill + spk_core_count[e].events + spk_core_count[e].bubbles +
-                    spk_core_count[e].out;
+        c.blocks += spk_csim_last_core[e].blocks;
+        c.silent += spk_csim_last_core[e].silent;
+        c.fill += spk_csim_last_core[e].fill;
+        c.events += spk_csim_last_core[e].events;
+        c.bubbles += spk_csim_last_core[e].bubbles;
+        c.out += spk_csim_last_core[e].out;
+        lines += spk_csim_last_load[e].lines;
+        bursts += spk_csim_last_load[e].bursts;
+        cycles[e] = spk_csim_last_core[e].fill + spk_csim_last_core[e].events + spk_csim_last_core[e].bubbles +
+                    spk_csim_last_core[e].out;
     }
     if (c.fill != want_fill || c.events != want_events || lines != want_lines) {
         fail(name + ": schedule not spike-driven: fill " + std::to_string(c.fill) + " (want " +
@@ -241,8 +241,6 @@ static void run_case(const std::string &name, const std::vector<Mat> &mats, cons
     // poison the outputs: every float must be written by the kernel
     memset(ob.data(), 0xFF, ob.size() * sizeof(spk_line));
 
-    memset(spk_core_count, 0, sizeof spk_core_count);
-    memset(spk_load_count, 0, sizeof spk_load_count);
     spk_acc(wb[0].data(), wb[1].data(), wb[2].data(), jb.data(), sb.data(), ob.data(),
             (unsigned)lead, (unsigned)mats.size());
     check_schedule(name, mats, slot_x, jobs, lead);
