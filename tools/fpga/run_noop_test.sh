@@ -53,7 +53,7 @@ if [ "$MODE" = asan ]; then SAN="-fsanitize=address,undefined -fno-omit-frame-po
 CFLAGS="-std=c11 -O1 -g -Wall -Wextra -D_GNU_SOURCE -I$ROOT/include $SAN"
 CXXFLAGS="-std=c++14 -O1 -g -Wall -Wextra -Wno-unknown-pragmas -I$ROOT/include $SAN"
 objs=""
-for f in csrc/fpga/sr-fpga.c csrc/fpga/sr-fpga-pack.c csrc/fpga/sr-xrt.c csrc/core/sr-status.c \
+for f in csrc/fpga/sr-fpga.c csrc/fpga/sr-fpga-pack.c csrc/fpga/sr-xrt.c csrc/fpga/sr-fpga-emu.c csrc/core/sr-status.c \
          csrc/spike/sr-spike-encode.c csrc/spike/sr-spike-ref.c csrc/spike/sr-spike-opt.c \
          tools/fpga/noop_host_test.c; do
     o=$W/$(basename "$f" .c).o
