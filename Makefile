@@ -17,6 +17,7 @@ TEST_FLAGS := -c release -Xswiftc -enable-testing
 test: setup model data
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
 	bash tools/check_no_multiply.sh .build/release/CSpikeRun.build/csrc/spike/sr-spike-opt.c.o
+	sh tools/fpga/check_core_no_multiply.sh && sh tools/fpga/check_core_no_multiply.sh --self-test
 	$(SWIFT) test $(TEST_FLAGS) --skip-build
 	$(MAKE) -C firmware csim-both
 	$(MAKE) sanitize fuzz-ci

@@ -42,10 +42,10 @@ struct ModelOptionsGroup: ParsableArguments {
         return .model
     }
 
-    @Option(name: .customLong("backend"), help: "auto, cpu or fpga (default: auto = the FPGA when a device, an xclbin and a spike model are there).")
+    @Option(name: .customLong("backend"), help: "auto, cpu, fpga or fpga-emu (the HLS kernel's C-simulation in process as the device) (default: auto = the FPGA when a device, an xclbin and a spike model are there).")
     var backend: BackendChoice = .auto
 
-    @Option(name: .customLong("xclbin"), help: "FPGA kernel image (default: $SPIKERUN_XCLBIN, else firmware/build/spk.xclbin).")
+    @Option(name: .customLong("xclbin"), help: "FPGA kernel image; with fpga-emu the emulated kernel (default: $SPIKERUN_XCLBIN, else firmware/build/spk_acc.hw.xclbin; fpga-emu: firmware/build/spk_acc.emu.so).")
     var xclbin: String?
 
     var resolvedPath: String { model ?? DefaultModel.path() }
@@ -89,18 +89,37 @@ struct NumaPolicy: ExpressibleByArgument {
 /// `--backend`: what the user asked for, resolved into a `Backend` when the model is known.
 enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
     case auto, cpu, fpga
+    case fpgaEmu = "fpga-emu"
+
+    /// What `make -C firmware package` writes (the xclbin XRT loads on the board).
+    static let xclbinName = "firmware/build/spk_acc.hw.xclbin"
+    /// What `make -C firmware emu` writes (the HLS kernel's C-simulation as a shared object).
+    static let emulatorName = "firmware/build/spk_acc.emu.so"
 
     static func defaultXclbin(_ flag: String?) -> String {
-        flag ?? ProcessInfo.processInfo.environment["SPIKERUN_XCLBIN"] ?? "firmware/build/spk.xclbin"
+        flag ?? ProcessInfo.processInfo.environment["SPIKERUN_XCLBIN"] ?? CheckoutFile.path(xclbinName)
     }
 
-    /// fpga: the FPGA or an error saying why not; auto: the FPGA when everything is there,
-    /// otherwise the CPU with one line on stderr saying why.
+    static func defaultEmulator(_ flag: String?) -> String {
+        flag ?? CheckoutFile.path(emulatorName)
+    }
+
+    /// fpga: the FPGA or an error saying why not; fpga-emu: the emulated device or an error;
+    /// auto: the FPGA when everything is there, otherwise the CPU with one line on stderr
+    /// saying why.
     static func resolve(_ choice: BackendChoice, xclbin: String?, spikeModel: Bool) throws(SpikeRunError) -> Backend {
+        if choice == .fpgaEmu {
+            let kernel = defaultEmulator(xclbin)
+            if !FileManager.default.fileExists(atPath: kernel) {
+                throw SpikeRunError(.noDevice, "FPGA emulation requested but there is no emulated kernel at '\(kernel)' (build it with make -C firmware emu, or pass --xclbin)")
+            }
+            if !spikeModel { throw SpikeRunError(.noDevice, "FPGA emulation requested but the FPGA runs spike-driven models and this one is dense") }
+            return .fpgaEmulator(kernel: kernel)
+        }
         let path = defaultXclbin(xclbin)
         func fpgaProblem() -> String? {
             if case .unavailable(let reason) = FPGADevice.availability { return reason }
-            if !FileManager.default.fileExists(atPath: path) { return "no xclbin at '\(path)' (build it with make -C firmware xclbin, or pass --xclbin)" }
+            if !FileManager.default.fileExists(atPath: path) { return "no xclbin at '\(path)' (build it with make -C firmware package, or pass --xclbin)" }
             if !spikeModel { return "the FPGA runs spike-driven models and this one is dense" }
             return nil
         }
@@ -110,7 +129,7 @@ enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
         case .fpga:
             if let why = fpgaProblem() { throw SpikeRunError(.noDevice, "FPGA backend requested but \(why)") }
             return .fpga(xclbin: path)
-        case .auto:
+        case .auto, .fpgaEmu:
             // Nothing FPGA-related is configured (no XILINX_XRT, no xclbin): the CPU, silently.
             let xrt = ProcessInfo.processInfo.environment["XILINX_XRT"] ?? ""
             if xrt.isEmpty && xclbin == nil && !FileManager.default.fileExists(atPath: path) { return .cpu }
@@ -120,6 +139,21 @@ enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
             }
             return .fpga(xclbin: path)
         }
+    }
+}
+
+/// A file of this checkout: relative to the working directory when it exists there, else
+/// beside the checkout that built this executable (.build/<config>/spikerun), else as given.
+enum CheckoutFile {
+    static func path(_ relative: String) -> String {
+        if FileManager.default.fileExists(atPath: relative) { return relative }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent(relative).path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            dir.deleteLastPathComponent()
+        }
+        return relative
     }
 }
 

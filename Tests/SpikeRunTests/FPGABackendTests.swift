@@ -4,7 +4,8 @@ import Testing
 
 /// The FPGA backend through the CLI under XRT's noop shim: the whole host path of a spike
 /// model (open, xclbin, upload of every layer, one kernel run per site and token). noop never
-/// runs the kernel body, so outputs are not checked here (C-simulation checks the numbers).
+/// runs the kernel body, so outputs are not checked here; FPGAEmulatorTests checks them logit
+/// for logit on the emulated device, and C-simulation checks every layer shape.
 @Suite("FPGA backend selection", .serialized)
 struct FPGABackendTests {
     static let converted: Result<String, SpikeRunError> = {

@@ -2,13 +2,13 @@ import Foundation
 import Testing
 @testable import SpikeRun
 
-/// The FPGA backend without a board: the performance model (docs/fpga-design.md §6), the Swift
+/// The FPGA backend without a board: the performance model (docs/fpga-v2-model.md), the Swift
 /// wrapper's refusal to reach XRT, and the shell checks (XRT declarations, kernel interface,
 /// C-simulation with g++ and clang++, the whole host flow under XRT's noop shim with ASan, the
 /// SD flash script), run through Process with their results asserted.
 @Suite("FPGA backend", .serialized)
 struct FPGATests {
-    // MARK: performance model (docs/fpga-design.md §6)
+    // MARK: performance model (docs/fpga-v2-model.md, weight streaming)
 
     typealias PM = FPGAPerformanceModel
 
@@ -191,6 +191,49 @@ struct FPGATests {
         #expect(r.stdout.contains("every output bit-equal to sr_spike_matvec: yes"))
         #expect(r.stdout.contains("did not complete within 50 ms"))
         #expect(!r.stdout.contains("LeakSanitizer") && !r.stdout.contains("AddressSanitizer"))
+    }
+
+    @Test("the FPGA accumulation core has no multiply: source, g++/clang++ objects, and the check fails on one")
+    func coreHasNoMultiply() throws {
+        let r = try sh("tools/fpga/check_core_no_multiply.sh")
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("check_core_no_multiply: ok source"), "\(r.stdout)")
+        #expect(r.stdout.components(separatedBy: "no multiply or divide").count >= 3, "\(r.stdout)")
+        let t = try sh("tools/fpga/check_core_no_multiply.sh", ["--self-test"])
+        #expect(t.status == 0, "\(t.stdout)\(t.stderr)")
+        #expect(t.stdout.contains("both checks reject a core that multiplies"), "\(t.stdout)")
+    }
+
+    // MARK: v2 schedule model
+
+    @Test("schedule model: a hand-computed Q4_1 layer (core-bound and memory-bound cases)")
+    func scheduleModel() {
+        typealias SM = FPGAScheduleModel
+        #expect(SM.split(10, [0.45, 0.275, 0.275]) == [4, 3, 3])  // as sr-fpga.c: largest remainders
+        #expect(SM.split(7, [1, 0, 0]) == [7, 0, 0])
+        // 128 x 64 Q4_1 on engine 0 only: 1 chunk, 2 blocks. Every input fires with 2 spikes:
+        // core = 32 + 64 + 0 + 9 = 105 cycles per block; memory = (40 lines + 2 burst overhead)
+        // * 64 B at the port's 20 GB/s (below 0.8 * 25.6) = 42 cycles; rescale = 8 + 9 = 17.
+        var m = SM(shape: .smolLM2_135M, activity: .dense(eventsPerInput: 2))
+        m.shares = [1, 0, 0]
+        m.jobLatencyCycles = 0
+        let f = 312.5e6
+        let r = m.matrixSeconds(rows: 128, cols: 64, format: .q4_1)
+        #expect(r.bound == "core")
+        #expect(abs(r.seconds - 2 * 105 / f) < 1e-12, "\(r.seconds)")
+        // silent input: only the 8 scale lines per block are read: rescale (8 + 9 = 17 cycles)
+        // beats core (9) and memory ((8 + 2) * 64 B / 20 GB/s = 32 ns = 10 cycles)
+        m.activity = SM.Activity(fireFraction: 0, eventsPerInput: 0, bubblesPerBlock: 0, burstsPerBlock: 1)
+        let s = m.matrixSeconds(rows: 128, cols: 64, format: .q4_1)
+        #expect(s.bound == "rescale")
+        #expect(abs(s.seconds - 2 * 17 / f) < 1e-12, "\(s.seconds)")
+        // launches and host time add per token
+        var t = SM(shape: .smolLM2_135M, activity: .dense(eventsPerInput: 1))
+        let e1 = t.estimate()
+        t.launchesPerToken = 1
+        let e2 = t.estimate()
+        #expect(abs((e1.secondsPerToken - e2.secondsPerToken) - 120 * 50e-6) < 1e-9)
+        #expect(e1.kernelSeconds == e2.kernelSeconds)
     }
 
     @Test("flash.sh refuses non-removable targets, writes and verifies with the override")

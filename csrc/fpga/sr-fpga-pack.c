@@ -86,8 +86,12 @@ sr_status sr_fpga_check_planes(const sr_spike_planes *x, int32_t slot) {
                        "does not take yet (convert with --encoding bitwise)", (int)slot);
     if (x->encoding < SR_SPIKE_SIGN_MAGNITUDE || x->encoding > SR_SPIKE_BINARY)
         return sr_fail(SR_ERR_INVALID_ARG, "fpga: input for slot %d has encoding %d", (int)slot, (int)x->encoding);
-    if (x->n_words != (x->n + 31) / 32 || x->group < 1 || x->n_groups != (x->n + x->group - 1) / x->group)
+    if (x->n < 1 || x->n_words != (x->n + 31) / 32 || x->group < 1 ||
+        x->n_groups != (x->n + x->group - 1) / x->group || x->n_groups > x->n_words)
         return sr_fail(SR_ERR_INVALID_ARG, "fpga: input for slot %d has inconsistent sizes", (int)slot);
+    if (x->encoding == SR_SPIKE_BINARY ? (x->offset < 0 || x->offset > (int32_t)SPK_MAX_OFFSET) : x->offset != 0)
+        return sr_fail(SR_ERR_UNSUPPORTED, "fpga: input for slot %d has offset %d; the kernel takes 0..%u for the "
+                       "binary code and 0 otherwise", (int)slot, (int)x->offset, SPK_MAX_OFFSET);
     for (int32_t g = 0; g < x->n_groups; g++)
         if (!isfinite(x->scale[g]))
             return sr_fail(SR_ERR_NUMERIC, "fpga: input for slot %d has a non-finite scale", (int)slot);

@@ -248,7 +248,7 @@ static void register_atexit(void) { atexit(close_all_at_exit); }
 sr_status sr_fpga_open(const sr_fpga_params *p, sr_fpga **out) {
     if (!p || !out) return sr_fail(SR_ERR_INVALID_ARG, "sr_fpga_open: params and out are required");
     if (!p->xclbin_path || !*p->xclbin_path)
-        return sr_fail(SR_ERR_INVALID_ARG, "fpga: no xclbin given (build it with `make -C firmware xclbin`)");
+        return sr_fail(SR_ERR_INVALID_ARG, "fpga: no xclbin given (build it with `make -C firmware package`)");
     if (strlen(p->xclbin_path) >= 1024) return sr_fail(SR_ERR_INVALID_ARG, "fpga: xclbin path too long");
     const char *kname = p->kernel_name ? p->kernel_name : SPK_ACC_KERNEL_NAME;
     if (strlen(kname) >= 64) return sr_fail(SR_ERR_INVALID_ARG, "fpga: kernel name too long");
@@ -271,7 +271,7 @@ sr_status sr_fpga_open(const sr_fpga_params *p, sr_fpga **out) {
         return sr_fail(SR_ERR_IO, "fpga: cannot open xclbin '%s': %s", p->xclbin_path, strerror(errno));
 
     const sr_xrt_api *x;
-    sr_status s = sr_xrt_load(&x);
+    sr_status s = p->emulate ? sr_xrt_emu_load(p->xclbin_path, &x) : sr_xrt_load(&x);
     if (s != SR_OK) return s;
 
     sr_fpga *f = calloc(1, sizeof *f);
@@ -561,6 +561,16 @@ sr_status sr_fpga_step(sr_fpga *f, int32_t first, int32_t count, const sr_fpga_i
                 return sr_fail(SR_ERR_INVALID_ARG, "fpga: slot %d is given twice", (int)in[k].slot);
         sr_status s = sr_fpga_check_planes(in[k].x, in[k].slot);
         if (s != SR_OK) return s;
+        // every input is packed into its slot, also one no matrix of this run reads: it
+        // must fit the slot (sized for the slot's n_in at the kernel's maxima)
+        const fpga_slot_info *sl = &f->slot[in[k].slot];
+        const sr_spike_planes *x = in[k].x;
+        if (x->n > sl->n_in)
+            return sr_fail(SR_ERR_INVALID_ARG, "fpga: input for slot %d has %d activations; the slot's "
+                           "matrices take %d", (int)in[k].slot, (int)x->n, (int)sl->n_in);
+        if (spk_slot_lines((uint32_t)x->T, (uint32_t)x->n_words, (uint32_t)x->n_groups) >
+            sr_fpga_slot_capacity(sl->n_in))
+            return sr_fail(SR_ERR_INVALID_ARG, "fpga: input for slot %d does not fit its slot", (int)in[k].slot);
     }
     // every matrix has its input, and the pair passes the shared contract check
     for (int32_t i = first; i < first + count; i++) {

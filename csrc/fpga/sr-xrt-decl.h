@@ -90,6 +90,11 @@ typedef struct sr_xrt_api {
 // On failure: a status and sr_last_error() explaining why; *out untouched.
 sr_status sr_xrt_load(const sr_xrt_api **out);
 
+// The emulated device (sr-fpga-emu.c): the same API implemented in process, running the
+// C-simulation build of the HLS kernel from `kernel_lib` (firmware/build/spk_acc.emu.so,
+// `make -C firmware emu`). Checks that the library loads and has spk_acc(); never loads XRT.
+sr_status sr_xrt_emu_load(const char *kernel_lib, const sr_xrt_api **out);
+
 // Only the environment check of sr_xrt_load (no dlopen): SR_OK or SR_ERR_NO_DEVICE + reason.
 sr_status sr_xrt_check_env(void);
 

@@ -11,7 +11,7 @@
 //   spikerun-fpga --xclbin F --bench [--model M.gguf] [--tokens N] [--ctx C]
 //       launch latency (one tiny job), read bandwidth per weight port, and a decode-shaped
 //       token loop (4 runs per block + 1 for the head, SmolLM2-135M shape, random Q4_1 or the
-//       model's weights) with the docs/fpga-design.md §6 prediction printed next to each measurement
+//       model's weights) with the weight-streaming prediction (docs/fpga-v2-model.md) printed next to each measurement
 //
 // Build here (x86, for the noop shim): cc -std=c11 -O2 -D_GNU_SOURCE -Iinclude
 //   firmware/host/spikerun-fpga.c csrc/fpga/*.c csrc/spike/*.c csrc/core/sr-status.c -ldl -lpthread -lm
@@ -308,7 +308,7 @@ static int self_test(const char *xclbin, const char *model) {
 // ---------------------------------------------------------------------------------------
 // Bench.
 
-// docs/fpga-design.md §6 (memory-bound part): predicted tok/s for n_w weights at `bits`.
+// Weight-streaming bound (docs/fpga-v2-model.md, memory-bound part): predicted tok/s for n_w weights at `bits`.
 static double predict(double n_w, double bits, double bw, double n_launch, double t_launch, double other_s) {
     double t_mem = n_w * bits / 8 / (0.8 * bw);
     return 1.0 / (t_mem + n_launch * t_launch + other_s);
@@ -439,7 +439,7 @@ static int bench(const char *xclbin, const char *model, int tokens) {
     printf("decode: %d tokens, %.2f ms/token = %.1f tok/s (PL linear layers only; %llu runs, %.1f KiB in + %.1f KiB out per token)\n",
            tokens, tok_t / tokens * 1e3, measured, (unsigned long long)st.runs,
            st.bytes_to_device / 1024.0 / tokens, st.bytes_from_device / 1024.0 / tokens);
-    printf("model:  docs/fpga-design.md §6 at 5 bits/weight, η 0.8, both memories: %.0f tok/s without launches, "
+    printf("model:  weight streaming (docs/fpga-v2-model.md) at 5 bits/weight, η 0.8, both memories: %.0f tok/s without launches, "
            "%.0f tok/s with %d launches x %.1f us (measured above)\n",
            predict(n_w, 5, 56.85e9, 0, 0, 0), predict(n_w, 5, 56.85e9, launches, t_launch, 0), (int)launches,
            t_launch * 1e6);

@@ -1,32 +1,33 @@
-// spk_acc.cpp - spike matrix-vector products for the VCK190 (Vitis HLS 2022.1, C++14).
+// spk_acc.cpp - spike matrix-vector products for the VCK190 (Vitis HLS 2022.1, C++14), v2.
 //
-// One kernel run executes n_jobs descriptors (spk_job, kernels/spk_acc.h) one after another;
-// one job = one linear layer y = W x where x arrives as spike planes and W streams from
-// DDR4/LPDDR4. The arithmetic is sr-spike.h's, literally: weight codes are read with
-// sr_spike_line_get, plane weights come from sr_spike_plane_shift/_sign, accumulators are
-// int32 and the integer->float step calls sr_spike_rescale_* (the one shared definition).
+// One kernel run executes n_jobs descriptors (spk_job, kernels/spk_acc.h); one job = one
+// linear layer y = W x where x arrives as spike planes and W streams from DDR4/LPDDR4. The
+// arithmetic is include/spikerun/sr-spike.h's: the integer part is spike-gated accumulation
+// (kernels/spk_core.cpp: per plane, per firing input, one add or subtract of that input's
+// code line into the lane accumulators, Horner shifts between planes; no multiplier), and
+// the integer->float step calls sr_spike_rescale_* (the one shared definition).
 //
 // Dataflow (canonical: the top body is only calls, every FIFO has one producer and one
-// consumer, scalars by value):
+// consumer, scalars by value; depths in kernels/spk_core.h):
 //
-//   read_jobs --+--> load_spikes --counts--> acc_e      (x3 engines, e = 0, 1, 2)
-//               |                --scales--> rescale_e
-//               +--> load_w_e (port w_e, bursts) --code lines--> acc_e --A--> rescale_e
-//               |                                --scale lines-------------> rescale_e
-//               +--> store <--y lines-- rescale_e
+//   read_jobs -+-> load_spikes -+-fire masks-> load_w_e (port w_e: bursts over runs of
+//              |                |               firing inputs) --code lines--> acc_e
+//              |                +-slot info, plane masks-----------------------> acc_e
+//              |                +-scales-------------------------------------> rescale_e
+//              +-> load_w_e --scale lines----------------------------------------> rescale_e
+//              |   acc_e --N, A lines--> rescale_e --(address, y line)--> store --> out
+//              +-> store (run length)                        (e = 0, 1, 2: three engines)
 //
-// acc_e: for each chunk of tile_w rows, for each 32-input block, 32 code lines (one per
-//   input column j, one per cycle); lane r adds the column's code times the column's count.
-//   The count n_j = sum_t c_t sigma_jt - z is decoded from the planes once per job by
-//   load_spikes (shifts and adds); the product q * n_j is formed by shift-and-add over the
-//   bits of the (at most 8-bit) code, so the datapath has adders and shifts only. Integer
-//   sums are order-independent below the int32 bound that sr-spike.h enforces (the host
-//   rejects inputs above it), so these int32 results equal the CPU kernels' exactly.
-// rescale_e: per block (Q4_1, Q8_0) or per activation group (I8_ROW, TERNARY) the float
-//   sequence of sr-spike.h section 4, per row in block order.
+// load_spikes reads each job's slot once, sends every engine's load_w the fire mask of each
+// 32-input block (inputs that fire in some plane) so that weight lines of silent inputs are
+// never fetched, and every acc the plane masks. store writes the three engines' lines as
+// they arrive (each line carries its address), so no engine waits for another.
 //
-// C-simulation: g++ -std=c++14 -O2 -Wall -Wextra -Wno-unknown-pragmas (tb/spk_acc_tb.cpp).
+// C-simulation (tb/spk_acc_tb.cpp, g++/clang++ -std=c++14): every stage runs as its own
+// thread and every FIFO is bounded at its declared depth (kernels/spk_fifo.h); a deadlock
+// stops the simulation with the stuck stages named.
 #include "spk_acc.h"
+#include "spk_core.h"
 #include "spk_fifo.h"
 
 #include "../../include/spikerun/sr-spike.h"
@@ -45,8 +46,11 @@ static_assert(SPK_ARG_w0 == 0 && SPK_ARG_w1 == 1 && SPK_ARG_w2 == 2 && SPK_ARG_j
 static_assert(SPK_MAX_TILE == SR_SPIKE_MAX_TILE && SPK_BLOCK == SR_SPIKE_BLOCK &&
                   SPK_LINE_BYTES == SR_SPIKE_LINE_BYTES && SPK_MAX_T <= SR_SPIKE_MAX_T_BITWISE,
               "spk_acc.h and sr-spike.h agree");
+static_assert(sizeof(spk_sinfo) == 32, "slot info is 8 words");
 
-#define SPK_LANES SPK_MAX_TILE   // datapath lanes (rows per line, at most 256)
+SPK_CSIM_ONLY(spk_load_counters spk_load_count[SPK_N_ENGINES];)
+
+#define SPK_LANES SPK_MAX_TILE   // rescale lanes (rows per line, at most 256)
 
 // ---------------------------------------------------------------------------------------
 // Small helpers (no state, no floating point except where noted).
@@ -60,14 +64,6 @@ static inline void line_set_word(spk_line &l, int i, uint32_t v) {
     l.v[i >> 1] = (l.v[i >> 1] & ~m) | ((uint64_t)v << (32 * (i & 1)));
 }
 
-static inline void line_bytes(const spk_line &l, uint8_t by[64]) {
-#pragma HLS INLINE
-    for (int i = 0; i < 64; i++) {
-#pragma HLS UNROLL
-        by[i] = (uint8_t)(l.v[i >> 3] >> (8 * (i & 7)));
-    }
-}
-
 static inline float bits_to_float(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
@@ -78,22 +74,6 @@ static inline uint32_t float_to_bits(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return u;
-}
-
-// q * n for a code q in -128..127 by shift-and-add over q's bits (two's complement:
-// bit 7 weighs -128). Shifts are done on uint32 so negative n is well defined; the sum is
-// within int32 by the bound sr-spike.h enforces.
-static inline int32_t code_times_count(int32_t q, int32_t n) {
-#pragma HLS INLINE
-    uint32_t uq = (uint32_t)q & 0xffu;
-    uint32_t un = (uint32_t)n;
-    uint32_t s = 0;
-    for (int k = 0; k < 7; k++) {
-#pragma HLS UNROLL
-        if ((uq >> k) & 1u) s += un << k;
-    }
-    if ((uq >> 7) & 1u) s -= un << 7;
-    return (int32_t)s;
 }
 
 static inline bool is_block_format(uint32_t fmt) {
@@ -128,21 +108,12 @@ static inline spk_job line_to_job(const spk_line &l) {
     return j;
 }
 
-// Per-job message from load_spikes to a rescale stage (scales follow as words).
-struct spk_xinfo {
-    uint32_t ok;        // slot valid
-    uint32_t n;         // activations
-    uint32_t group;     // channels per scale
-    uint32_t n_groups;  // scales that follow
-};
-
-// ---------------------------------------------------------------------------------------
 // Processes.
 
 static void read_jobs(const spk_line *jobs, uint32_t job_first, uint32_t n_jobs,
-                      spk_fifo<spk_job, 4> &j_spk, spk_fifo<spk_job, 4> &j_w0,
-                      spk_fifo<spk_job, 4> &j_w1, spk_fifo<spk_job, 4> &j_w2,
-                      spk_fifo<spk_job, 8> &j_out) {
+                      spk_fifo<spk_job, SPK_D_JOB> &j_spk, spk_fifo<spk_job, SPK_D_JOB> &j_w0,
+                      spk_fifo<spk_job, SPK_D_JOB> &j_w1, spk_fifo<spk_job, SPK_D_JOB> &j_w2,
+                      spk_fifo<spk_job, SPK_D_JOB> &j_out) {
     for (uint32_t i = 0; i < n_jobs; i++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
@@ -155,14 +126,17 @@ static void read_jobs(const spk_line *jobs, uint32_t job_first, uint32_t n_jobs,
     }
 }
 
-// Reads each job's input slot, decodes every input column's count from the planes and
-// sends the counts to the three accumulators and the scales to the three rescalers.
-static void load_spikes(const spk_line *spk, uint32_t n_jobs, spk_fifo<spk_job, 4> &j_in,
-                        spk_fifo<int32_t, 64> &c0, spk_fifo<int32_t, 64> &c1,
-                        spk_fifo<int32_t, 64> &c2, spk_fifo<spk_xinfo, 2> &x0,
-                        spk_fifo<spk_xinfo, 2> &x1, spk_fifo<spk_xinfo, 2> &x2,
-                        spk_fifo<uint32_t, 64> &s0, spk_fifo<uint32_t, 64> &s1,
-                        spk_fifo<uint32_t, 64> &s2) {
+// Reads each job's input slot once and sends: slot info and scales to the rescalers, the fire
+// mask of every block to the weight loaders, slot info and plane masks to the accumulators.
+static void load_spikes(const spk_line *spk, uint32_t n_jobs, spk_fifo<spk_job, SPK_D_JOB> &j_in,
+                        spk_fifo<spk_xinfo, SPK_D_INFO> &x0, spk_fifo<spk_xinfo, SPK_D_INFO> &x1,
+                        spk_fifo<spk_xinfo, SPK_D_INFO> &x2, spk_fifo<uint32_t, SPK_D_WORDS> &s0,
+                        spk_fifo<uint32_t, SPK_D_WORDS> &s1, spk_fifo<uint32_t, SPK_D_WORDS> &s2,
+                        spk_fifo<uint32_t, SPK_D_WORDS> &f0, spk_fifo<uint32_t, SPK_D_WORDS> &f1,
+                        spk_fifo<uint32_t, SPK_D_WORDS> &f2, spk_fifo<spk_sinfo, SPK_D_INFO> &i0,
+                        spk_fifo<spk_sinfo, SPK_D_INFO> &i1, spk_fifo<spk_sinfo, SPK_D_INFO> &i2,
+                        spk_fifo<uint32_t, SPK_D_WORDS> &m0, spk_fifo<uint32_t, SPK_D_WORDS> &m1,
+                        spk_fifo<uint32_t, SPK_D_WORDS> &m2) {
     uint32_t bits[SPK_MAX_T][2][SPK_MAX_WORDS];  // (t, sign, word) of the slot
 #pragma HLS ARRAY_PARTITION variable = bits complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = bits complete dim = 2
@@ -185,10 +159,12 @@ static void load_spikes(const spk_line *spk, uint32_t n_jobs, spk_fifo<spk_job, 
                         h.n_words == (h.n + SPK_BLOCK - 1) / SPK_BLOCK && h.group >= 1 &&
                         h.n_groups >= 1 && h.n_groups <= h.n_words &&
                         h.n_groups == (h.n + h.group - 1) / h.group &&
-                        (h.enc == SR_SPIKE_BINARY || h.offset == 0);
+                        (h.enc == SR_SPIKE_BINARY ? (h.offset >= 0 && h.offset <= (int32_t)SPK_MAX_OFFSET)
+                                                  : h.offset == 0);
         const uint32_t T = ok ? h.T : 0u;
         const uint32_t n_words = ok ? h.n_words : 0u;
         const uint32_t n_groups = ok ? h.n_groups : 0u;
+        const uint32_t z = ok ? (uint32_t)h.offset : 0u;
         // planes: word k of the bits run is (t, s, b) with k = (2t + s) * n_words + b
         const uint32_t n_bits_words = 2u * T * n_words;
         uint32_t t = 0, s = 0, b = 0;
@@ -206,6 +182,7 @@ static void load_spikes(const spk_line *spk, uint32_t n_jobs, spk_fifo<spk_job, 
                 }
             }
         }
+        // rescalers: slot info and activation scales
         const spk_xinfo xi = {ok ? 1u : 0u, h.n, h.group, n_groups};
         x0.write(xi);
         x1.write(xi);
@@ -220,140 +197,123 @@ static void load_spikes(const spk_line *spk, uint32_t n_jobs, spk_fifo<spk_job, 
             s1.write(v);
             s2.write(v);
         }
-        // counts: n_j = sum_t sign_t * 2^shift_t * sigma_jt - z, zero past n
-        for (uint32_t j = 0; j < job.n_in; j++) {
+        // weight loaders: per block, the inputs that fire in some plane (with the binary
+        // code's offset every input below n does: the offset is a spike train of its own)
+        const uint32_t nb = job.n_in / SPK_BLOCK;
+        for (uint32_t bb = 0; bb < nb; bb++) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 576 max = 16384
-            int32_t cnt = 0;
-            if (ok && j < h.n) {
-                const uint32_t w = j / SPK_BLOCK, m = 1u << (j % SPK_BLOCK);
-                uint32_t acc = 0;
-                for (uint32_t tt = 0; tt < SPK_MAX_T; tt++) {
+#pragma HLS LOOP_TRIPCOUNT min = 18 max = 512
+            uint32_t fire = 0;
+            for (uint32_t tt = 0; tt < SPK_MAX_T; tt++) {
 #pragma HLS UNROLL
-                    if (tt < T) {
-                        const int32_t sh = sr_spike_plane_shift((int32_t)h.enc, (int32_t)T, (int32_t)tt);
-                        const int32_t sg = sr_spike_plane_sign((int32_t)h.enc, (int32_t)tt);
-                        const uint32_t c = 1u << sh;
-                        const bool pos = (bits[tt][0][w] & m) != 0;
-                        const bool neg = (bits[tt][1][w] & m) != 0;
-                        // sigma * sign * c, in modular uint32 arithmetic
-                        if (pos) acc = sg < 0 ? acc - c : acc + c;
-                        if (neg) acc = sg < 0 ? acc + c : acc - c;
-                    }
-                }
-                if (h.enc == SR_SPIKE_BINARY) acc -= (uint32_t)h.offset;
-                cnt = (int32_t)acc;
+                if (tt < T && bb < n_words) fire |= bits[tt][0][bb] | bits[tt][1][bb];
             }
-            c0.write(cnt);
-            c1.write(cnt);
-            c2.write(cnt);
+            if (z && bb < n_words) {
+                const uint32_t part = h.n % SPK_BLOCK;
+                fire |= (bb + 1 == n_words && part) ? (1u << part) - 1u : 0xffffffffu;
+            }
+            f0.write(fire);
+            f1.write(fire);
+            f2.write(fire);
+        }
+        // accumulators: slot info and the plane masks
+        spk_sinfo si;
+        si.ok = ok ? 1u : 0u;
+        si.T = T;
+        si.enc = h.enc;
+        si.z = z;
+        si.n = ok ? h.n : 0u;
+        si.n_words = n_words;
+        si.pad[0] = si.pad[1] = 0;
+        i0.write(si);
+        i1.write(si);
+        i2.write(si);
+        t = 0;
+        s = 0;
+        b = 0;
+        for (uint32_t k = 0; k < n_bits_words; k++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 36 max = 16384
+            const uint32_t v = bits[t][s][b];
+            m0.write(v);
+            m1.write(v);
+            m2.write(v);
+            if (++b == n_words) {
+                b = 0;
+                if (++s == 2) {
+                    s = 0;
+                    ++t;
+                }
+            }
         }
     }
 }
 
-// Streams engine e's shard of each job: code lines to the accumulator, scale lines (block
-// d/m, row scales) to the rescaler, in the order they are stored.
-static void load_w(const spk_line *w, int e, uint32_t n_jobs, spk_fifo<spk_job, 4> &j_in,
-                   spk_fifo<spk_job, 4> &j_acc, spk_fifo<spk_line, 64> &codes,
-                   spk_fifo<spk_line, 32> &scales) {
+// Streams engine e's shard of each job: per chunk, per block, bursts over the runs of
+// firing inputs' code lines (to acc_e), the block's scale lines (to rescale_e; a run that
+// reaches column 31 continues into them in the same burst), and per chunk the row-scale
+// lines. Lines of inputs that fire in no plane are never read.
+static void load_w(const spk_line *w, int e, uint32_t n_jobs, spk_fifo<spk_job, SPK_D_JOB> &j_in,
+                   spk_fifo<spk_job, SPK_D_JOB> &j_acc, spk_fifo<uint32_t, SPK_D_WORDS> &f_in,
+                   spk_fifo<spk_line, SPK_D_CODES> &codes, spk_fifo<spk_line, SPK_D_SCALE> &scales) {
+    uint32_t fm[SPK_MAX_WORDS];  // fire masks of the job's blocks
     for (uint32_t ji = 0; ji < n_jobs; ji++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
         const spk_job job = j_in.read();
         j_acc.write(job);
         const uint32_t nb = job.n_in / SPK_BLOCK;
+        for (uint32_t b = 0; b < nb; b++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 18 max = 512
+            fm[b] = f_in.read();
+        }
         const uint32_t bs = spk_block_scale_lines(job.fmt);
         const uint32_t per_block = SPK_BLOCK + bs;
         const uint32_t rs = spk_row_scale_lines(job.fmt);
-        const uint64_t per_chunk = (uint64_t)nb * per_block + rs;
-        const uint64_t total = per_chunk * job.chunks[e];
-        // one flat burst per shard; position inside the chunk decides the destination
-        uint64_t in_chunk = 0;
-        for (uint64_t k = 0; k < total; k++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 1440 max = 1000000
-            const spk_line l = w[(uint64_t)job.w_off[e] + k];
-            const bool row_scale = in_chunk >= (uint64_t)nb * per_block;
-            const bool block_scale = !row_scale && (in_chunk % per_block) >= SPK_BLOCK;
-            if (row_scale || block_scale)
-                scales.write(l);
-            else
-                codes.write(l);
-            if (++in_chunk == per_chunk) in_chunk = 0;
-        }
-    }
-}
-
-// Integer part of engine e: per chunk, per block, A[r] = sum_jj q(r, jj) * n_(32b+jj).
-// Sends, per block, one header line (word 0 = N_b, the block's count sum) and tile_w/16
-// lines of A (16 int32 per line).
-static void acc(int e, uint32_t n_jobs, spk_fifo<spk_job, 4> &j_in, spk_fifo<spk_job, 4> &j_out,
-                spk_fifo<int32_t, 64> &cnt_in, spk_fifo<spk_line, 64> &codes,
-                spk_fifo<spk_line, 32> &a_out) {
-    int32_t cnt[SPK_MAX_COLS];
-#pragma HLS ARRAY_PARTITION variable = cnt cyclic factor = 2
-    int32_t A[SPK_LANES];
-#pragma HLS ARRAY_PARTITION variable = A complete
-    for (uint32_t ji = 0; ji < n_jobs; ji++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
-        const spk_job job = j_in.read();
-        j_out.write(job);
-        for (uint32_t j = 0; j < job.n_in; j++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 576 max = 16384
-            cnt[j] = cnt_in.read();
-        }
-        const uint32_t nb = job.n_in / SPK_BLOCK;
-        const int32_t fmt = (int32_t)job.fmt;
-        const uint32_t tile_w = spk_tile_rows(job.fmt);
+        const uint64_t scale_bits = (((uint64_t)1 << bs) - 1u) << SPK_BLOCK;
+        uint64_t base = job.w_off[e];  // line of the current block
         for (uint32_t c = 0; c < job.chunks[e]; c++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 128
             for (uint32_t b = 0; b < nb; b++) {
 #pragma HLS LOOP_TRIPCOUNT min = 18 max = 512
-                for (int r = 0; r < (int)SPK_LANES; r++) {
-#pragma HLS UNROLL
-                    A[r] = 0;
-                }
-                int32_t N = 0;
-                for (uint32_t jj = 0; jj < SPK_BLOCK; jj++) {
+                uint64_t m = (uint64_t)fm[b] | scale_bits;  // lines to read: 32 codes + bs scales
+                while (m) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 17
+                    const uint32_t start = (uint32_t)__builtin_ctzll(m);
+                    const uint64_t above = ~(m >> start);
+                    const uint32_t len = (uint32_t)__builtin_ctzll(above);  // run of set bits
+                    m &= ~((((uint64_t)1 << len) - 1u) << start);
+                    for (uint32_t k = 0; k < len; k++) {  // one burst
 #pragma HLS PIPELINE II = 1
-                    const spk_line l = codes.read();
-                    uint8_t by[64];
-#pragma HLS ARRAY_PARTITION variable = by complete
-                    line_bytes(l, by);
-                    const int32_t n = cnt[b * SPK_BLOCK + jj];
-                    N += n;
-                    for (int r = 0; r < (int)SPK_LANES; r++) {
-#pragma HLS UNROLL
-                        if ((uint32_t)r < tile_w) {
-                            const int32_t q = sr_spike_line_get(by, fmt, r);
-                            A[r] += code_times_count(q, n);
-                        }
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 40
+                        const uint32_t pos = start + k;
+                        const spk_line l = w[base + pos];
+                        if (pos < SPK_BLOCK)
+                            codes.write(l);
+                        else
+                            scales.write(l);
                     }
+                    SPK_CSIM_ONLY(spk_load_count[e].bursts++; spk_load_count[e].lines += len;)
                 }
-                spk_line hdr = {{0, 0, 0, 0, 0, 0, 0, 0}};
-                line_set_word(hdr, 0, (uint32_t)N);
-                a_out.write(hdr);
-                for (uint32_t k = 0; k < tile_w / 16u; k++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 4 max = 16
-                    spk_line o = {{0, 0, 0, 0, 0, 0, 0, 0}};
-                    for (int i = 0; i < 16; i++) {
-#pragma HLS UNROLL
-                        line_set_word(o, i, (uint32_t)A[16 * k + (uint32_t)i]);
-                    }
-                    a_out.write(o);
-                }
+                base += per_block;
             }
+            for (uint32_t k = 0; k < rs; k++) {  // row scales of the chunk: one burst
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 16
+                scales.write(w[base + k]);
+            }
+            SPK_CSIM_ONLY(if (rs) { spk_load_count[e].bursts++; spk_load_count[e].lines += rs; })
+            base += rs;
         }
     }
 }
 
 // Float part of engine e: sr-spike.h section 4 per row, then tile_w/16 output lines per
-// chunk. Rows are handled 16 at a time (one line of A).
-static void rescale(int e, uint32_t n_jobs, spk_fifo<spk_job, 4> &j_in,
-                    spk_fifo<spk_xinfo, 2> &x_in, spk_fifo<uint32_t, 64> &sx_in,
-                    spk_fifo<spk_line, 32> &a_in, spk_fifo<spk_line, 32> &scales,
-                    spk_fifo<spk_line, 32> &y_out) {
+// chunk, each with its address in `out`. Rows are handled 16 at a time (one line of A).
+static void rescale(int e, uint32_t n_jobs, spk_fifo<spk_job, SPK_D_JOB> &j_in,
+                    spk_fifo<spk_xinfo, SPK_D_INFO> &x_in, spk_fifo<uint32_t, SPK_D_WORDS> &sx_in,
+                    spk_fifo<spk_line, SPK_D_A> &a_in, spk_fifo<spk_line, SPK_D_SCALE> &scales,
+                    spk_fifo<spk_yline, SPK_D_Y> &y_out) {
     float sx[SPK_MAX_WORDS];
     float accf[SPK_LANES];   // float accumulators of the chunk's rows
     int32_t arow[SPK_LANES]; // int32 group sums (row formats)
@@ -386,6 +346,9 @@ static void rescale(int e, uint32_t n_jobs, spk_fifo<spk_job, 4> &j_in,
         const int grouped = xi.group < xi.n ? 1 : 0;
         const float sx0 = xi.n_groups ? sx[0] : 0.0f;
         const float nan = bits_to_float(0x7fc00000u);
+        // output line address: the job's rows of engines 0 .. e-1 come first
+        uint32_t addr = job.out_off;
+        for (int k = 0; k < e; k++) addr += job.chunks[k] * lines16;
         for (uint32_t c = 0; c < job.chunks[e]; c++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 128
             for (uint32_t r = 0; r < SPK_LANES; r++) {
@@ -505,40 +468,47 @@ static void rescale(int e, uint32_t n_jobs, spk_fifo<spk_job, 4> &j_in,
 #pragma HLS UNROLL
                     line_set_word(o, i, float_to_bits(xi.ok ? y16[i] : nan));
                 }
-                y_out.write(o);
+                spk_yline yl;
+                yl.data = o;
+                yl.addr = addr++;
+                y_out.write(yl);
             }
         }
     }
 }
 
-// Writes each job's outputs: engine 0's chunks, then engine 1's, then engine 2's.
-static void store(spk_line *out, uint32_t n_jobs, spk_fifo<spk_job, 8> &j_in,
-                  spk_fifo<spk_line, 32> &y0, spk_fifo<spk_line, 32> &y1,
-                  spk_fifo<spk_line, 32> &y2) {
-    for (uint32_t ji = 0; ji < n_jobs; ji++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
-        const spk_job job = j_in.read();
-        const uint32_t per_chunk = spk_tile_rows(job.fmt) / 16u;
-        uint64_t pos = job.out_off;
-        const uint64_t n0 = (uint64_t)job.chunks[0] * per_chunk;
-        const uint64_t n1 = (uint64_t)job.chunks[1] * per_chunk;
-        const uint64_t n2 = (uint64_t)job.chunks[2] * per_chunk;
-        for (uint64_t k = 0; k < n0; k++) {
+// Writes the engines' output lines to `out` as they arrive, whichever engine has one (each
+// line carries its address), so a slow engine never holds up the others. The descriptors
+// only tell how many lines the run has.
+static void store(spk_line *out, uint32_t n_jobs, spk_fifo<spk_job, SPK_D_JOB> &j_in,
+                  spk_fifo<spk_yline, SPK_D_Y> &y0, spk_fifo<spk_yline, SPK_D_Y> &y1,
+                  spk_fifo<spk_yline, SPK_D_Y> &y2) {
+    uint32_t jobs_read = 0;
+    uint64_t total = 0, written = 0;
+    uint32_t turn = 0;  // engine tried first: rotates, so no engine starves
+    while (jobs_read < n_jobs || written < total) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 4 max = 4096
-            out[pos + k] = y0.read();
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 100000
+        spk_job j = spk_job();
+        spk_yline y = spk_yline();
+        bool got = false;
+        if (jobs_read < n_jobs && j_in.read_nb(j)) {
+            total += (uint64_t)(j.chunks[0] + j.chunks[1] + j.chunks[2]) * (spk_tile_rows(j.fmt) / 16u);
+            jobs_read++;
+            SPK_CSIM_ONLY(spk_csim_progress();)
+            continue;
         }
-        pos += n0;
-        for (uint64_t k = 0; k < n1; k++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 4 max = 4096
-            out[pos + k] = y1.read();
+        for (uint32_t k = 0; k < SPK_N_ENGINES && !got; k++) {
+            const uint32_t e = turn + k < SPK_N_ENGINES ? turn + k : turn + k - SPK_N_ENGINES;
+            got = e == 0 ? y0.read_nb(y) : e == 1 ? y1.read_nb(y) : y2.read_nb(y);
         }
-        pos += n1;
-        for (uint64_t k = 0; k < n2; k++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 4 max = 4096
-            out[pos + k] = y2.read();
+        turn = turn + 1 == SPK_N_ENGINES ? 0 : turn + 1;
+        if (got) {
+            out[y.addr] = y.data;
+            written++;
+            SPK_CSIM_ONLY(spk_csim_progress();)
+        } else {
+            SPK_CSIM_ONLY(spk_csim_idle("waits for output lines from rescale_0/1/2");)
         }
     }
 }
@@ -549,12 +519,12 @@ static void store(spk_line *out, uint32_t n_jobs, spk_fifo<spk_job, 8> &j_in,
 extern "C" void spk_acc(const spk_line *w0, const spk_line *w1, const spk_line *w2,
                         const spk_line *jobs, const spk_line *spk, spk_line *out,
                         unsigned int job_first, unsigned int n_jobs) {
-#pragma HLS INTERFACE m_axi port = w0 offset = slave bundle = gmem0 max_read_burst_length = 64 num_read_outstanding = 16 depth = 4096
-#pragma HLS INTERFACE m_axi port = w1 offset = slave bundle = gmem1 max_read_burst_length = 64 num_read_outstanding = 16 depth = 4096
-#pragma HLS INTERFACE m_axi port = w2 offset = slave bundle = gmem2 max_read_burst_length = 64 num_read_outstanding = 16 depth = 4096
+#pragma HLS INTERFACE m_axi port = w0 offset = slave bundle = gmem0 max_read_burst_length = 64 num_read_outstanding = 32 depth = 4096
+#pragma HLS INTERFACE m_axi port = w1 offset = slave bundle = gmem1 max_read_burst_length = 64 num_read_outstanding = 32 depth = 4096
+#pragma HLS INTERFACE m_axi port = w2 offset = slave bundle = gmem2 max_read_burst_length = 64 num_read_outstanding = 32 depth = 4096
 #pragma HLS INTERFACE m_axi port = jobs offset = slave bundle = gmem3 max_read_burst_length = 16 depth = 64
 #pragma HLS INTERFACE m_axi port = spk offset = slave bundle = gmem4 max_read_burst_length = 64 num_read_outstanding = 8 depth = 4096
-#pragma HLS INTERFACE m_axi port = out offset = slave bundle = gmem5 max_write_burst_length = 64 num_write_outstanding = 16 depth = 4096
+#pragma HLS INTERFACE m_axi port = out offset = slave bundle = gmem5 max_write_burst_length = 16 num_write_outstanding = 16 depth = 4096
 #pragma HLS INTERFACE s_axilite port = w0
 #pragma HLS INTERFACE s_axilite port = w1
 #pragma HLS INTERFACE s_axilite port = w2
@@ -566,24 +536,32 @@ extern "C" void spk_acc(const spk_line *w0, const spk_line *w1, const spk_line *
 #pragma HLS INTERFACE s_axilite port = return
 #pragma HLS DATAFLOW
 
-    spk_fifo<spk_job, 4> j_spk, j_w0, j_w1, j_w2, j_a0, j_a1, j_a2, j_r0, j_r1, j_r2;
-    spk_fifo<spk_job, 8> j_out;
-    spk_fifo<int32_t, 64> c0, c1, c2;
-    spk_fifo<spk_xinfo, 2> x0, x1, x2;
-    spk_fifo<uint32_t, 64> s0, s1, s2;
-    spk_fifo<spk_line, 64> l0, l1, l2;
-    spk_fifo<spk_line, 32> sc0, sc1, sc2, a0, a1, a2, y0, y1, y2;
+    spk_fifo<spk_job, SPK_D_JOB> j_spk("j_spk"), j_w0("j_w0"), j_w1("j_w1"), j_w2("j_w2"),
+        j_a0("j_a0"), j_a1("j_a1"), j_a2("j_a2"), j_r0("j_r0"), j_r1("j_r1"), j_r2("j_r2"),
+        j_out("j_out");
+    spk_fifo<spk_xinfo, SPK_D_INFO> x0("x0"), x1("x1"), x2("x2");
+    spk_fifo<spk_sinfo, SPK_D_INFO> i0("i0"), i1("i1"), i2("i2");
+    spk_fifo<uint32_t, SPK_D_WORDS> s0("s0"), s1("s1"), s2("s2"), f0("f0"), f1("f1"), f2("f2"),
+        m0("m0"), m1("m1"), m2("m2");
+    spk_fifo<spk_line, SPK_D_CODES> l0("l0"), l1("l1"), l2("l2");
+    spk_fifo<spk_line, SPK_D_SCALE> sc0("sc0"), sc1("sc1"), sc2("sc2");
+    spk_fifo<spk_line, SPK_D_A> a0("a0"), a1("a1"), a2("a2");
+    spk_fifo<spk_yline, SPK_D_Y> y0("y0"), y1("y1"), y2("y2");
 
-    read_jobs(jobs, job_first, n_jobs, j_spk, j_w0, j_w1, j_w2, j_out);
-    load_spikes(spk, n_jobs, j_spk, c0, c1, c2, x0, x1, x2, s0, s1, s2);
-    load_w(w0, 0, n_jobs, j_w0, j_a0, l0, sc0);
-    load_w(w1, 1, n_jobs, j_w1, j_a1, l1, sc1);
-    load_w(w2, 2, n_jobs, j_w2, j_a2, l2, sc2);
-    acc(0, n_jobs, j_a0, j_r0, c0, l0, a0);
-    acc(1, n_jobs, j_a1, j_r1, c1, l1, a1);
-    acc(2, n_jobs, j_a2, j_r2, c2, l2, a2);
-    rescale(0, n_jobs, j_r0, x0, s0, a0, sc0, y0);
-    rescale(1, n_jobs, j_r1, x1, s1, a1, sc1, y1);
-    rescale(2, n_jobs, j_r2, x2, s2, a2, sc2, y2);
-    store(out, n_jobs, j_out, y0, y1, y2);
+    SPK_DATAFLOW_BEGIN();
+    SPK_STAGE("read_jobs", read_jobs(jobs, job_first, n_jobs, j_spk, j_w0, j_w1, j_w2, j_out));
+    SPK_STAGE("load_spikes", load_spikes(spk, n_jobs, j_spk, x0, x1, x2, s0, s1, s2, f0, f1, f2, i0,
+                                         i1, i2, m0, m1, m2));
+    SPK_STAGE("load_w_0", load_w(w0, 0, n_jobs, j_w0, j_a0, f0, l0, sc0));
+    SPK_STAGE("load_w_1", load_w(w1, 1, n_jobs, j_w1, j_a1, f1, l1, sc1));
+    SPK_STAGE("load_w_2", load_w(w2, 2, n_jobs, j_w2, j_a2, f2, l2, sc2));
+    SPK_STAGE("acc_0", spk_core_acc(0, n_jobs, j_a0, j_r0, i0, m0, l0, a0));
+    SPK_STAGE("acc_1", spk_core_acc(1, n_jobs, j_a1, j_r1, i1, m1, l1, a1));
+    SPK_STAGE("acc_2", spk_core_acc(2, n_jobs, j_a2, j_r2, i2, m2, l2, a2));
+    SPK_STAGE("rescale_0", rescale(0, n_jobs, j_r0, x0, s0, a0, sc0, y0));
+    SPK_STAGE("rescale_1", rescale(1, n_jobs, j_r1, x1, s1, a1, sc1, y1));
+    SPK_STAGE("rescale_2", rescale(2, n_jobs, j_r2, x2, s2, a2, sc2, y2));
+    SPK_STAGE("store", store(out, n_jobs, j_out, y0, y1, y2));
+    SPK_DATAFLOW_END();
+    SPK_CSIM_ONLY(spk_csim_count_run(n_jobs);)
 }

@@ -32,6 +32,7 @@ extern "C" {
 #define SPK_MAX_T        16u      // planes (bitwise codes: SR_SPIKE_MAX_T_BITWISE; rate
                                   //   codes are limited to 16 planes on the FPGA)
 #define SPK_N_ENGINES    3u       // one engine per weight port (w0 DDR, w1 LPDDR, w2 LPDDR)
+#define SPK_MAX_OFFSET   65535u   // offset z of the binary code (16 offset planes at most)
 
 // ---------------------------------------------------------------------------------------
 // Kernel arguments: X(index, name, kind, bundle, bank, ctrl_offset, c_type, what)

@@ -15,10 +15,12 @@
 // Usage: spk_acc_tb [--seed N] [--fixture F.gguf] [--model M.gguf]
 // Prints one line per failure and "csim: N passed, M failed"; exit status 1 on failure.
 #include "../kernels/spk_acc.h"
+#include "../kernels/spk_core.h"
 
 #include "../../csrc/fpga/sr-fpga-pack.h"
 #include "../../include/spikerun/sr-spike.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -26,6 +28,9 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
 #include <vector>
 
 // ---------------------------------------------------------------------------------------
@@ -121,6 +126,64 @@ static void split_chunks(const float share[3], uint32_t n, uint32_t out[3]) {
     }
 }
 
+// The schedule is spike-driven: the weight loaders fetched the code lines of exactly the
+// inputs that fire in some plane (plus the scale lines), and the cores spent exactly one
+// event per spike (plus, for the binary code, one per set bit of z per input below n).
+static bool g_print_schedule = false;
+static void check_schedule(const std::string &name, const std::vector<Mat> &mats,
+                           const std::map<int, const sr_spike_planes *> &slot_x,
+                           const std::vector<spk_job> &jobs, int lead) {
+    uint64_t want_lines = 0, want_events = 0, want_fill = 0;
+    for (size_t i = 0; i < mats.size(); i++) {
+        const sr_spike_weights *w = mats[i].w;
+        const sr_spike_planes *x = slot_x.at(mats[i].slot);
+        const spk_job &d = jobs[(size_t)lead + i];
+        const uint64_t chunks = (uint64_t)d.chunks[0] + d.chunks[1] + d.chunks[2];
+        uint64_t firing = 0;
+        for (int32_t j = 0; j < x->n; j++) {
+            bool f = x->encoding == SR_SPIKE_BINARY && x->offset > 0;
+            for (int32_t t = 0; t < x->T && !f; t++) f = sr_spike_planes_sigma(x, j, t) != 0;
+            firing += f;
+        }
+        const uint64_t offset_events = x->encoding == SR_SPIKE_BINARY
+                                           ? (uint64_t)__builtin_popcount((unsigned)x->offset) * (uint64_t)x->n
+                                           : 0;
+        want_fill += chunks * firing;
+        want_events += chunks * (x->spikes + offset_events);
+        want_lines += chunks * (firing + (uint64_t)(w->n_in / 32) * spk_block_scale_lines((uint32_t)w->format) +
+                                spk_row_scale_lines((uint32_t)w->format));
+    }
+    spk_core_counters c = {0, 0, 0, 0, 0, 0};
+    uint64_t lines = 0, bursts = 0, cycles[3] = {0, 0, 0};
+    for (int e = 0; e < 3; e++) {
+        c.blocks += spk_csim_last_core[e].blocks;
+        c.silent += spk_csim_last_core[e].silent;
+        c.fill += spk_csim_last_core[e].fill;
+        c.events += spk_csim_last_core[e].events;
+        c.bubbles += spk_csim_last_core[e].bubbles;
+        c.out += spk_csim_last_core[e].out;
+        lines += spk_csim_last_load[e].lines;
+        bursts += spk_csim_last_load[e].bursts;
+        cycles[e] = spk_csim_last_core[e].fill + spk_csim_last_core[e].events + spk_csim_last_core[e].bubbles +
+                    spk_csim_last_core[e].out;
+    }
+    if (c.fill != want_fill || c.events != want_events || lines != want_lines) {
+        fail(name + ": schedule not spike-driven: fill " + std::to_string(c.fill) + " (want " +
+             std::to_string(want_fill) + "), events " + std::to_string(c.events) + " (want " +
+             std::to_string(want_events) + "), lines " + std::to_string(lines) + " (want " +
+             std::to_string(want_lines) + ")");
+        return;
+    }
+    g_pass++;
+    if (g_print_schedule)
+        printf("schedule %s: blocks %llu silent %llu | fill %llu events %llu bubbles %llu out %llu | "
+               "bursts %llu lines %llu | core cycles per engine %llu %llu %llu\n",
+               name.c_str(), (unsigned long long)c.blocks, (unsigned long long)c.silent,
+               (unsigned long long)c.fill, (unsigned long long)c.events, (unsigned long long)c.bubbles,
+               (unsigned long long)c.out, (unsigned long long)bursts, (unsigned long long)lines,
+               (unsigned long long)cycles[0], (unsigned long long)cycles[1], (unsigned long long)cycles[2]);
+}
+
 // Runs all matrices in one kernel run (jobs first..first+n, after `lead` unrelated jobs
 // when lead > 0) and compares each output with the CPU kernels.
 static void run_case(const std::string &name, const std::vector<Mat> &mats, const std::vector<In> &ins,
@@ -180,6 +243,7 @@ static void run_case(const std::string &name, const std::vector<Mat> &mats, cons
 
     spk_acc(wb[0].data(), wb[1].data(), wb[2].data(), jb.data(), sb.data(), ob.data(),
             (unsigned)lead, (unsigned)mats.size());
+    check_schedule(name, mats, slot_x, jobs, lead);
 
     for (size_t i = 0; i < mats.size(); i++) {
         const sr_spike_weights *w = mats[i].w;
@@ -483,8 +547,10 @@ int main(int argc, char **argv) {
             fixture = argv[++i];
         else if (!strcmp(argv[i], "--model") && i + 1 < argc)
             model = argv[++i];
+        else if (!strcmp(argv[i], "--schedule"))
+            g_print_schedule = true;
         else {
-            fprintf(stderr, "usage: spk_acc_tb [--seed N] [--fixture F.gguf] [--model M.gguf]\n");
+            fprintf(stderr, "usage: spk_acc_tb [--seed N] [--fixture F.gguf] [--model M.gguf] [--schedule]\n");
             return 64;
         }
     }
@@ -502,6 +568,64 @@ int main(int argc, char **argv) {
             fail("spk_half_to_float differs from sr_spike_f16_to_f32 on " + std::to_string(bad) + " inputs");
         else
             g_pass++;
+    }
+
+    // 0b. the core's code extraction (shifts and masks) = sr_spike_line_get, every format/row
+    {
+        int bad = 0;
+        for (int rep = 0; rep < 64; rep++) {
+            spk_line l;
+            for (int i = 0; i < 8; i++) l.v[i] = rnd();
+            uint8_t by[64];
+            memcpy(by, &l, 64);
+            for (int fmt = 0; fmt < 4; fmt++)
+                for (int32_t r = 0; r < sr_spike_tile_width(fmt); r++)
+                    if ((int32_t)spk_core_code(l, (uint32_t)fmt, (uint32_t)r) != sr_spike_line_get(by, fmt, r))
+                        bad++;
+        }
+        if (bad)
+            fail("spk_core_code differs from sr_spike_line_get in " + std::to_string(bad) + " cases");
+        else
+            g_pass++;
+    }
+
+    // 0c. the bounded-FIFO simulation detects a deadlock and names the stuck stages: a
+    //     producer that fills FIFO 'a' (depth 2) before writing 'b', a consumer that reads
+    //     'b' first. Run in a child process (the report exits with status 3).
+    {
+        int fds[2];
+        if (pipe(fds) != 0) {
+            fail("deadlock self-test: pipe");
+        } else {
+            pid_t pid = fork();
+            if (pid == 0) {
+                dup2(fds[1], 2);
+                setenv("SPK_CSIM_TIMEOUT_MS", "300", 1);
+                spk_fifo<int, 2> a("a"), b("b");
+                SPK_DATAFLOW_BEGIN();
+                SPK_STAGE("producer", { for (int i = 0; i < 3; i++) a.write(i); b.write(0); });
+                SPK_STAGE("consumer", { (void)b.read(); for (int i = 0; i < 3; i++) (void)a.read(); });
+                SPK_DATAFLOW_END();
+                _exit(0);
+            }
+            close(fds[1]);
+            std::string err;
+            char buf[512];
+            ssize_t k;
+            while ((k = read(fds[0], buf, sizeof buf)) > 0) err.append(buf, (size_t)k);
+            close(fds[0]);
+            int st = 0;
+            waitpid(pid, &st, 0);
+            const bool named = err.find("producer") != std::string::npos &&
+                               err.find("writes full FIFO 'a'") != std::string::npos &&
+                               err.find("consumer") != std::string::npos &&
+                               err.find("reads empty FIFO 'b'") != std::string::npos;
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 3 || !named)
+                fail("deadlock self-test: want exit 3 naming both stages, got status " + std::to_string(st) +
+                     " and: " + err);
+            else
+                g_pass++;
+        }
     }
 
     // 1. every format x every encoding, token scale and grouped, partial tiles
@@ -566,6 +690,43 @@ int main(int argc, char **argv) {
                  {{&q.w, 0, "q"}, {&k.w, 0, "k"}, {&v.w, 0, "v"}, {&o.w, 1, "o"}, {&gate.w, 2, "gate"},
                   {&up.w, 2, "up"}, {&down.w, 3, "down"}, {&tern.w, 3, "tern"}},
                  {{0, &xa.x}, {1, &xo.x}, {2, &xf.x}, {3, &xd.x}}, shares[rep], rep);
+    }
+
+    // 2b. shapes that stress the FIFO depths (bit exact, no deadlock): the widest input
+    //     (16384: 512 blocks of fire masks and plane masks per job, T = 16), inputs where
+    //     every input or none fires, one engine doing all the work while the others idle,
+    //     and a run of 40 small jobs (job FIFOs full, engines on different jobs).
+    {
+        WeightsBox wide, tall;
+        make_weights(wide, SR_SPIKE_W_Q4_1, 300, 16384, false);
+        make_weights(tall, SR_SPIKE_W_TERNARY, 256 * 9 + 3, 64, false);
+        PlanesBox dense, none, rate, x64;
+        {
+            std::vector<int32_t> cnt(16384);
+            for (auto &c : cnt) c = rnd_int(1, 15) * (rnd() % 2 ? 1 : -1);  // every input fires
+            std::vector<float> sc(1, 0.01f);
+            must(sr_spike_planes_init(&dense.x, 16384, 16), "planes");
+            must(sr_spike_planes_from_counts(&dense.x, cnt.data(), 16384, SR_SPIKE_SIGN_MAGNITUDE, 4, 0, sc.data(), 0),
+                 "planes");
+            std::fill(cnt.begin(), cnt.end(), 0);  // no input fires
+            must(sr_spike_planes_init(&none.x, 16384, 16), "planes");
+            must(sr_spike_planes_from_counts(&none.x, cnt.data(), 16384, SR_SPIKE_SIGN_MAGNITUDE, 16, 0, sc.data(), 0),
+                 "planes");
+        }
+        make_planes(rate, SR_SPIKE_TERNARY, 16, 16384, 0, 0);
+        make_planes(x64, SR_SPIKE_SIGN_MAGNITUDE, 16, 64, 0, 0);
+        const float one[3] = {1, 0, 0}, even[3] = {1, 1, 1}, last[3] = {0, 0, 1};
+        run_case("stress all fire n=16384", {{&wide.w, 0, "wide"}}, {{0, &dense.x}}, even);
+        run_case("stress none fire n=16384 T=16", {{&wide.w, 0, "wide"}}, {{0, &none.x}}, one);
+        run_case("stress ternary T=16 n=16384", {{&wide.w, 0, "wide"}}, {{0, &rate.x}}, last);
+        run_case("stress 10 ternary tiles, one engine", {{&tall.w, 0, "tall"}}, {{0, &x64.x}}, one);
+        std::vector<WeightsBox> many(40);
+        std::vector<Mat> mats;
+        for (int i = 0; i < 40; i++) {
+            make_weights(many[(size_t)i], i % 4, rnd_int(1, 300), 64, false);
+            mats.push_back({&many[(size_t)i].w, 0, "job " + std::to_string(i)});
+        }
+        run_case("stress 40 jobs in one run", mats, {{0, &x64.x}}, even, 2);
     }
 
     // 3. real weights: the fixture (always) and the model (when given)

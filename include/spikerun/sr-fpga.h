@@ -35,7 +35,9 @@ extern "C" {
 typedef struct sr_fpga sr_fpga;  // one open device + loaded xclbin + kernel + buffers
 
 typedef struct sr_fpga_params {
-    const char *xclbin_path;  // required: spk.xclbin built by firmware/Makefile (or the test one)
+    const char *xclbin_path;  // required: firmware/build/spk_acc.hw.xclbin (`make -C firmware
+                              //   package`), the test one, or with `emulate` the emulated
+                              //   kernel firmware/build/spk_acc.emu.so (`make -C firmware emu`)
     const char *kernel_name;  // NULL = "spk_acc"
     int32_t  device_index;    // 0
     uint32_t timeout_ms;      // per kernel run; 0 = 10000
@@ -43,6 +45,8 @@ typedef struct sr_fpga_params {
                               //   w1 and w2 LPDDR4);
                               //   all 0 = by bandwidth, 0.45 / 0.275 / 0.275
     bool     blocking_wait;   // false (default): poll the run state; true: xrtRunWaitFor
+    bool     emulate;         // true: no XRT; the C-simulation build of the HLS kernel
+                              //   (xclbin_path) runs in process as the device (sr-fpga-emu.c)
 } sr_fpga_params;
 
 typedef struct sr_fpga_device_info {

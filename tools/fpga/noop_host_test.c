@@ -411,6 +411,13 @@ int main(int argc, char **argv) {
         sr_fpga_input twice[2] = {{0, &xs[0]}, {0, &xs[0]}};
         s = sr_fpga_step(f, 0, 3, twice, 2, y);
         CHECK(s == SR_ERR_INVALID_ARG && strstr(sr_last_error(), "twice"), "twice: %s", sr_last_error());
+        // an input for a slot this run does not read is still packed: it must fit its slot
+        // (slot 1 holds d activations; xs[3] has ff > d)
+        sr_fpga_input extra[2] = {{0, &xs[0]}, {1, &xs[3]}};
+        s = sr_fpga_step(f, 0, 3, extra, 2, y);
+        CHECK(s == SR_ERR_INVALID_ARG && strstr(sr_last_error(), "slot 1 has"), "oversized unread slot: %s",
+              sr_last_error());
+        printf("ok oversized input for an unread slot: %s\n", sr_last_error());
         // rate code with too many planes for the FPGA (fine for the CPU)
         sr_spike_planes big;
         memset(&big, 0, sizeof big);

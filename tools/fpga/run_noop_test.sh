@@ -53,16 +53,20 @@ if [ "$MODE" = asan ]; then SAN="-fsanitize=address,undefined -fno-omit-frame-po
 CFLAGS="-std=c11 -O1 -g -Wall -Wextra -D_GNU_SOURCE -I$ROOT/include $SAN"
 CXXFLAGS="-std=c++14 -O1 -g -Wall -Wextra -Wno-unknown-pragmas -I$ROOT/include $SAN"
 objs=""
-for f in csrc/fpga/sr-fpga.c csrc/fpga/sr-fpga-pack.c csrc/fpga/sr-xrt.c csrc/core/sr-status.c \
+for f in csrc/fpga/sr-fpga.c csrc/fpga/sr-fpga-pack.c csrc/fpga/sr-xrt.c csrc/fpga/sr-fpga-emu.c csrc/core/sr-status.c \
          csrc/spike/sr-spike-encode.c csrc/spike/sr-spike-ref.c csrc/spike/sr-spike-opt.c \
          tools/fpga/noop_host_test.c; do
     o=$W/$(basename "$f" .c).o
     $CC $CFLAGS -c "$ROOT/$f" -o "$o"
     objs="$objs $o"
 done
-$CXX $CXXFLAGS -c "$ROOT/firmware/kernels/spk_acc.cpp" -o "$W/spk_acc.o"
+kobjs=""
+for k in spk_acc spk_core spk_csim; do  # the kernel and its threaded C-simulation run time
+    $CXX $CXXFLAGS -c "$ROOT/firmware/kernels/$k.cpp" -o "$W/$k.o"
+    kobjs="$kobjs $W/$k.o"
+done
 # XRT is NOT linked: the backend dlopens libxrt_coreutil.so.2
-$CXX $SAN -o "$W/noop_host_test" $objs "$W/spk_acc.o" -ldl -lpthread -lm
+$CXX $SAN -o "$W/noop_host_test" $objs $kobjs -ldl -lpthread -lm
 if nm -D "$W/noop_host_test" 2>/dev/null | grep -q ' U xrt'; then
     echo "run_noop_test: FAIL: the test binary links XRT symbols directly" >&2; exit 1
 fi
@@ -108,7 +112,7 @@ grep -q "^noop_host_test: [0-9]* passed, 0 failed" "$W/exit.log" || status=1
 echo "== spikerun-fpga --self-test ($MODE, emulated kernel)"
 $CC $CFLAGS -DSPIKERUN_FPGA_EMULATE -c "$ROOT/firmware/host/spikerun-fpga.c" -o "$W/spikerun-fpga.o"
 drv_objs=$(echo "$objs" | sed "s| $W/noop_host_test.o||")
-$CXX $SAN -o "$W/spikerun-fpga" "$W/spikerun-fpga.o" $drv_objs "$W/spk_acc.o" -ldl -lpthread -lm
+$CXX $SAN -o "$W/spikerun-fpga" "$W/spikerun-fpga.o" $drv_objs $kobjs -ldl -lpthread -lm
 # shellcheck disable=SC2086
 env -u XRT_INI_PATH XILINX_XRT="$R" XCL_EMULATION_MODE=noop $ENVS $RUN "$W/spikerun-fpga" --xclbin "$W/spk_acc.xclbin" --self-test >"$W/driver.log" 2>&1 || status=1
 cat "$W/driver.log"

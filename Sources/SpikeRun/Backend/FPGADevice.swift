@@ -62,13 +62,17 @@ public final class FPGAAccelerator {
         public var portShare: [Float]? = nil
         /// Use XRT's blocking wait instead of polling the run state.
         public var blockingWait: Bool = false
+        /// Emulate the device in process: `xclbin` is then the C-simulation build of the HLS
+        /// kernel (firmware/build/spk_acc.emu.so, `make -C firmware emu`) and XRT is not used.
+        public var emulated: Bool = false
 
         public init() {}
     }
 
     let handle: OpaquePointer
 
-    /// Opens the device and loads `xclbin` (built by `make -C firmware xclbin`).
+    /// Opens the device and loads `xclbin` (built by `make -C firmware package`), or with
+    /// `options.emulated` the emulated kernel (`make -C firmware emu`).
     public init(xclbin: String, options: Options = .init()) throws(SpikeRunError) {
         var p = sr_fpga_default_params()
         p.device_index = Int32(options.device)
@@ -78,6 +82,7 @@ public final class FPGAAccelerator {
             p.port_share = (s[0], s[1], s[2])
         }
         p.blocking_wait = options.blockingWait
+        p.emulate = options.emulated
         var out: OpaquePointer? = nil
         let status = xclbin.withCString { path -> sr_status in
             p.xclbin_path = path

@@ -1,5 +1,5 @@
 /// Decode throughput and memory traffic of the FPGA backend, predicted from the model's
-/// shape (docs/fpga-design.md §6: decode streams every linear weight once per token).
+/// shape (docs/fpga-v2-model.md: decode streams every linear weight once per token).
 ///
 /// ```
 /// N_w       = Σ_layers (d·n_h·h + 2·d·n_kv·h + n_h·h·d + 3·d·ffn) + d·vocab
@@ -129,7 +129,7 @@ public struct FPGAPerformanceModel: Sendable, Hashable {
     public var launchSeconds: Double = 50e-6
     /// What the A72s do per token outside the PL (sampling, norms, attention in v1).
     public var hostSecondsPerToken: Double = 0
-    /// Context length whose KV cache is read per token (0: ignore, as in the §6 table).
+    /// Context length whose KV cache is read per token (0: ignore, as in the weight-streaming table).
     public var context: Int = 0
     /// Bytes per cached K or V element (int8 = 1).
     public var kvBytesPerElement: Double = 1
@@ -187,7 +187,8 @@ public struct FPGAPerformanceModel: Sendable, Hashable {
     public static let nsllm1_5B = Reference(name: "NSLLM (VCK190, 1.5B)", shape: .qwen25_1_5B,
                                             tokensPerSecond: 161.8, watts: 13.849)
 
-    /// The rows of docs/fpga-design.md §6 model (memory-bound, η = 0.8, no KV, no launch cost):
+    /// The rows of the weight-streaming table of docs/fpga-v2-model.md (memory-bound, η = 0.8,
+    /// no KV, no launch cost):
     /// each (shape, bits) on DDR4, LPDDR4 and both.
     public static func referenceTable() -> [FPGAPerformanceEstimate] {
         let rows: [(Shape, Double)] = [(.smolLM2_135M, 2), (.smolLM2_135M, 5), (.smolLM2_135M, 4),
@@ -203,7 +204,7 @@ public struct FPGAPerformanceModel: Sendable, Hashable {
         return out
     }
 
-    /// The §6 table as text: `model | weights | MB/token | DDR4 | LPDDR4 | both`.
+    /// The weight-streaming table as text: `model | weights | MB/token | DDR4 | LPDDR4 | both`.
     public static func referenceTableText() -> String {
         let est = referenceTable()
         var lines = ["model | N_w (M) | bits/weight | MB/token | DDR4 tok/s | LPDDR4 tok/s | both tok/s"]

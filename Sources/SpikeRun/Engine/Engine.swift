@@ -59,11 +59,19 @@ final class Engine: @unchecked Sendable {
                 try rt.attach(to: out)
                 runtime = rt
             }
-            if case .fpga(let xclbin) = model.options.backend {
+            var image: (path: String, emulated: Bool)?
+            switch model.options.backend {
+            case .cpu: image = nil
+            case .fpga(let xclbin): image = (xclbin, false)
+            case .fpgaEmulator(let kernel): image = (kernel, true)
+            }
+            if let image {
                 guard let rt = runtime else {
                     throw SpikeRunError.unsupported("the FPGA backend runs spike-driven models; convert this one first with 'spikerun convert'")
                 }
-                let acc = try FPGAAccelerator(xclbin: xclbin)
+                var options = FPGAAccelerator.Options()
+                options.emulated = image.emulated
+                let acc = try FPGAAccelerator(xclbin: image.path, options: options)
                 let status = sr_spike_net_use_fpga(rt.net, acc.handle)
                 guard status == SR_OK else { throw SpikeRunError(status: status) }
                 accelerator = acc

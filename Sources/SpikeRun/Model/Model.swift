@@ -16,11 +16,16 @@ public enum Backend: Sendable, Hashable {
     /// The VCK190 spike accumulation kernel through XRT, loaded from this xclbin; encoding,
     /// attention and the float parts stay on the CPU.
     case fpga(xclbin: String)
+    /// The same host path with the device emulated in process: the C-simulation build of the
+    /// HLS kernel (`make -C firmware emu` writes firmware/build/spk_acc.emu.so) runs where the
+    /// VCK190 would, without XRT. Outputs equal the CPU spike path's bit for bit.
+    case fpgaEmulator(kernel: String)
 
     public var name: String {
         switch self {
         case .cpu: "cpu"
         case .fpga: "fpga"
+        case .fpgaEmulator: "fpga-emu"
         }
     }
 }
