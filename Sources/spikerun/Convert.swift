@@ -49,8 +49,8 @@ struct Convert: AsyncParsableCommand {
     @Option(name: .customLong("attention-p-bits"), help: "Spike attention: bits of the probabilities' unsigned code (default 12).")
     var attentionPBits: Int = 12
 
-    @Option(name: .customLong("v-scale-headroom"), help: "Spike attention: V-cache scales = calibration max|v| × this / 127 (default 1).")
-    var vScaleHeadroom: Float = 1
+    @Option(name: .customLong("v-scale-headroom"), help: "Spike attention: V-cache scales = calibration max|v| × this / 127 (default 2).")
+    var vScaleHeadroom: Float = 2
 
     @Option(name: [.customShort("t"), .customLong("threads")], help: "Threads (default: all online CPUs).")
     var threads: Int?

@@ -81,10 +81,7 @@ sr_status sr_fpga_check_planes(const sr_spike_planes *x, int32_t slot) {
     if (x->T < 1 || x->T > (int32_t)SPK_MAX_T)
         return sr_fail(SR_ERR_UNSUPPORTED, "fpga: input for slot %d has T = %d planes; the kernel takes "
                        "1..%u (use a bitwise encoding or fewer steps)", (int)slot, (int)x->T, SPK_MAX_T);
-    if (x->encoding == SR_SPIKE_NAF)
-        return sr_fail(SR_ERR_UNSUPPORTED, "fpga: input for slot %d uses the NAF code, which the FPGA kernel "
-                       "does not take yet (convert with --encoding bitwise)", (int)slot);
-    if (x->encoding < SR_SPIKE_SIGN_MAGNITUDE || x->encoding > SR_SPIKE_BINARY)
+    if (x->encoding < SR_SPIKE_SIGN_MAGNITUDE || x->encoding > SR_SPIKE_NAF)
         return sr_fail(SR_ERR_INVALID_ARG, "fpga: input for slot %d has encoding %d", (int)slot, (int)x->encoding);
     if (x->n < 1 || x->n_words != (x->n + 31) / 32 || x->group < 1 ||
         x->n_groups != (x->n + x->group - 1) / x->group || x->n_groups > x->n_words)

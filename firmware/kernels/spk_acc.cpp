@@ -155,7 +155,7 @@ static void load_spikes(const spk_line *spk, uint32_t n_jobs, spk_fifo<spk_job, 
         h.n_groups = line_word(hl, 6);
         h.magic = line_word(hl, 7);
         const bool ok = h.magic == SPK_SLOT_MAGIC && h.T >= 1 && h.T <= SPK_MAX_T &&
-                        h.enc <= SR_SPIKE_BINARY && h.n >= 1 && h.n <= job.n_in &&
+                        h.enc <= SR_SPIKE_NAF && h.n >= 1 && h.n <= job.n_in &&
                         h.n_words == (h.n + SPK_BLOCK - 1) / SPK_BLOCK && h.group >= 1 &&
                         h.n_groups >= 1 && h.n_groups <= h.n_words &&
                         h.n_groups == (h.n + h.group - 1) / h.group &&

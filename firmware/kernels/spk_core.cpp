@@ -95,7 +95,7 @@ void spk_core_acc(int e, uint32_t n_jobs, spk_fifo<spk_job, SPK_D_JOB> &j_in,
         const uint32_t z = si.ok ? si.z : 0u;
         const uint32_t kz = z ? 32u - (uint32_t)__builtin_clz(z) : 0u;  // offset planes
         const uint32_t P = kz + T;
-        const bool bitwise = si.enc == SR_SPIKE_SIGN_MAGNITUDE || si.enc == SR_SPIKE_TWOS_COMPLEMENT;
+        const bool bitwise = sr_spike_encoding_is_bitwise((int32_t)si.enc);
         const bool twos = si.enc == SR_SPIKE_TWOS_COMPLEMENT;
         const uint32_t nb = job.n_in >> 5;
         const uint32_t tile_w = spk_tile_rows(job.fmt);

@@ -352,6 +352,7 @@ static void make_planes(PlanesBox &b, int enc, int32_t T, int32_t n, int32_t gro
     case SR_SPIKE_SIGN_MAGNITUDE: hi = (1 << T) - 1; lo = -hi; break;
     case SR_SPIKE_TWOS_COMPLEMENT: hi = (1 << (T - 1)) - 1; lo = -(1 << (T - 1)); break;
     case SR_SPIKE_TERNARY: hi = T; lo = -T; break;
+    case SR_SPIKE_NAF: hi = (int32_t)(((1u << (T + 1)) - 1u) / 3u); lo = -hi; break;
     default: lo = -z; hi = T - z; break;
     }
     for (auto &c : counts) {
@@ -630,11 +631,11 @@ int main(int argc, char **argv) {
 
     // 1. every format x every encoding, token scale and grouped, partial tiles
     const char *fmt_name[4] = {"Q4_1", "Q8_0", "I8_ROW", "TERNARY"};
-    const char *enc_name[4] = {"sign-magnitude", "twos-complement", "ternary", "binary"};
+    const char *enc_name[5] = {"sign-magnitude", "twos-complement", "ternary", "binary", "naf"};
     const float shares[4][3] = {{0.45f, 0.275f, 0.275f}, {1, 0, 0}, {0, 0, 1}, {1, 1, 1}};
     int shape_i = 0;
     for (int fmt = 0; fmt < 4; fmt++) {
-        for (int enc = 0; enc < 4; enc++) {
+        for (int enc = 0; enc < 5; enc++) {
             for (int grouped = 0; grouped < 2; grouped++) {
                 for (int rep = 0; rep < 2; rep++, shape_i++) {
                     const int32_t tw = sr_spike_tile_width(fmt);
@@ -643,7 +644,7 @@ int main(int argc, char **argv) {
                     const bool binary = enc == SR_SPIKE_BINARY;
                     const int32_t n = (grouped || binary || rnd() % 2) ? n_in : rnd_int(1, n_in);
                     int32_t T;
-                    if (enc == SR_SPIKE_SIGN_MAGNITUDE || enc == SR_SPIKE_TWOS_COMPLEMENT)
+                    if (sr_spike_encoding_is_bitwise(enc))
                         T = rnd_int(1, rep ? 16 : 8);
                     else
                         T = rnd_int(1, 16);
