@@ -124,7 +124,7 @@ struct SessionTests {
                 if received == 5 && aborter == nil {
                     // The engine's abort flag is cleared when an evaluation starts, so an abort
                     // that lands between two tokens is repeated until the run ends.
-                    let engine = session.engine
+                    let engine = await session.engine
                     aborter = Task.detached {
                         while !Task.isCancelled {
                             engine.abort()
