@@ -116,26 +116,20 @@ struct SessionTests {
         p.stopAtEndOfGeneration = false
         var received = 0
         var info: GenerationInfo?
-        var aborter: Task<Void, Never>?
+        let aborter = Aborter()
+        let engine = await session.engine   // not during the run: the actor is busy until it ends
         for try await e in await session.generate(.text("Count from one to one thousand:"), parameters: p) {
             switch e {
             case .text:
                 received += 1
-                if received == 5 && aborter == nil {
-                    // The engine's abort flag is cleared when an evaluation starts, so an abort
-                    // that lands between two tokens is repeated until the run ends.
-                    let engine = session.engine
-                    aborter = Task.detached {
-                        while !Task.isCancelled {
-                            engine.abort()
-                            try? await Task.sleep(for: .milliseconds(1))
-                        }
-                    }
-                }
+                // The engine's abort flag is cleared when an evaluation starts, so an abort that
+                // lands between two tokens is repeated until the run ends. It runs on its own
+                // thread: the cooperative pool may be busy with other tests' generations.
+                if received == 5 { aborter.start(engine) }
             case .info(let i): info = i
             }
         }
-        aborter?.cancel()
+        aborter.stop()
         let i = try #require(info, "the stream ended without its .info event")
         #expect(i.stopReason == .cancelled)
         #expect(i.generatedTokens < p.maxTokens! && i.generatedTokens >= 5)
@@ -196,4 +190,24 @@ struct SessionTests {
         s = Sampler(parameters: p, seed: 1)
         #expect(s.sample(logits, history: [7]) == 3)  // 5/2 < 4.9
     }
+}
+
+/// Calls `Engine.abort()` every millisecond on a plain thread until stopped.
+private final class Aborter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var running = false
+
+    func start(_ engine: Engine) {
+        lock.lock(); running = true; lock.unlock()
+        Thread.detachNewThread { [self] in
+            while true {
+                lock.lock(); let go = running; lock.unlock()
+                if !go { return }
+                engine.abort()
+                usleep(1000)
+            }
+        }
+    }
+
+    func stop() { lock.lock(); running = false; lock.unlock() }
 }
