@@ -12,12 +12,14 @@ struct BatchSchedulerTests {
         .chat([.system("You are terse."), .user("List three prime numbers.")]),
     ]
 
-    /// Greedy tokens of each prompt, each generated alone by a fresh Session.
-    static func sequential(_ model: Model, _ prompts: [Prompt], maxTokens: Int, chunk: Int,
-                           mode: RunMode) async throws -> [[Int32]] {
+    /// Greedy tokens of each prompt, each generated alone by a fresh Session (the prompt in
+    /// one batch).
+    static func sequential(_ model: Model, _ prompts: [Prompt], maxTokens: Int, mode: RunMode) async throws
+        -> [[Int32]]
+    {
         var out: [[Int32]] = []
         for p in prompts {
-            let session = try Session(model: model, contextLength: 256, batchSize: chunk, mode: mode)
+            let session = try Session(model: model, contextLength: 256, batchSize: 256, mode: mode)
             var tokens: [Int32] = []
             for try await e in await session.generate(p, parameters: .init(maxTokens: maxTokens, temperature: 0)) {
                 if case .info(let i) = e { tokens = i.tokens }
@@ -58,7 +60,7 @@ struct BatchSchedulerTests {
     func denseMatchesSequential() async throws {
         let model = try SharedModel.get()
         let chunk = 8   // prompts span several chunks: prefill steps interleave with decode
-        let expected = try await Self.sequential(model, Self.prompts, maxTokens: 20, chunk: chunk, mode: .dense)
+        let expected = try await Self.sequential(model, Self.prompts, maxTokens: 20, mode: .dense)
         let scheduler = try BatchScheduler(model: model, slots: 3, contextLength: 256, prefillChunk: chunk,
                                            mode: .dense)
         defer { scheduler.shutdown() }
@@ -86,8 +88,8 @@ struct BatchSchedulerTests {
         let setup = SpikeSetup(config: cfg,
                                vScales: [Float](repeating: 0.05, count: c.nLayer * c.nHeadKV * c.headDim))
         let prompts = Array(Self.prompts.prefix(3))
-        let expected = try await Self.sequential(model, prompts, maxTokens: 8, chunk: 16, mode: .spike(setup))
-        let scheduler = try BatchScheduler(model: model, slots: 2, contextLength: 256, prefillChunk: 16,
+        let expected = try await Self.sequential(model, prompts, maxTokens: 8, mode: .spike(setup))
+        let scheduler = try BatchScheduler(model: model, slots: 2, contextLength: 256, prefillChunk: 5,
                                            mode: .spike(setup))
         defer { scheduler.shutdown() }
         #expect(scheduler.isSpikeDriven)
@@ -133,15 +135,19 @@ struct BatchSchedulerTests {
         let base = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
         func run(_ text: String) async throws -> GenerationInfo? {
             var info: GenerationInfo?
-            for try await e in try scheduler.submit(.text(text), parameters: .init(maxTokens: 2, temperature: 0)) {
+            for try await e in try scheduler.submit(.text(text), parameters: .init(maxTokens: 6, temperature: 0)) {
                 if case .info(let i) = e { info = i }
             }
             return info
         }
         let a = try #require(try await run(base + "<|im_start|>user\nHi"))
         #expect(a.promptTokensEvaluated == a.promptTokens)
-        let b = try #require(try await run(base + "<|im_start|>user\nHow are you?"))
+        let second = base + "<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>assistant\n"
+        let b = try #require(try await run(second))
         #expect(b.promptTokensEvaluated < b.promptTokens - 10)
+        // Reusing the prefix does not change the result.
+        let alone = try await Self.sequential(model, [.text(second)], maxTokens: 6, mode: .dense)
+        #expect(b.tokens == alone[0])
         #expect(scheduler.metrics().slotTokens.max()! >= b.promptTokens)
     }
 

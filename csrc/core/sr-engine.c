@@ -555,7 +555,7 @@ sr_status sr_engine_eval_seqs(sr_engine *e, const sr_seq_batch *seqs, int32_t n_
             e->tok_buf[n + t] = b->tokens[t];
             e->row_seq[n + t] = b->seq;
             e->row_pos[n + t] = b->pos + t;
-            e->row_gemm[n + t] = b->n_tok >= 2;
+            e->row_gemm[n + t] = (b->kernel_n > 0 ? b->kernel_n : b->n_tok) >= 2;
         }
         n += b->n_tok;
         if (b->logits) e->head_rows[n_head++] = n - 1;

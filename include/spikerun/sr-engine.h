@@ -160,13 +160,17 @@ typedef struct sr_seq_batch {
     int32_t n_tok;          // >= 1
     const int32_t *tokens;  // (n_tok) token ids
     float *logits;          // NULL, or room for n_vocab floats: the last token's logits
+    int32_t kernel_n;       // token count that picks the attention kernel, as n does in
+                            // sr_engine_eval (0 = n_tok): a prompt's chunks pass the prompt's
+                            // length to get the results of evaluating it at once
 } sr_seq_batch;
 
 /// Run one forward pass over the tokens of several sequences: linear layers see every token of
 /// every sequence at once (weights are read once per step), attention runs per sequence on its
 /// own cache region. Each sequence's results are bit-identical to sr_engine_eval of its tokens
-/// alone at the same positions (attention picks its kernel from the sequence's own n_tok, as
-/// sr_engine_eval does from n). The tokens of all sequences together must fit in n_batch.
+/// alone at the same positions with n = kernel_n (linear layers compute every row the same way
+/// whatever the batch; attention picks its kernel from kernel_n as sr_engine_eval does from n).
+/// The tokens of all sequences together must fit in n_batch.
 sr_status sr_engine_eval_seqs(sr_engine *e, const sr_seq_batch *seqs, int32_t n_seqs);
 
 /// Ask a running sr_engine_eval to stop at the next layer boundary (thread-safe).

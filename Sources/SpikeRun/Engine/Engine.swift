@@ -113,6 +113,9 @@ final class Engine: @unchecked Sendable {
         var position: Int
         var tokens: [Int32]
         var wantsLogits: Bool
+        /// Token count that picks the attention kernel, as a lone `eval` of that many tokens
+        /// would (0 = `tokens.count`).
+        var kernelTokens = 0
     }
 
     /// One forward pass over several sequences' tokens (continuous batching); returns the last
@@ -135,7 +138,8 @@ final class Engine: @unchecked Sendable {
                     batch.append(sr_seq_batch(
                         seq: Int32(s.sequence), pos: Int32(s.position), n_tok: Int32(s.tokens.count),
                         tokens: tp.baseAddress! + offsets[i],
-                        logits: s.wantsLogits ? lp.baseAddress! + i * vocab : nil))
+                        logits: s.wantsLogits ? lp.baseAddress! + i * vocab : nil,
+                        kernel_n: Int32(s.kernelTokens)))
                 }
                 return sr_engine_eval_seqs(handle, batch, Int32(batch.count))
             }

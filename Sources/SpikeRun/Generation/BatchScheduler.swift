@@ -10,10 +10,11 @@ import Logging
 /// and one decode token of every other slot — so each weight is read once per step for every
 /// user, on the dense and the spike path alike. Attention runs per sequence on its own cache.
 ///
-/// With greedy decoding a request produces exactly the tokens a ``Session`` created with
-/// `batchSize: prefillChunk` produces for the same prompt on an empty cache: linear layers
-/// compute every token row independently, and each sequence's attention uses the kernel
-/// its own token count picks (as a lone evaluation would).
+/// With greedy decoding a request produces exactly the tokens a fresh ``Session`` produces for
+/// the same prompt when the prompt fits in one of its batches (llama.cpp's case too), whatever
+/// the chunking, the other requests in the step and the prefix reused: linear layers compute
+/// every token row the same way whatever the batch, and attention uses the kernel a lone
+/// evaluation of the whole prompt (prompt tokens) or of one token (decode) picks.
 ///
 /// Requests wait in a bounded queue when every slot is busy; ``submit(_:parameters:)`` throws
 /// ``BatchScheduler/QueueFull`` beyond it. Dropping or cancelling a request's stream frees its
@@ -305,7 +306,8 @@ public final class BatchScheduler: @unchecked Sendable {
         let cachedCounts = active.map { slotState[$0.0].cached.count }
         cond.unlock()
         for (k, (slot, r)) in active.enumerated() where r.promptIndex >= r.tokens.count {
-            steps.append(.init(sequence: slot, position: cachedCounts[k], tokens: r.pending, wantsLogits: true))
+            steps.append(.init(sequence: slot, position: cachedCounts[k], tokens: r.pending, wantsLogits: true,
+                               kernelTokens: 1))
             members.append((slot, r))
             budget -= r.pending.count
         }
@@ -316,7 +318,7 @@ public final class BatchScheduler: @unchecked Sendable {
             budget -= chunk.count
             r.chunkEnd = end
             steps.append(.init(sequence: slot, position: cachedCounts[k], tokens: chunk,
-                               wantsLogits: end == r.tokens.count))
+                               wantsLogits: end == r.tokens.count, kernelTokens: r.tokens.count))
             members.append((slot, r))
         }
         let result: Result<[[Float]], SpikeRunError>
