@@ -18,6 +18,7 @@ test: setup model data
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
 	bash tools/check_no_multiply.sh .build/release/CSpikeRun.build/csrc/spike/sr-spike-opt.c.o
 	$(SWIFT) test $(TEST_FLAGS) --skip-build
+	bash Tests/Serve/run.sh
 	$(MAKE) -C firmware csim-both
 
 setup:
