@@ -106,17 +106,19 @@ struct BatchSchedulerTests {
         let scheduler = try BatchScheduler(model: model, slots: 1, contextLength: 256, queueLimit: 1, mode: .dense)
         defer { scheduler.shutdown() }
         let long = GenerationParameters(maxTokens: 200, temperature: 0)
-        let first = try scheduler.submit(.text("Once upon a time"), parameters: long)
+        var first: AsyncThrowingStream<GenerationEvent, any Error>? =
+            try scheduler.submit(.text("Once upon a time"), parameters: long)
         let second = try scheduler.submit(.text("Hello"), parameters: .init(maxTokens: 3, temperature: 0))
         #expect(throws: BatchScheduler.QueueFull.self) {
             _ = try scheduler.submit(.text("third"), parameters: long)
         }
-        // Read two pieces of the first stream, then drop it.
+        // Read two pieces of the first stream, then drop it (its last reference).
         var pieces = 0
-        for try await e in first {
+        for try await e in first! {
             if case .text = e { pieces += 1 }
             if pieces == 2 { break }
         }
+        first = nil
         // The waiting request gets the slot and completes.
         var info: GenerationInfo?
         for try await e in second { if case .info(let i) = e { info = i } }
