@@ -19,6 +19,7 @@ test: setup model data
 	bash tools/check_no_multiply.sh .build/release/CSpikeRun.build/csrc/spike/sr-spike-opt.c.o
 	sh tools/fpga/check_core_no_multiply.sh && sh tools/fpga/check_core_no_multiply.sh --self-test
 	$(SWIFT) test $(TEST_FLAGS) --skip-build
+	bash Tests/Serve/run.sh
 	$(MAKE) -C firmware csim-both
 	$(MAKE) sanitize fuzz-ci
 

@@ -28,9 +28,10 @@ struct sr_engine {
     sr_block_weights *blocks;
     sr_pool *pool;
 
-    int32_t q_dim, kv_dim, ctx_pad;
-    uint16_t *k_cache;  // [layer][kv_head][n_ctx][head_dim] fp16
-    uint16_t *v_cache;  // [layer][kv_head][head_dim][ctx_pad] fp16, transposed like ggml's V
+    int32_t q_dim, kv_dim, ctx_pad, n_seq;
+    int32_t k_rows, v_cols;  // n_seq * n_ctx keys and n_seq * ctx_pad values per (layer, head)
+    uint16_t *k_cache;  // [layer][kv_head][n_seq * n_ctx][head_dim] fp16
+    uint16_t *v_cache;  // [layer][kv_head][head_dim][n_seq * ctx_pad] fp16, transposed like ggml's V
 
     // Scratch for n_batch rows.
     float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up, *head_in;
@@ -41,11 +42,18 @@ struct sr_engine {
     uint16_t *p16;      // [n_threads][ctx_pad]
     uint16_t *q16;      // [n_threads][head_dim]
     float *rope_cos, *rope_sin;  // [n_batch][rope_dim/2]
+    // Per batch row: its sequence, position and attention kernel (tinyBLAS order or not).
+    int32_t *row_seq, *row_pos, *tok_buf;  // [n_batch]
+    bool *row_gemm;                        // [n_batch]
+    int32_t *head_rows;                    // [n_batch] rows whose logits are wanted
+    float *seq_logits;                     // [min(n_seq, n_batch)][n_vocab] (n_seq > 1)
 
     sr_linear_hook hook;
     void *hook_user;
     sr_attention_hook attn_hook;
     void *attn_user;
+    sr_attention_seq_hook attn_seq_hook;
+    void *attn_seq_user;
     sr_embedding_hook embed_hook;
     void *embed_user;
     sr_tap_fn tap;
@@ -68,6 +76,8 @@ void sr_engine_free(sr_engine *e) {
     free(e->x); free(e->xn); free(e->q); free(e->k); free(e->v); free(e->att); free(e->tmp);
     free(e->gate); free(e->up); free(e->head_in); free(e->act);
     free(e->scores); free(e->p16); free(e->q16); free(e->rope_cos); free(e->rope_sin);
+    free(e->row_seq); free(e->row_pos); free(e->tok_buf); free(e->row_gemm); free(e->head_rows);
+    free(e->seq_logits);
     free(e);
 }
 
@@ -81,7 +91,7 @@ sr_status sr_engine_create(const sr_engine_params *p, const sr_engine_weights *w
     *out = NULL;
     if (p->n_layer <= 0 || p->n_embd <= 0 || p->n_head <= 0 || p->n_head_kv <= 0 ||
         p->head_dim <= 0 || p->n_ff <= 0 || p->n_vocab <= 0 || p->n_ctx <= 0 || p->n_batch <= 0 ||
-        p->n_head % p->n_head_kv != 0 || p->rope_dim <= 0 || p->rope_dim > p->head_dim ||
+        p->n_seq < 0 || p->n_head % p->n_head_kv != 0 || p->rope_dim <= 0 || p->rope_dim > p->head_dim ||
         p->rope_dim % 2 != 0)
         return sr_fail(SR_ERR_INVALID_ARG, "engine parameters are inconsistent");
     const int32_t q_dim = p->n_head * p->head_dim, kv_dim = p->n_head_kv * p->head_dim;
@@ -105,6 +115,9 @@ sr_status sr_engine_create(const sr_engine_params *p, const sr_engine_weights *w
     e->q_dim = q_dim;
     e->kv_dim = kv_dim;
     e->ctx_pad = (p->n_ctx + SR_KV_ALIGN - 1) / SR_KV_ALIGN * SR_KV_ALIGN;
+    e->n_seq = p->n_seq > 0 ? p->n_seq : 1;
+    e->k_rows = e->n_seq * p->n_ctx;
+    e->v_cols = e->n_seq * e->ctx_pad;
     e->blocks = malloc(sizeof(sr_block_weights) * (size_t)p->n_layer);
     e->pool = sr_pool_create(p->n_threads);
     if (!e->blocks || !e->pool) goto oom;
@@ -128,8 +141,18 @@ sr_status sr_engine_create(const sr_engine_params *p, const sr_engine_weights *w
     }
 
     const size_t nl = (size_t)p->n_layer, nb = (size_t)p->n_batch;
-    e->k_cache = xcalloc(e, nl * (size_t)kv_dim * (size_t)p->n_ctx, sizeof(uint16_t));
-    e->v_cache = xcalloc(e, nl * (size_t)kv_dim * (size_t)e->ctx_pad, sizeof(uint16_t));
+    e->k_cache = xcalloc(e, nl * (size_t)kv_dim * (size_t)e->k_rows, sizeof(uint16_t));
+    e->v_cache = xcalloc(e, nl * (size_t)kv_dim * (size_t)e->v_cols, sizeof(uint16_t));
+    e->row_seq = xcalloc(e, nb, sizeof(int32_t));
+    e->row_pos = xcalloc(e, nb, sizeof(int32_t));
+    e->tok_buf = xcalloc(e, nb, sizeof(int32_t));
+    e->row_gemm = xcalloc(e, nb, sizeof(bool));
+    e->head_rows = xcalloc(e, nb, sizeof(int32_t));
+    if (e->n_seq > 1) {
+        const size_t rows = (size_t)(e->n_seq < p->n_batch ? e->n_seq : p->n_batch);
+        e->seq_logits = xcalloc(e, rows * (size_t)p->n_vocab, sizeof(float));
+        if (!e->seq_logits) goto oom;
+    }
     const int32_t wide = p->n_ff > q_dim ? p->n_ff : q_dim;
     const int32_t widest = wide > p->n_embd ? wide : p->n_embd;
     e->x = xcalloc(e, nb * (size_t)p->n_embd, sizeof(float));
@@ -162,7 +185,8 @@ sr_status sr_engine_create(const sr_engine_params *p, const sr_engine_weights *w
     e->rope_sin = xcalloc(e, nb * (size_t)(p->rope_dim / 2), sizeof(float));
     if (!e->k_cache || !e->v_cache || !e->x || !e->xn || !e->q || !e->k || !e->v || !e->att ||
         !e->tmp || !e->gate || !e->up || !e->head_in || !e->act || !e->scores || !e->p16 ||
-        !e->q16 || !e->rope_cos || !e->rope_sin)
+        !e->q16 || !e->rope_cos || !e->rope_sin || !e->row_seq || !e->row_pos || !e->tok_buf ||
+        !e->row_gemm || !e->head_rows)
         goto oom;
     atomic_init(&e->abort_flag, false);
     *out = e;
@@ -181,6 +205,11 @@ void sr_engine_set_linear_hook(sr_engine *e, sr_linear_hook hook, void *user) {
 void sr_engine_set_attention_hook(sr_engine *e, sr_attention_hook hook, void *user) {
     e->attn_hook = hook;
     e->attn_user = user;
+}
+
+void sr_engine_set_attention_seq_hook(sr_engine *e, sr_attention_seq_hook hook, void *user) {
+    e->attn_seq_hook = hook;
+    e->attn_seq_user = user;
 }
 
 void sr_engine_set_embedding_hook(sr_engine *e, sr_embedding_hook hook, void *user) {
@@ -306,32 +335,32 @@ static sr_status linear1(sr_engine *e, int32_t layer, sr_site site, sr_proj proj
 
 typedef struct attn_job {
     sr_engine *e;
-    int32_t layer, n, pos;
+    int32_t layer, n;  // rows of the batch (each with its sequence and position in e->row_*)
 } attn_job;
 
 static void attn_worker(void *ctx, int ith, int nth) {
     const attn_job *j = ctx;
     sr_engine *e = j->e;
     const int32_t hd = e->p.head_dim, nh = e->p.n_head, group = nh / e->p.n_head_kv;
-    const size_t layer_k = (size_t)e->kv_dim * (size_t)e->p.n_ctx;
-    const size_t layer_v = (size_t)e->kv_dim * (size_t)e->ctx_pad;
+    const size_t layer_k = (size_t)e->kv_dim * (size_t)e->k_rows;
+    const size_t layer_v = (size_t)e->kv_dim * (size_t)e->v_cols;
     const uint16_t *kc = e->k_cache + (size_t)j->layer * layer_k;
     const uint16_t *vc = e->v_cache + (size_t)j->layer * layer_v;
     float *scores = e->scores + (size_t)ith * e->ctx_pad;
     uint16_t *p16 = e->p16 + (size_t)ith * e->ctx_pad;
     uint16_t *q16 = e->q16 + (size_t)ith * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    // llama.cpp's summation order depends on the batch: its dot product for one token,
-    // llamafile's tinyBLAS for two or more (the batch is split the same way)
-    void (*const dot_rows)(int64_t, const uint16_t *, size_t, int64_t, const uint16_t *, float *) =
-        j->n >= 2 ? sr_f16_rows_gemm : sr_vec_dot_f16_rows;
 
     for (int32_t task = ith; task < j->n * nh; task += nth) {
-        const int32_t t = task / nh, h = task % nh, kvh = h / group;
-        const int32_t n_kv = j->pos + t + 1;  // causal: positions 0 ..= pos+t
+        const int32_t t = task / nh, h = task % nh, kvh = h / group, seq = e->row_seq[t];
+        const int32_t n_kv = e->row_pos[t] + 1;  // causal: positions 0 ..= pos+t
+        // llama.cpp's summation order depends on the batch: its dot product for one token,
+        // llamafile's tinyBLAS for two or more (per sequence: as if it were evaluated alone)
+        void (*const dot_rows)(int64_t, const uint16_t *, size_t, int64_t, const uint16_t *, float *) =
+            e->row_gemm[t] ? sr_f16_rows_gemm : sr_vec_dot_f16_rows;
         const float *q = e->q + (size_t)t * e->q_dim + (size_t)h * hd;
         sr_quantize_act_row(SR_TYPE_F16, q, q16, hd);   // = sr_fp32_to_fp16 per element
-        const uint16_t *kh = kc + (size_t)kvh * e->p.n_ctx * hd;
+        const uint16_t *kh = kc + ((size_t)kvh * e->k_rows + (size_t)seq * e->p.n_ctx) * hd;
         float max = -INFINITY;
         dot_rows(hd, kh, (size_t)hd, n_kv, q16, scores);   // all key dots in one call
         for (int32_t i = 0; i < n_kv; i++) {
@@ -345,17 +374,24 @@ static void attn_worker(void *ctx, int ith, int nth) {
         for (int32_t i = 0; i < n_kv; i++) scores[i] = scores[i] * inv;
         sr_quantize_act_row(SR_TYPE_F16, scores, p16, n_kv);   // = sr_fp32_to_fp16 per element
         for (int32_t i = n_kv; i < n_pad; i++) p16[i] = 0;
-        const uint16_t *vh = vc + (size_t)kvh * hd * e->ctx_pad;
+        const uint16_t *vh = vc + (size_t)kvh * hd * e->v_cols + (size_t)seq * e->ctx_pad;
         float *out = e->att + (size_t)t * e->q_dim + (size_t)h * hd;
-        dot_rows(n_pad, vh, (size_t)e->ctx_pad, hd, p16, out);
+        dot_rows(n_pad, vh, (size_t)e->v_cols, hd, p16, out);
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Forward
 
-static sr_status eval_batch(sr_engine *e, const int32_t *tokens, int32_t n, int32_t pos,
-                            float *logits, bool all_logits) {
+// A run of consecutive batch rows that belong to one sequence.
+typedef struct seg {
+    int32_t seq, row0, n, pos;
+} seg;
+
+// One forward pass over n rows grouped into sequence segments (e->row_* filled for every row);
+// the head runs on the n_head rows listed in e->head_rows, writing n_head * n_vocab floats.
+static sr_status forward(sr_engine *e, const int32_t *tokens, int32_t n, const seg *segs,
+                         int32_t n_segs, int32_t n_head, float *head_out) {
     const sr_engine_params *p = &e->p;
     const int32_t d = p->n_embd, hd = p->head_dim, half = p->rope_dim / 2;
     const size_t emb_row = sr_row_bytes((sr_type)e->w.tok_embd_type, d);
@@ -371,7 +407,7 @@ static sr_status eval_batch(sr_engine *e, const int32_t *tokens, int32_t n, int3
             sr_dequantize_row((sr_type)e->w.tok_embd_type,
                               (const char *)e->w.tok_embd + (size_t)tokens[t] * emb_row,
                               e->x + (size_t)t * d, d);
-        rope_angles(e, pos + t, e->rope_cos + (size_t)t * half, e->rope_sin + (size_t)t * half);
+        rope_angles(e, e->row_pos[t], e->rope_cos + (size_t)t * half, e->rope_sin + (size_t)t * half);
     }
 
     for (int32_t l = 0; l < p->n_layer; l++) {
@@ -393,22 +429,32 @@ static sr_status eval_batch(sr_engine *e, const int32_t *tokens, int32_t n, int3
             rope_apply(e->q + (size_t)t * e->q_dim, p->n_head, hd, p->rope_dim, cs, sn);
             rope_apply(e->k + (size_t)t * e->kv_dim, p->n_head_kv, hd, p->rope_dim, cs, sn);
         }
-        if (e->attn_hook) {
-            if ((s = e->attn_hook(e->attn_user, l, e->q, e->k, e->v, n, pos, e->att)) != SR_OK) return s;
+        if (e->attn_seq_hook || e->attn_hook) {
+            for (int32_t i = 0; i < n_segs; i++) {
+                const seg *g = &segs[i];
+                const size_t qo = (size_t)g->row0 * e->q_dim, ko = (size_t)g->row0 * e->kv_dim;
+                s = e->attn_seq_hook
+                        ? e->attn_seq_hook(e->attn_seq_user, l, g->seq, e->q + qo, e->k + ko, e->v + ko,
+                                           g->n, g->pos, e->att + qo)
+                        : e->attn_hook(e->attn_user, l, e->q + qo, e->k + ko, e->v + ko, g->n, g->pos,
+                                       e->att + qo);
+                if (s != SR_OK) return s;
+            }
         } else {
-            // Append K and V to the cache as fp16 (V transposed), then attend.
-            uint16_t *kc = e->k_cache + (size_t)l * e->kv_dim * p->n_ctx;
-            uint16_t *vc = e->v_cache + (size_t)l * e->kv_dim * e->ctx_pad;
+            // Append K and V to each sequence's cache region as fp16 (V transposed), then attend.
+            uint16_t *kc = e->k_cache + (size_t)l * e->kv_dim * e->k_rows;
+            uint16_t *vc = e->v_cache + (size_t)l * e->kv_dim * e->v_cols;
             for (int32_t t = 0; t < n; t++) {
                 const float *kt = e->k + (size_t)t * e->kv_dim, *vt = e->v + (size_t)t * e->kv_dim;
-                const int32_t at = pos + t;
+                const size_t krow = (size_t)e->row_seq[t] * p->n_ctx + (size_t)e->row_pos[t];
+                const size_t vcol = (size_t)e->row_seq[t] * e->ctx_pad + (size_t)e->row_pos[t];
                 for (int32_t h = 0; h < p->n_head_kv; h++)
                     for (int32_t i = 0; i < hd; i++) {
-                        kc[((size_t)h * p->n_ctx + at) * hd + i] = sr_fp32_to_fp16(kt[h * hd + i]);
-                        vc[((size_t)h * hd + i) * e->ctx_pad + at] = sr_fp32_to_fp16(vt[h * hd + i]);
+                        kc[((size_t)h * e->k_rows + krow) * hd + i] = sr_fp32_to_fp16(kt[h * hd + i]);
+                        vc[((size_t)h * hd + i) * e->v_cols + vcol] = sr_fp32_to_fp16(vt[h * hd + i]);
                     }
             }
-            attn_job job = {e, l, n, pos};
+            attn_job job = {e, l, n};
             sr_pool_run(e->pool, attn_worker, &job);
         }
         if ((s = linear1(e, l, SR_SITE_O, SR_PROJ_O, &b->o, e->att, n, e->tmp)) != SR_OK) return s;
@@ -431,12 +477,17 @@ static sr_status eval_batch(sr_engine *e, const int32_t *tokens, int32_t n, int3
         for (size_t i = 0; i < (size_t)n * d; i++) e->x[i] += e->tmp[i];
     }
 
-    if (!logits) return SR_OK;
-    const int32_t first = all_logits ? 0 : n - 1, rows = n - first;
-    for (int32_t t = 0; t < rows; t++)
-        rms_norm(e->x + (size_t)(first + t) * d, e->w.output_norm, e->head_in + (size_t)t * d, d,
+    if (n_head == 0) return SR_OK;
+    for (int32_t t = 0; t < n_head; t++)
+        rms_norm(e->x + (size_t)e->head_rows[t] * d, e->w.output_norm, e->head_in + (size_t)t * d, d,
                  p->rms_eps);
-    return linear1(e, p->n_layer, SR_SITE_H, SR_PROJ_HEAD, &e->w.output, e->head_in, rows, logits);
+    return linear1(e, p->n_layer, SR_SITE_H, SR_PROJ_HEAD, &e->w.output, e->head_in, n_head, head_out);
+}
+
+static sr_status check_hooks(const sr_engine *e) {
+    if (e->p.hooked_linears && !e->hook)
+        return sr_fail(SR_ERR_INVALID_ARG, "this model's linear layers need the spike runtime attached");
+    return SR_OK;
 }
 
 sr_status sr_engine_eval(sr_engine *e, const int32_t *tokens, int32_t n, int32_t pos, float *logits,
@@ -445,8 +496,11 @@ sr_status sr_engine_eval(sr_engine *e, const int32_t *tokens, int32_t n, int32_t
     if ((int64_t)pos + n > e->p.n_ctx)
         return sr_fail(SR_ERR_CONTEXT_FULL, "%d tokens at position %d exceed the context of %d",
                        n, pos, e->p.n_ctx);
-    if (e->p.hooked_linears && !e->hook)
-        return sr_fail(SR_ERR_INVALID_ARG, "this model's linear layers need the spike runtime attached");
+    sr_status s = check_hooks(e);
+    if (s != SR_OK) return s;
+    if (e->n_seq > 1 && e->attn_hook && !e->attn_seq_hook)
+        return sr_fail(SR_ERR_UNSUPPORTED, "the attention hook serves one sequence, the engine has %d",
+                       e->n_seq);
     atomic_store(&e->abort_flag, false);
     for (int32_t done = 0; done < n; done += e->p.n_batch) {
         const int32_t m = n - done < e->p.n_batch ? n - done : e->p.n_batch;
@@ -454,8 +508,65 @@ sr_status sr_engine_eval(sr_engine *e, const int32_t *tokens, int32_t n, int32_t
         float *out = NULL;
         if (logits && all_logits) out = logits + (size_t)done * e->p.n_vocab;
         else if (logits && last) out = logits;
-        sr_status s = eval_batch(e, tokens + done, m, pos + done, out, all_logits);
-        if (s != SR_OK) return s;
+        for (int32_t t = 0; t < m; t++) {
+            e->row_seq[t] = 0;
+            e->row_pos[t] = pos + done + t;
+            e->row_gemm[t] = m >= 2;
+        }
+        int32_t n_head = 0;
+        if (out && all_logits)
+            for (int32_t t = 0; t < m; t++) e->head_rows[n_head++] = t;
+        else if (out)
+            e->head_rows[n_head++] = m - 1;
+        const seg g = {0, 0, m, pos + done};
+        if ((s = forward(e, tokens + done, m, &g, 1, n_head, out)) != SR_OK) return s;
     }
+    return SR_OK;
+}
+
+sr_status sr_engine_eval_seqs(sr_engine *e, const sr_seq_batch *seqs, int32_t n_seqs) {
+    if (n_seqs <= 0 || !seqs) return sr_fail(SR_ERR_INVALID_ARG, "nothing to evaluate");
+    if (n_seqs > e->n_seq || n_seqs > e->p.n_batch)
+        return sr_fail(SR_ERR_INVALID_ARG, "%d sequences in one step, the engine holds %d",
+                       n_seqs, e->n_seq);
+    sr_status s = check_hooks(e);
+    if (s != SR_OK) return s;
+    if (e->n_seq > 1 && e->attn_hook && !e->attn_seq_hook)
+        return sr_fail(SR_ERR_UNSUPPORTED, "the attention hook serves one sequence, the engine has %d",
+                       e->n_seq);
+    seg segs[n_seqs];
+    int32_t n = 0, n_head = 0;
+    for (int32_t i = 0; i < n_seqs; i++) {
+        const sr_seq_batch *b = &seqs[i];
+        if (b->seq < 0 || b->seq >= e->n_seq)
+            return sr_fail(SR_ERR_INVALID_ARG, "sequence %d is outside 0..%d", b->seq, e->n_seq - 1);
+        for (int32_t k = 0; k < i; k++)
+            if (seqs[k].seq == b->seq)
+                return sr_fail(SR_ERR_INVALID_ARG, "sequence %d appears twice in one step", b->seq);
+        if (b->n_tok <= 0 || b->pos < 0 || !b->tokens)
+            return sr_fail(SR_ERR_INVALID_ARG, "sequence %d has nothing to evaluate", b->seq);
+        if ((int64_t)b->pos + b->n_tok > e->p.n_ctx)
+            return sr_fail(SR_ERR_CONTEXT_FULL, "%d tokens at position %d exceed the context of %d",
+                           b->n_tok, b->pos, e->p.n_ctx);
+        if ((int64_t)n + b->n_tok > e->p.n_batch)
+            return sr_fail(SR_ERR_INVALID_ARG, "the step holds more than %d tokens", e->p.n_batch);
+        segs[i] = (seg){b->seq, n, b->n_tok, b->pos};
+        for (int32_t t = 0; t < b->n_tok; t++) {
+            e->tok_buf[n + t] = b->tokens[t];
+            e->row_seq[n + t] = b->seq;
+            e->row_pos[n + t] = b->pos + t;
+            e->row_gemm[n + t] = (b->kernel_n > 0 ? b->kernel_n : b->n_tok) >= 2;
+        }
+        n += b->n_tok;
+        if (b->logits) e->head_rows[n_head++] = n - 1;
+    }
+    atomic_store(&e->abort_flag, false);
+    float *head_out = e->n_seq > 1 ? e->seq_logits : (n_head ? seqs[0].logits : NULL);
+    if ((s = forward(e, e->tok_buf, n, segs, n_seqs, n_head, head_out)) != SR_OK) return s;
+    if (head_out == e->seq_logits)
+        for (int32_t i = 0, r = 0; i < n_seqs; i++)
+            if (seqs[i].logits)
+                memcpy(seqs[i].logits, e->seq_logits + (size_t)r++ * e->p.n_vocab,
+                       sizeof(float) * (size_t)e->p.n_vocab);
     return SR_OK;
 }

@@ -46,7 +46,8 @@ struct sr_spike_net {
     sr_spike_planes *bplanes;          // [SR_SPIKE_NET_BATCH] encoded tokens of one batch
     sr_spike_replica replica;          // node-local copies of bplanes (several NUMA nodes)
     sr_spike_site_stats *stats;  // [(n_layer + 1) * SR_N_SITES_ALL]
-    sr_spike_weights *kc, *vc;   // [n_layer * n_head_kv]
+    sr_spike_weights *kc, *vc;   // [n_seq][n_layer * n_head_kv]
+    int32_t n_seq;
     attn_scratch *as;            // [n_threads]
     sr_spike_record_fn record;
     void *record_user;
@@ -108,7 +109,7 @@ void sr_spike_net_free(sr_spike_net *net) {
     if (net->lin)
         for (int32_t i = 0; i < (net->p.n_layer + 1) * SR_N_PROJ; i++) sr_spike_weights_free(&net->lin[i]);
     if (net->kc)
-        for (int32_t i = 0; i < net->p.n_layer * net->p.n_head_kv; i++) {
+        for (int32_t i = 0; i < net->p.n_layer * net->p.n_head_kv * net->n_seq; i++) {
             sr_spike_weights_free(&net->kc[i]);
             sr_spike_weights_free(&net->vc[i]);
         }
@@ -150,7 +151,7 @@ sr_status sr_spike_net_set_sites(sr_spike_net *net, const sr_spike_site_cfg *sit
 sr_status sr_spike_net_create(const sr_spike_net_params *p, sr_spike_net **out) {
     *out = NULL;
     if (p->n_layer <= 0 || p->n_embd <= 0 || p->n_ff <= 0 || p->n_head <= 0 || p->n_head_kv <= 0 ||
-        p->head_dim <= 0 || p->n_ctx <= 0 || !p->sites || p->head_dim % SR_SPIKE_BLOCK != 0)
+        p->head_dim <= 0 || p->n_ctx <= 0 || p->n_seq < 0 || !p->sites || p->head_dim % SR_SPIKE_BLOCK != 0)
         return sr_fail(SR_ERR_INVALID_ARG, "spike net parameters are inconsistent");
     const int32_t n_sites = p->n_layer * 4 + 1;
     for (int32_t i = 0; i < n_sites; i++) {
@@ -164,6 +165,7 @@ sr_status sr_spike_net_create(const sr_spike_net_params *p, sr_spike_net **out) 
     sr_spike_net *net = calloc(1, sizeof *net);
     if (!net) return sr_fail(SR_ERR_NO_MEMORY, "cannot allocate the spike net");
     net->p = *p;
+    net->n_seq = p->n_seq > 0 ? p->n_seq : 1;
     net->n_max = max3(p->n_embd, p->n_ff, p->n_head * p->head_dim);
     net->ctx_pad = (p->n_ctx + SR_SPIKE_BLOCK - 1) / SR_SPIKE_BLOCK * SR_SPIKE_BLOCK;
     net->sites = malloc(sizeof *net->sites * (size_t)n_sites);
@@ -188,7 +190,7 @@ sr_status sr_spike_net_create(const sr_spike_net_params *p, sr_spike_net **out) 
     for (int32_t i = 0; i < SR_SPIKE_NET_BATCH; i++)
         if (sr_spike_planes_init(&net->bplanes[i], net->n_max, net->T_cap) != SR_OK) goto oom;
     if (p->spike_attention) {
-        const size_t kv = (size_t)p->n_layer * (size_t)p->n_head_kv;
+        const size_t kv1 = (size_t)p->n_layer * (size_t)p->n_head_kv, kv = kv1 * (size_t)net->n_seq;
         const size_t vs = (size_t)p->n_layer * (size_t)p->n_head_kv * (size_t)p->head_dim;
         net->v_scales = malloc(sizeof(float) * vs);
         net->kc = calloc(kv, sizeof *net->kc);
@@ -201,10 +203,10 @@ sr_status sr_spike_net_create(const sr_spike_net_params *p, sr_spike_net **out) 
                 sr_spike_weights_alloc(&net->vc[i], SR_SPIKE_W_I8_ROW, p->head_dim, net->ctx_pad) != SR_OK)
                 goto oom;
             for (int32_t d = 0; d < p->head_dim; d++) {
-                float sv = net->v_scales[i * (size_t)p->head_dim + (size_t)d];
+                float sv = net->v_scales[(i % kv1) * (size_t)p->head_dim + (size_t)d];
                 if (!(sv > 0.0f) || !isfinite(sv)) {
                     sr_spike_net_free(net);
-                    return sr_fail(SR_ERR_INVALID_ARG, "V scale %zu/%d is not a positive number", i, d);
+                    return sr_fail(SR_ERR_INVALID_ARG, "V scale %zu/%d is not a positive number", i % kv1, d);
                 }
                 net->vc[i].row_scale[d] = sv;
             }
@@ -449,7 +451,7 @@ static sr_status linear_hook(void *user, int32_t layer, sr_site site, int32_t co
 
 typedef struct attn_job {
     sr_spike_net *net;
-    int32_t layer, n_tok, pos;
+    int32_t layer, seq, n_tok, pos;
     const float *q;
     float *out;
     sr_status status[SR_SPIKE_MAX_THREADS];
@@ -471,7 +473,8 @@ static void attn_worker(void *ctx, int ith, int nth) {
     j->status[ith] = SR_OK;
     for (int32_t task = ith; task < j->n_tok * nh; task += nth) {
         const int32_t t = task / nh, h = task % nh, kvh = h / group, n_pos = j->pos + t + 1;
-        const size_t cache = (size_t)j->layer * (size_t)net->p.n_head_kv + (size_t)kvh;
+        const size_t cache = ((size_t)j->seq * (size_t)net->p.n_layer + (size_t)j->layer) *
+                                 (size_t)net->p.n_head_kv + (size_t)kvh;
         sr_status s = sr_spike_encode_max(j->q + (size_t)t * nh * hd + (size_t)h * hd, hd, &qp,
                                            a->counts, a->qscale);
         if (s == SR_OK)
@@ -513,14 +516,20 @@ static void attn_worker(void *ctx, int ith, int nth) {
     }
 }
 
-static sr_status attention_hook(void *user, int32_t layer, const float *q, const float *k,
-                                const float *v, int32_t n_tok, int32_t pos, float *out) {
+// Sequence `seq` (continuous batching) keeps its K/V codes in caches of its own.
+static sr_status attention_hook(void *user, int32_t layer, int32_t seq, const float *q,
+                                const float *k, const float *v, int32_t n_tok, int32_t pos,
+                                float *out) {
     sr_spike_net *net = user;
     const int32_t hd = net->p.head_dim, kv_dim = net->p.n_head_kv * hd;
     sr_status s;
+    if (seq < 0 || seq >= net->n_seq)
+        return sr_fail(SR_ERR_INVALID_ARG, "sequence %d is outside the spike caches (0..%d)", seq,
+                       net->n_seq - 1);
     for (int32_t t = 0; t < n_tok; t++)
         for (int32_t h = 0; h < net->p.n_head_kv; h++) {
-            const size_t cache = (size_t)layer * (size_t)net->p.n_head_kv + (size_t)h;
+            const size_t cache = ((size_t)seq * (size_t)net->p.n_layer + (size_t)layer) *
+                                     (size_t)net->p.n_head_kv + (size_t)h;
             const size_t off = (size_t)t * kv_dim + (size_t)h * hd;
             if ((s = sr_spike_kcache_store(&net->kc[cache], pos + t, k + off)) != SR_OK) return s;
             if ((s = sr_spike_vcache_store(&net->vc[cache], pos + t, v + off)) != SR_OK) return s;
@@ -529,6 +538,7 @@ static sr_status attention_hook(void *user, int32_t layer, const float *q, const
     memset(&job, 0, sizeof job);
     job.net = net;
     job.layer = layer;
+    job.seq = seq;
     job.n_tok = n_tok;
     job.pos = pos;
     job.q = q;
@@ -608,7 +618,8 @@ sr_status sr_spike_net_attach(sr_spike_net *net, sr_engine *e) {
         }
     }
     sr_engine_set_linear_hook(e, linear_hook, net);
-    sr_engine_set_attention_hook(e, net->p.spike_attention ? attention_hook : NULL, net);
+    sr_engine_set_attention_hook(e, NULL, NULL);
+    sr_engine_set_attention_seq_hook(e, net->p.spike_attention ? attention_hook : NULL, net);
     // A tied Q8_0 head packed with its pages dropped also serves the embedding rows, so the
     // table is not read back from the file token by token.
     int32_t et = -1;

@@ -63,7 +63,8 @@ typedef struct sr_block_weights {
 typedef struct sr_engine_params {
     int32_t n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
     int32_t n_ctx;          // KV cache capacity in tokens
-    int32_t n_batch;        // largest number of tokens per sr_engine_eval call
+    int32_t n_batch;        // largest number of tokens per forward pass (all sequences together)
+    int32_t n_seq;          // KV cache regions of n_ctx tokens each, one per sequence (0 = 1)
     int32_t rope_dim;       // rotated dimensions per head (<= head_dim)
     float rope_freq_base;
     float rms_eps;
@@ -97,6 +98,12 @@ typedef sr_status (*sr_linear_hook)(void *user, int32_t layer, sr_site site, int
 typedef sr_status (*sr_attention_hook)(void *user, int32_t layer, const float *q, const float *k,
                                        const float *v, int32_t n_tok, int32_t pos, float *out);
 
+/// The same for engines with several sequences: `seq` names the sequence (and so the cache)
+/// the n_tok tokens belong to. An engine with n_seq > 1 needs this form to hook attention.
+typedef sr_status (*sr_attention_seq_hook)(void *user, int32_t layer, int32_t seq, const float *q,
+                                           const float *k, const float *v, int32_t n_tok,
+                                           int32_t pos, float *out);
+
 /// An embedding hook writes token `token`'s row of the embedding table (n_embd floats) to out,
 /// bit-identical to dequantizing the table's row (the spike runtime serves it from its packed
 /// copy of a tied head, whose mapped pages it dropped).
@@ -125,6 +132,9 @@ void sr_engine_set_linear_hook(sr_engine *e, sr_linear_hook hook, void *user);
 /// Route attention through `hook` (NULL restores the engine's own fp16 attention).
 void sr_engine_set_attention_hook(sr_engine *e, sr_attention_hook hook, void *user);
 
+/// Route attention through a sequence-aware `hook` (takes precedence over the plain one).
+void sr_engine_set_attention_seq_hook(sr_engine *e, sr_attention_seq_hook hook, void *user);
+
 /// Read embedding rows through `hook` (NULL restores the table).
 void sr_engine_set_embedding_hook(sr_engine *e, sr_embedding_hook hook, void *user);
 
@@ -142,6 +152,26 @@ struct sr_pool *sr_engine_pool(sr_engine *e);
 /// otherwise only the last token's. n may exceed n_batch: it is split internally.
 sr_status sr_engine_eval(sr_engine *e, const int32_t *tokens, int32_t n, int32_t pos,
                          float *logits, bool all_logits);
+
+/// One sequence's share of a multi-sequence forward pass (continuous batching).
+typedef struct sr_seq_batch {
+    int32_t seq;            // KV cache region, 0 .. n_seq-1; at most once per call
+    int32_t pos;            // position of the first token (the region must hold positions < pos)
+    int32_t n_tok;          // >= 1
+    const int32_t *tokens;  // (n_tok) token ids
+    float *logits;          // NULL, or room for n_vocab floats: the last token's logits
+    int32_t kernel_n;       // token count that picks the attention kernel, as n does in
+                            // sr_engine_eval (0 = n_tok): a prompt's chunks pass the prompt's
+                            // length to get the results of evaluating it at once
+} sr_seq_batch;
+
+/// Run one forward pass over the tokens of several sequences: linear layers see every token of
+/// every sequence at once (weights are read once per step), attention runs per sequence on its
+/// own cache region. Each sequence's results are bit-identical to sr_engine_eval of its tokens
+/// alone at the same positions with n = kernel_n (linear layers compute every row the same way
+/// whatever the batch; attention picks its kernel from kernel_n as sr_engine_eval does from n).
+/// The tokens of all sequences together must fit in n_batch.
+sr_status sr_engine_eval_seqs(sr_engine *e, const sr_seq_batch *seqs, int32_t n_seqs);
 
 /// Ask a running sr_engine_eval to stop at the next layer boundary (thread-safe).
 void sr_engine_abort(sr_engine *e);

@@ -57,6 +57,7 @@ typedef struct sr_spike_net_params {
     int32_t q_bits;                  // attention: q encoded by the max rule at this many bits
     int32_t p_bits;                  // attention: probabilities at this many bits (>= 10)
     const float *v_scales;           // (n_layer, n_head_kv * head_dim) static V scales, or NULL
+    int32_t n_seq;                   // sequences with K/V caches of their own (0 = 1)
 } sr_spike_net_params;
 
 typedef struct sr_spike_net sr_spike_net;

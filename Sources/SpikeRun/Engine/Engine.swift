@@ -16,22 +16,30 @@ final class Engine: @unchecked Sendable {
     let model: Model
     let contextLength: Int
     let batchSize: Int
+    /// KV cache regions of `contextLength` tokens, one per sequence (`evalSequences`).
+    let sequences: Int
     let handle: OpaquePointer
     /// The spike runtime when the model runs spike-driven (owns hooks into `handle`).
     let spike: SpikeRuntime?
     /// The FPGA running the spike runtime's accumulations, when the backend is `.fpga`.
     let fpga: FPGAAccelerator?
 
-    init(model: Model, contextLength: Int, batchSize: Int, mode: RunMode = .model) throws(SpikeRunError) {
+    init(model: Model, contextLength: Int, batchSize: Int, mode: RunMode = .model,
+         sequences: Int = 1) throws(SpikeRunError) {
         let c = model.config
         guard contextLength > 0 else { throw .invalidArgument("context length must be positive") }
+        guard sequences >= 1 else { throw .invalidArgument("sequences must be >= 1, got \(sequences)") }
         self.model = model
         self.contextLength = contextLength
-        self.batchSize = max(1, min(batchSize, contextLength))
+        self.sequences = sequences
+        // One sequence: a pass never holds more than the context; several: a step holds
+        // every sequence's tokens.
+        self.batchSize = max(1, sequences > 1 ? batchSize : min(batchSize, contextLength))
         var params = sr_engine_params(
             n_layer: Int32(c.nLayer), n_embd: Int32(c.nEmbd), n_ff: Int32(c.nFF),
             n_head: Int32(c.nHead), n_head_kv: Int32(c.nHeadKV), head_dim: Int32(c.headDim),
             n_vocab: Int32(c.nVocab), n_ctx: Int32(contextLength), n_batch: Int32(self.batchSize),
+            n_seq: Int32(sequences),
             rope_dim: Int32(c.ropeDimensionCount), rope_freq_base: Float(c.ropeFreqBase),
             rms_eps: Float(c.rmsNormEps),
             act_mode: model.options.activationMode == .q8 ? SR_ACT_Q8 : SR_ACT_F32,
@@ -55,7 +63,8 @@ final class Engine: @unchecked Sendable {
         var accelerator: FPGAAccelerator?
         do throws(SpikeRunError) {
             if let setup {
-                let rt = try SpikeRuntime(model: model, setup: setup, contextLength: contextLength)
+                let rt = try SpikeRuntime(model: model, setup: setup, contextLength: contextLength,
+                                          sequences: sequences)
                 try rt.attach(to: out)
                 runtime = rt
             }
@@ -104,6 +113,49 @@ final class Engine: @unchecked Sendable {
         }
         guard status == SR_OK else { throw SpikeRunError(status: status) }
         return logits
+    }
+
+    /// One sequence's tokens in a multi-sequence step.
+    struct SequenceStep {
+        var sequence: Int
+        var position: Int
+        var tokens: [Int32]
+        var wantsLogits: Bool
+        /// Token count that picks the attention kernel, as a lone `eval` of that many tokens
+        /// would (0 = `tokens.count`).
+        var kernelTokens = 0
+    }
+
+    /// One forward pass over several sequences' tokens (continuous batching); returns the last
+    /// token's logits of each step that asked for them (empty arrays for the others).
+    func evalSequences(_ steps: [SequenceStep]) throws(SpikeRunError) -> [[Float]] {
+        guard !steps.isEmpty else { throw .invalidArgument("nothing to evaluate") }
+        let vocab = vocabularySize
+        var logits = [Float](repeating: 0, count: steps.count * vocab)
+        var tokens: [Int32] = []
+        var offsets: [Int] = []
+        for s in steps {
+            offsets.append(tokens.count)
+            tokens += s.tokens
+        }
+        let status = tokens.withUnsafeBufferPointer { tp in
+            logits.withUnsafeMutableBufferPointer { lp in
+                var batch: [sr_seq_batch] = []
+                batch.reserveCapacity(steps.count)
+                for (i, s) in steps.enumerated() {
+                    batch.append(sr_seq_batch(
+                        seq: Int32(s.sequence), pos: Int32(s.position), n_tok: Int32(s.tokens.count),
+                        tokens: tp.baseAddress! + offsets[i],
+                        logits: s.wantsLogits ? lp.baseAddress! + i * vocab : nil,
+                        kernel_n: Int32(s.kernelTokens)))
+                }
+                return sr_engine_eval_seqs(handle, batch, Int32(batch.count))
+            }
+        }
+        guard status == SR_OK else { throw SpikeRunError(status: status) }
+        return steps.enumerated().map { i, s in
+            s.wantsLogits ? Array(logits[(i * vocab)..<((i + 1) * vocab)]) : []
+        }
     }
 
     /// Evaluates without producing logits (prompt prefix).

@@ -99,7 +99,7 @@ final class SpikeRuntime {
     /// The installed spike recorder, if any (see SpikeRecorder.swift).
     let recorderBox = SpikeRecorderSlot()
     /// Keeps int8/ternary codes alive only while packing.
-    init(model: Model, setup: SpikeSetup, contextLength: Int) throws(SpikeRunError) {
+    init(model: Model, setup: SpikeSetup, contextLength: Int, sequences: Int = 1) throws(SpikeRunError) {
         let c = model.config
         let cfg = setup.config
         guard cfg.sites.count == c.nLayer * 4 + 1 else {
@@ -120,7 +120,7 @@ final class SpikeRuntime {
                     n_head: Int32(c.nHead), n_head_kv: Int32(c.nHeadKV), head_dim: Int32(c.headDim),
                     n_ctx: Int32(contextLength), sites: sp.baseAddress, spike_attention: cfg.spikeAttention,
                     q_bits: Int32(cfg.attentionQBits), p_bits: Int32(cfg.attentionPBits),
-                    v_scales: vp.isEmpty ? nil : vp.baseAddress)
+                    v_scales: vp.isEmpty ? nil : vp.baseAddress, n_seq: Int32(sequences))
                 return sr_spike_net_create(&params, &out)
             }
         }
