@@ -383,7 +383,7 @@ public final class BatchScheduler: @unchecked Sendable {
 }
 
 extension Prompt {
-    /// Tokens of the prompt as `Session.generate` feeds them.
+    /// Tokens of the prompt as `Session.generate` and the batch scheduler feed them.
     func tokens(model: Model) throws(SpikeRunError) -> [Int32] {
         switch self {
         case .text(let s): return model.tokenizer.encode(s, addSpecialTokens: true, parseSpecial: true)

@@ -28,13 +28,7 @@ public actor Session {
 
     /// Tokens of a prompt, as `generate` would feed them.
     public nonisolated func tokens(for prompt: Prompt) throws(SpikeRunError) -> [Int32] {
-        switch prompt {
-        case .text(let s): return model.tokenizer.encode(s, addSpecialTokens: true, parseSpecial: true)
-        case .tokens(let t): return t
-        case .chat(let messages):
-            let text = try model.tokenizer.applyChatTemplate(messages, addGenerationPrompt: true)
-            return model.tokenizer.encode(text, addSpecialTokens: true, parseSpecial: true)
-        }
+        try prompt.tokens(model: model)
     }
 
     /// Streams generated text, then one `.info` event. Cancelling the consuming task (or
