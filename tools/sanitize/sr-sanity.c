@@ -114,8 +114,11 @@ static sr_linear lin(model *m, sr_type t, int32_t n_in, int32_t n_out) {
 static void model_init(model *m, int32_t n_threads) {
     memset(m, 0, sizeof *m);
     rng_state = 0x5EED;
-    m->p = (sr_engine_params){N_LAYER, N_EMBD, N_FF, N_HEAD, N_HEAD_KV, HEAD_DIM, N_VOCAB, N_CTX, 8,
-                              HEAD_DIM, 10000.0f, 1e-5f, SR_ACT_Q8, n_threads, false};
+    m->p = (sr_engine_params){.n_layer = N_LAYER, .n_embd = N_EMBD, .n_ff = N_FF, .n_head = N_HEAD,
+                              .n_head_kv = N_HEAD_KV, .head_dim = HEAD_DIM, .n_vocab = N_VOCAB,
+                              .n_ctx = N_CTX, .n_batch = 8, .n_seq = 1, .rope_dim = HEAD_DIM,
+                              .rope_freq_base = 10000.0f, .rms_eps = 1e-5f, .act_mode = SR_ACT_Q8,
+                              .n_threads = n_threads, .hooked_linears = false};
     for (int l = 0; l < N_LAYER; l++) {
         sr_block_weights *b = &m->blocks[l];
         b->attn_norm = own(m, ones(N_EMBD));
