@@ -139,14 +139,12 @@ public struct EnergyReport: Sendable, Codable {
             parts["silu_gate"] = silu
             parts["softmax"] = softmax
             parts["residual"] = residual
-        }
-        floatOpsPerTokenByPart = parts
-        if spiking {
             macRestPerToken = rescaleMultipliesPerToken + quantizerMultipliesPerToken + floatAttentionMACsPerToken + otherFloatOpsPerToken
         } else {
             // A dense run: no spikes; its arithmetic is the dense MACs (energy ratio 1).
             macRestPerToken = denseMACsPerToken
         }
+        floatOpsPerTokenByPart = parts
         sopsPerDenseMAC = sopsPerToken / denseMACsPerToken
         let (dense, sops, rest) = (denseMACsPerToken, sopsPerToken, macRestPerToken)
         func estimate(_ e: EnergyConvention) -> EnergyEstimate {

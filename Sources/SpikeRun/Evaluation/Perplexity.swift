@@ -117,9 +117,4 @@ public enum Perplexity {
         }
         func logProbability(_ logit: Float) -> Double { Double(logit - max) - logSum }
     }
-
-    /// log softmax(row)[target] in double precision.
-    static func logProbability(_ row: ArraySlice<Float>, target: Int) -> Double {
-        Normalizer(row).logProbability(row[row.startIndex + target])
-    }
 }

@@ -159,7 +159,10 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
         for (k, v) in provenance.sorted(by: { $0.key < $1.key }) { try w.set(k, .string(v)) }
     }
 
-    var cSites: [sr_spike_site_cfg] {
+    var cSites: [sr_spike_site_cfg] { Self.cSites(sites, encoding: encoding) }
+
+    /// The C settings of `sites` with trains of `encoding`.
+    static func cSites(_ sites: [SpikeSiteSetting], encoding: SpikeEncoding) -> [sr_spike_site_cfg] {
         sites.map {
             sr_spike_site_cfg(
                 rule: Int32($0.rule == .mean ? SR_SPIKE_RULE_MEAN.rawValue

@@ -204,10 +204,7 @@ final class SpikeRuntime {
 
     /// Replaces every site's encoder settings (same count and encoding family) in place.
     func setSites(_ sites: [SpikeSiteSetting], encoding: SpikeEncoding) throws(SpikeRunError) {
-        var cfg = SpikeConfig.uniform(k: 1, nLayer: nLayer)
-        cfg.encoding = encoding
-        cfg.sites = sites
-        var c = cfg.cSites
+        var c = SpikeConfig.cSites(sites, encoding: encoding)
         let status = sr_spike_net_set_sites(net, &c, Int32(c.count))
         guard status == SR_OK else { throw SpikeRunError(status: status) }
     }
