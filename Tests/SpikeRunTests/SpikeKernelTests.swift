@@ -296,6 +296,24 @@ struct SpikeKernelTests {
         #expect(sr_spike_decode_train(tb, Int32(SR_SPIKE_BINARY.rawValue), 8, 4) == -2)
     }
 
+    @Test("int8 row codes: s = max|w| / 127, round half away, zero rows, NaN refused")
+    func int8RowCodes() {
+        var codes = [Int8](repeating: 9, count: 6)
+        var s: Float = 0
+        // max|w| = 127 -> s = 1: halves round away from zero.
+        let w: [Float] = [0.5, -0.5, 127, -127, 1.5, 0]
+        #expect(sr_spike_i8_row_codes(w, 6, &codes, &s) == SR_OK)
+        #expect(s == 1 && codes == [1, -1, 127, -127, 2, 0])
+        // max|w| = 2.54: the codes of w * (1 / (2.54 / 127)), rounded half away.
+        let w2: [Float] = [0.01, -0.3, 2.54, -1.27, 0.77, 0]
+        #expect(sr_spike_i8_row_codes(w2, 6, &codes, &s) == SR_OK)
+        let inv = 1 / (Float(2.54) / 127)
+        #expect(s == Float(2.54) / 127 && codes == w2.map { Int8(($0 * inv).rounded(.toNearestOrAwayFromZero)) })
+        #expect(sr_spike_i8_row_codes([0, 0, 0], 3, &codes, &s) == SR_OK && s == 1 && codes[0...2] == [0, 0, 0])
+        #expect(sr_spike_i8_row_codes([1, .nan, 2], 3, &codes, &s) == SR_ERR_NUMERIC)
+        #expect(sr_spike_i8_row_codes([1, .infinity], 2, &codes, &s) == SR_ERR_NUMERIC)
+    }
+
     @Test("example 3: dead zone rho and membrane clip C")
     func example3() {
         let v: [Float] = [0.6, -1.4, 2.5]

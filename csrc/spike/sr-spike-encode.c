@@ -3,6 +3,7 @@
 // Integer and float semantics are fixed in include/spikerun/sr-spike.h.
 #include "sr-spike-impl.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -487,6 +488,26 @@ sr_status sr_spike_weights_pack_q8_0(sr_spike_weights *w, const void *blocks, in
     return sr_pack_blocks(w, SR_SPIKE_W_Q8_0, blocks, n_out, n_in);
 }
 
+sr_status sr_spike_i8_row_codes(const float *w, int32_t n, int8_t *codes, float *scale) {
+    if (!w || !codes || !scale || n <= 0) return sr_fail(SR_ERR_INVALID_ARG, "int8 row codes: null buffer or n <= 0");
+    float m = 0.0f;
+    for (int32_t j = 0; j < n; j++) {
+        if (!sr_is_finite_f(w[j])) return sr_fail(SR_ERR_NUMERIC, "int8 row codes: weight %d is NaN or Inf", j);
+        const float a = w[j] < 0.0f ? -w[j] : w[j];
+        if (a > m) m = a;
+    }
+    memset(codes, 0, (size_t)n);
+    *scale = 1.0f;
+    if (!(m > 0.0f)) return SR_OK;
+    const float s = m / 127.0f, inv = 1.0f / s;
+    for (int32_t j = 0; j < n; j++) {
+        float v = roundf(w[j] * inv);
+        codes[j] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : (int32_t)v);
+    }
+    *scale = s;
+    return SR_OK;
+}
+
 static sr_status sr_pack_rows(sr_spike_weights *w, sr_spike_format fmt, const int8_t *codes,
                               const float *row_scale, int32_t n_out, int32_t n_in) {
     if (!codes || !row_scale) return sr_fail(SR_ERR_INVALID_ARG, "spike weights: null codes or scales");
@@ -497,6 +518,19 @@ static sr_status sr_pack_rows(sr_spike_weights *w, sr_spike_format fmt, const in
         if (!sr_is_finite_f(row_scale[o])) return sr_fail(SR_ERR_NUMERIC, "spike weights: row scale %d is NaN or Inf", o);
     sr_status st = sr_spike_weights_alloc(w, fmt, n_out, n_in);
     if (st != SR_OK) return st;
+    if (fmt == SR_SPIKE_W_I8_ROW && !w->row_sum) {
+        // Line by line (set_row writes one byte into each of n_in lines per row): the model's
+        // head is 28 M codes, packed at every load.
+        for (int32_t o0 = 0; o0 < n_out; o0 += w->tile_w) {
+            const int32_t c = o0 / w->tile_w, rn = n_out - o0 < w->tile_w ? n_out - o0 : w->tile_w;
+            for (int32_t j = 0; j < n_in; j++) {
+                uint8_t *line = w->lines + sr_spike_line_offset(w, c, j >> 5, j & 31);
+                for (int32_t r = 0; r < rn; r++) line[r] = (uint8_t)codes[(size_t)(o0 + r) * (size_t)n_in + (size_t)j];
+            }
+        }
+        memcpy(w->row_scale, row_scale, sizeof(float) * (size_t)n_out);
+        return SR_OK;
+    }
     for (int32_t o = 0; o < n_out; o++) {
         st = sr_spike_weights_set_row(w, o, codes + (size_t)o * (size_t)n_in, row_scale[o]);
         if (st != SR_OK) { sr_spike_weights_free(w); return st; }

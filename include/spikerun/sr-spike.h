@@ -564,6 +564,10 @@ SR_API sr_status sr_spike_weights_pack_q8_0(sr_spike_weights *w, const void *blo
 /// `blocks`, the GGUF blocks of row o0 onwards (the two functions above are alloc + all rows).
 SR_API sr_status sr_spike_weights_pack_rows(sr_spike_weights *w, const void *blocks, int32_t o0,
                                             int32_t o1);
+/// Symmetric int8 code of one float row: m = max|w|, s = m / 127, inv = 1 / s,
+/// q = clamp(roundf(w * inv), -127, 127) (float32, no contraction); m = 0 gives codes 0 and
+/// s = 1. NaN or Inf weights -> SR_ERR_NUMERIC.
+SR_API sr_status sr_spike_i8_row_codes(const float *w, int32_t n, int8_t *codes, float *scale);
 /// Pack int8 codes (n_out, n_in) row-major in -127..127 with per-row scales.
 SR_API sr_status sr_spike_weights_pack_i8(sr_spike_weights *w, const int8_t *codes,
                                           const float *row_scale, int32_t n_out, int32_t n_in);

@@ -19,10 +19,9 @@ public enum SpikeModelWriter {
                 try w.addTensor(t, from: file)
                 continue
             }
-            let values = try source.dequantize(t)
             let rows = setup.config.weights == .ternary
-                ? IntegerRows.ternary(from: values, nOut: t.rowCount, nIn: t.rowLength)
-                : IntegerRows.int8(from: values, nOut: t.rowCount, nIn: t.rowLength)
+                ? IntegerRows.ternary(from: try source.dequantize(t), nOut: t.rowCount, nIn: t.rowLength)
+                : try IntegerRows.int8(model: source, tensor: t)
             try w.addTensor(name: t.name, shape: t.shape, type: .i8,
                             bytes: rows.codes.map { UInt8(bitPattern: $0) })
             try w.addTensor(name: t.name.replacingOccurrences(of: ".weight", with: ".scale"),

@@ -8,22 +8,37 @@ public struct IntegerRows: Sendable {
     public var nOut: Int
     public var nIn: Int
 
-    /// Symmetric int8 per row: s = max|w| / 127, q = round-half-away(w / s).
-    public static func int8(from w: [Float], nOut: Int, nIn: Int) -> IntegerRows {
-        var codes = [Int8](repeating: 0, count: nOut * nIn)
-        var scales = [Float](repeating: 1, count: nOut)
-        for o in 0..<nOut {
-            let row = w[(o * nIn)..<((o + 1) * nIn)]
-            let m = row.reduce(Float(0)) { Swift.max($0, abs($1)) }
-            guard m > 0 else { continue }
-            let s = m / 127
-            let inv = 1 / s
-            scales[o] = s
-            for j in 0..<nIn {
-                codes[o * nIn + j] = Int8(Swift.max(-127, Swift.min(127, (w[o * nIn + j] * inv).rounded(.toNearestOrAwayFromZero))))
-            }
+    /// Symmetric int8 rows of a GGUF tensor, s = max|w| / 127, q = round-half-away(w / s),
+    /// dequantized `chunk` rows at a time: the float matrix never exists whole (SmolLM2's tied
+    /// head would be 113 MB of floats at every load).
+    static func int8(model: Model, tensor t: GGUFTensorInfo, chunk: Int = 1024) throws(SpikeRunError) -> IntegerRows {
+        guard sr_type_supported(Int32(t.type.rawValue)) else {
+            throw .unsupported("tensor '\(t.name)' has type \(t.type.name), which cannot be dequantized")
         }
-        return IntegerRows(codes: codes, rowScales: scales, nOut: nOut, nIn: nIn)
+        let nOut = t.rowCount, nIn = t.rowLength
+        var out = IntegerRows(codes: [Int8](repeating: 0, count: nOut * nIn), rowScales: [Float](repeating: 1, count: nOut),
+                              nOut: nOut, nIn: nIn)
+        var buf = [Float](repeating: 0, count: min(chunk, nOut) * nIn)
+        let src = model.file.data(t)
+        for r0 in stride(from: 0, to: nOut, by: chunk) {
+            let n = min(chunk, nOut - r0)
+            let status = buf.withUnsafeMutableBufferPointer { bp in
+                out.codes.withUnsafeMutableBufferPointer { cp in
+                    out.rowScales.withUnsafeMutableBufferPointer { sp in
+                        for i in 0..<n {
+                            let row = bp.baseAddress! + i * nIn
+                            sr_dequantize_row(sr_type(rawValue: t.type.rawValue), src.baseAddress! + (r0 + i) * t.rowBytes,
+                                              row, Int64(nIn))
+                            let st = sr_spike_i8_row_codes(row, Int32(nIn), cp.baseAddress! + (r0 + i) * nIn, sp.baseAddress! + r0 + i)
+                            if st != SR_OK { return st }
+                        }
+                        return SR_OK
+                    }
+                }
+            }
+            guard status == SR_OK else { throw SpikeRunError(status: status) }
+        }
+        return out
     }
 
     /// Ternary per row (absmean, as BitNet b1.58): s = mean|w|, q = clamp(round(w / s), -1, 1).
@@ -180,15 +195,16 @@ final class SpikeRuntime {
                     status = sr_spike_net_set_linear(net, Int32(l), proj, fmt, data.baseAddress,
                                                      file.data(st).baseAddress!.assumingMemoryBound(to: Float.self),
                                                      Int32(t.rowCount), Int32(t.rowLength))
+                    // Packed: the mapped codes are not read again (as for the GGUF blocks).
+                    if status == SR_OK { sr_numa_release_file_pages(data.baseAddress, data.count) }
                 default:
                     // A dense file run with int8/ternary settings: requantize in memory.
                     guard format != .int4 else {
                         throw .unsupported("tensor '\(tname)' has type \(t.type.name); spike int4 needs Q4_1 (or Q8_0 for the head)")
                     }
-                    let w = try model.dequantize(t)
                     let ternary = format == .ternary && l < nLayer  // a ternary head is unusable post-training
-                    let rows = ternary ? IntegerRows.ternary(from: w, nOut: t.rowCount, nIn: t.rowLength)
-                                       : IntegerRows.int8(from: w, nOut: t.rowCount, nIn: t.rowLength)
+                    let rows = ternary ? IntegerRows.ternary(from: try model.dequantize(t), nOut: t.rowCount, nIn: t.rowLength)
+                                       : try IntegerRows.int8(model: model, tensor: t)
                     let fmt = ternary ? SpikeFormat.ternary : SpikeFormat.i8Row
                     status = rows.codes.withUnsafeBufferPointer { cp in
                         rows.rowScales.withUnsafeBufferPointer { sp in
