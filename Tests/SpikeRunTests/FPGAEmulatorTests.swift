@@ -8,6 +8,9 @@ import Testing
 /// C-simulation build, firmware/build/spk_acc.emu.so, in place of the VCK190: the host
 /// backend csrc/fpga/sr-fpga.c packs, uploads, steps and syncs exactly as on the board).
 /// Logits must be equal bit for bit at every position, and greedy generation token for token.
+/// The emulated device runs the token program (firmware/kernels/spk_token.cpp): one kernel
+/// launch per token computes the whole token - embedding, RMSNorm, encoders, every linear
+/// layer, RoPE, the K/V caches, spike attention, SiLU gate, residuals and the head.
 @Suite("FPGA emulated device", .serialized)
 struct FPGAEmulatorTests {
     static let kernel: Result<String, SpikeRunError> = {
@@ -47,6 +50,7 @@ struct FPGAEmulatorTests {
         #expect(cpu.spike != nil && cpu.fpga == nil)
         let acc = try #require(fpga.fpga, "the fpga-emu backend did not attach a device")
         #expect(acc.platform == "spikerun_emulated_vck190")
+        #expect(fpga.fpgaTokenProgram, "the emulated device did not take the token program")
 
         let prompt = cpuModel.tokenizer.encode("The capital of France is", addSpecialTokens: false)
         #expect(prompt.count >= 4)
@@ -71,10 +75,14 @@ struct FPGAEmulatorTests {
             pos += 1
         }
         #expect(tokensCPU == tokensFPGA)
-        // the kernel really ran: 4 runs per block and token plus the head, for every token
+        // one launch per token: every token (prompt ones included) is ONE spk_token run, inside
+        // which the descriptor chain passes spk_acc's dataflow 6 times per block (q/k/v, QK,
+        // PV, o, gate/up, down) plus once for the head (every token here wants its logits)
         let s = acc.statistics
         let n = cpuModel.config.nLayer
-        #expect(s.runs == (prompt.count + 6) * (4 * n + 1), "\(s)")
+        let tokens = prompt.count + 6
+        #expect(s.runs == tokens && s.tokenRuns == tokens, "\(s)")
+        #expect(s.tokenPasses == tokens * (6 * n + 1), "\(s)")
         #expect(s.timeouts == 0)
         #expect(s.bytesToDevice > 0 && s.bytesFromDevice > 0)
     }
