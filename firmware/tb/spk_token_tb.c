@@ -10,8 +10,9 @@
 //          the token program: ONE kernel run per token, checked by the run counters;
 //   layers the same device with one spk_acc run per group of layers (the v2 host flow).
 // The prompt is fed at once on the CPU and token by token on the device, then 72 greedy steps
-// cross the K cache's 64-position chunk and the V cache's 32-position blocks; position n_ctx is
-// refused as on the CPU.
+// cross the K cache's 64-position chunk and the V cache's 32-position blocks (position n_ctx is
+// refused by the engine before the token hook, as on the CPU); a NaN planted in the device's
+// norm weights comes back as a numeric error naming the descriptor that stopped.
 //
 // Usage: spk_token_tb EMULATED_KERNEL.so      exit 0 and "N passed, 0 failed" when all pass.
 #include <math.h>
@@ -292,6 +293,19 @@ int main(int argc, char **argv) {
         float la[N_VOCAB];
         sr_status se = sr_engine_eval(tok.e, &next, 1, N_CTX, la, false);
         CHECK(se == SR_ERR_CONTEXT_FULL, "position n_ctx: status %d", (int)se);
+    }
+    // a NaN in the device's first attention-norm weight (arena: header line, x, xn, then the
+    // norm weights) stops the chain at the first encoder: a numeric error naming the step
+    sr_fpga_layout layout;
+    if (sr_fpga_program_layout(tok.f, &layout) == SR_OK) {
+        const float nan = NAN;
+        sr_status sw = sr_fpga_write_out(tok.f, (uint64_t)layout.arena_line * 16 + 16 + 2 * N_EMBD, &nan, 1);
+        float la[N_VOCAB];
+        sr_status se = sw == SR_OK ? sr_engine_eval(tok.e, &next, 1, 10, la, false) : sw;
+        CHECK(se == SR_ERR_NUMERIC && strstr(sr_last_error(), "NaN") && strstr(sr_last_error(), "descriptor 2"),
+              "NaN in a norm weight: status %d, '%s'", (int)se, sr_last_error());
+    } else {
+        CHECK(0, "sr_fpga_program_layout: %s", sr_last_error());
     }
     runner_close(&cpu);
     runner_close(&tok);
