@@ -132,8 +132,8 @@ void write_slot(spk_line *spk, uint32_t line, const int32_t *counts, uint32_t n,
 }
 
 uint32_t op_encode(const spk_line *out, spk_line *spk, const spk_desc &d, uint32_t n_pos) {
-    static float x[SPK_TOKEN_MAX_VEC];
-    static int32_t counts[SPK_TOKEN_MAX_VEC];
+    float x[SPK_TOKEN_MAX_VEC];
+    int32_t counts[SPK_TOKEN_MAX_VEC];
     const uint32_t n = (d.flags & SPK_F_NPOS) ? n_pos : d.n;
     const uint32_t rule = d.enc & 15u, enc = (d.enc >> 4) & 15u, bits = (d.enc >> 8) & 255u;
     const uint32_t clip = d.enc >> 16;
@@ -181,7 +181,7 @@ bool job_fits(const spk_line *jobs, const spk_line *spk, uint32_t i) {
 }
 
 uint32_t op_rope(spk_line *out, const spk_desc &d, uint32_t pos) {
-    static float v[SPK_TOKEN_MAX_VEC];
+    float v[SPK_TOKEN_MAX_VEC];
     float cs[SPK_MAX_TILE], sn[SPK_MAX_TILE];
     const uint32_t total = d.m * d.n, half = d.aux / 2u;
     if (total > SPK_TOKEN_MAX_VEC || half > SPK_MAX_TILE || d.aux > d.n) return SPK_TOKEN_BAD_OP;
@@ -230,7 +230,7 @@ uint32_t op_kv_store(spk_line *w0, const spk_line *jobs, const spk_line *out, co
 }
 
 uint32_t op_softmax(spk_line *out, const spk_desc &d, uint32_t n_pos) {
-    static float s[SPK_TOKEN_MAX_VEC];
+    float s[SPK_TOKEN_MAX_VEC];
     if (n_pos > SPK_TOKEN_MAX_VEC) return SPK_TOKEN_BAD_OP;
     for (uint32_t h = 0; h < d.m; h++) {
         ld(out, (uint64_t)d.src0 + (uint64_t)h * d.stride, s, n_pos);
@@ -241,7 +241,7 @@ uint32_t op_softmax(spk_line *out, const spk_desc &d, uint32_t n_pos) {
 }
 
 uint32_t op_binary(spk_line *out, const spk_desc &d) {
-    static float a[SPK_TOKEN_MAX_VEC], b[SPK_TOKEN_MAX_VEC];
+    float a[SPK_TOKEN_MAX_VEC], b[SPK_TOKEN_MAX_VEC];
     if (d.n > SPK_TOKEN_MAX_VEC) return SPK_TOKEN_BAD_OP;
     if (d.op == SPK_OP_RMSNORM) {
         ld(out, d.src0, a, d.n);
@@ -288,7 +288,7 @@ extern "C" void spk_token(const spk_line *w0, const spk_line *w1, const spk_line
     spk_line *jobsw = const_cast<spk_line *>(jobs);
     spk_line *spkw = const_cast<spk_line *>(spk);
     const spk_line *const w[3] = {w0, w1, w2};
-    static float vec[SPK_TOKEN_MAX_VEC];
+    float vec[SPK_TOKEN_MAX_VEC];  // local buffers: BRAM on the device, the run thread's stack in C-simulation (no state shared between two devices in one process)
 
     // The header is the first line of the arena; the first descriptor names it (EMBED's
     // src1 is the header's float index).
