@@ -73,9 +73,14 @@ struct Eval: AsyncParsableCommand {
                 let spikeAttention: Bool
                 if case .spike(let s) = try modelOptions.runMode(for: model) { spikeAttention = s.config.spikeAttention }
                 else { spikeAttention = session.isSpikeDriven && (model.spike?.config.spikeAttention ?? false) }
-                out.spike = SpikeMeasurementsJSON(config: model.config, stats: stats, chunks: r.chunks,
-                                                  contextLength: r.contextLength, spikeAttention: spikeAttention,
-                                                  spikeDriven: session.isSpikeDriven, weightBytes: model.info.weightBytes)
+                if session.fpgaTokenProgram {
+                    // the FPGA token program encodes on the device: no counters, no energy estimate
+                    Stderr.print("eval: the FPGA token program does not collect spike counters; \"spike\" is omitted (--backend cpu has them)")
+                } else {
+                    out.spike = SpikeMeasurementsJSON(config: model.config, stats: stats, chunks: r.chunks,
+                                                      contextLength: r.contextLength, spikeAttention: spikeAttention,
+                                                      spikeDriven: session.isSpikeDriven, weightBytes: model.info.weightBytes)
+                }
                 print(jsonString(out))
             } else {
                 print(String(format: "perplexity %.4f +/- %.4f over %d tokens (%d chunks of %d), %.1f s",

@@ -8,6 +8,9 @@ import Testing
 /// C-simulation build, firmware/build/spk_acc.emu.so, in place of the VCK190: the host
 /// backend csrc/fpga/sr-fpga.c packs, uploads, steps and syncs exactly as on the board).
 /// Logits must be equal bit for bit at every position, and greedy generation token for token.
+/// The emulated device runs the token program (firmware/kernels/spk_token.cpp): one kernel
+/// launch per token computes the whole token - embedding, RMSNorm, encoders, every linear
+/// layer, RoPE, the K/V caches, spike attention, SiLU gate, residuals and the head.
 @Suite("FPGA emulated device", .serialized)
 struct FPGAEmulatorTests {
     static let kernel: Result<String, SpikeRunError> = {
@@ -19,14 +22,27 @@ struct FPGAEmulatorTests {
         return .success(TestPaths.root.appendingPathComponent("firmware/build/spk_acc.emu.so").path)
     }()
 
-    static let converted: Result<String, SpikeRunError> = {
+    /// Uniform spike setup (mean rule k = 8, sign-magnitude, Q4_1 codes, Q8_0 head) with the
+    /// engine's dense attention: the per-layer flow (one spk_acc run per group of layers).
+    static let converted: Result<String, SpikeRunError> = convert(spikeAttention: false)
+    /// The same with spike attention (untuned V scales 0.05: equality is the point): the whole
+    /// token fits the token program (one spk_token run per token).
+    static let convertedSpikeAttention: Result<String, SpikeRunError> = convert(spikeAttention: true)
+
+    static func convert(spikeAttention: Bool) -> Result<String, SpikeRunError> {
         do throws(SpikeRunError) {
             let model = try SharedModel.result.get()
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("spikerun-emu-\(getpid()).gguf").path
-            try SpikeModelWriter.write(source: model, setup: SpikeSetup(config: .uniform(k: 8, nLayer: model.config.nLayer)), to: path)
+            let c = model.config
+            var cfg = SpikeConfig.uniform(k: 8, nLayer: c.nLayer)
+            cfg.spikeAttention = spikeAttention
+            let setup = SpikeSetup(config: cfg, vScales: spikeAttention
+                                   ? [Float](repeating: 0.05, count: c.nLayer * c.nHeadKV * c.headDim) : nil)
+            let path = FileManager.default.temporaryDirectory
+                .appendingPathComponent("spikerun-emu-\(getpid())-\(spikeAttention ? "sa" : "da").gguf").path
+            try SpikeModelWriter.write(source: model, setup: setup, to: path)
             return .success(path)
         } catch { return .failure(error) }
-    }()
+    }
 
     static func bits(_ v: [Float]) -> [UInt32] { v.map(\.bitPattern) }
 
@@ -36,10 +52,18 @@ struct FPGAEmulatorTests {
         return Int32(best)
     }
 
-    @Test("prompt and 6 greedy steps: every logit of the emulated FPGA equals the CPU spike path's")
-    func logitsAndTokens() throws {
+    @Test("one launch per token: prompt and 6 greedy steps of the token program, every logit equal to the CPU spike path's")
+    func tokenProgram() throws {
+        try Self.compare(path: try Self.convertedSpikeAttention.get(), tokenProgram: true)
+    }
+
+    @Test("per-layer flow (dense attention on the A72): prompt and 6 greedy steps, every logit equal")
+    func perLayerFlow() throws {
+        try Self.compare(path: try Self.converted.get(), tokenProgram: false)
+    }
+
+    static func compare(path: String, tokenProgram: Bool) throws {
         let kernel = try Self.kernel.get()
-        let path = try Self.converted.get()
         let cpuModel = try Model.load(path, options: .init(threads: 2))
         let fpgaModel = try Model.load(path, options: .init(threads: 2, backend: .fpgaEmulator(kernel: kernel)))
         let cpu = try Engine(model: cpuModel, contextLength: 64, batchSize: 16)
@@ -47,6 +71,7 @@ struct FPGAEmulatorTests {
         #expect(cpu.spike != nil && cpu.fpga == nil)
         let acc = try #require(fpga.fpga, "the fpga-emu backend did not attach a device")
         #expect(acc.platform == "spikerun_emulated_vck190")
+        #expect(fpga.fpgaTokenProgram == tokenProgram, "token program: \(fpga.fpgaTokenProgram)")
 
         let prompt = cpuModel.tokenizer.encode("The capital of France is", addSpecialTokens: false)
         #expect(prompt.count >= 4)
@@ -71,10 +96,18 @@ struct FPGAEmulatorTests {
             pos += 1
         }
         #expect(tokensCPU == tokensFPGA)
-        // the kernel really ran: 4 runs per block and token plus the head, for every token
+        // one launch per token (token program): every token (prompt ones included) is ONE spk_token run, inside
+        // which the descriptor chain passes spk_acc's dataflow 6 times per block (q/k/v, QK,
+        // PV, o, gate/up, down) plus once for the head (every token here wants its logits)
         let s = acc.statistics
         let n = cpuModel.config.nLayer
-        #expect(s.runs == (prompt.count + 6) * (4 * n + 1), "\(s)")
+        let tokens = prompt.count + 6
+        if tokenProgram {
+            #expect(s.runs == tokens && s.tokenRuns == tokens, "\(s)")
+            #expect(s.tokenPasses == tokens * (6 * n + 1), "\(s)")
+        } else {  // 4 runs per block and token plus the head
+            #expect(s.runs == tokens * (4 * n + 1) && s.tokenRuns == 0, "\(s)")
+        }
         #expect(s.timeouts == 0)
         #expect(s.bytesToDevice > 0 && s.bytesFromDevice > 0)
     }
@@ -82,7 +115,7 @@ struct FPGAEmulatorTests {
     @Test("spikerun generate --backend fpga-emu prints exactly what --backend cpu prints")
     func cliGenerate() throws {
         let kernel = try Self.kernel.get()
-        let path = try Self.converted.get()
+        let path = try Self.convertedSpikeAttention.get()   // the token program
         let args = ["generate", "-m", path, "-p", "The capital of France is", "-n", "8", "--temp", "0", "--json", "-t", "2"]
         let cpu = try runProcess(TestPaths.executable, args + ["--backend", "cpu"])
         let emu = try runProcess(TestPaths.executable, args + ["--backend", "fpga-emu", "--xclbin", kernel],

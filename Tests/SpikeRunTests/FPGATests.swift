@@ -234,6 +234,29 @@ struct FPGATests {
         let e2 = t.estimate()
         #expect(abs((e1.secondsPerToken - e2.secondsPerToken) - 120 * 50e-6) < 1e-9)
         #expect(e1.kernelSeconds == e2.kernelSeconds)
+        // the token program: one launch, plus its attention jobs and float steps on the PL.
+        // SmolLM2 at 16 positions, per block: 12·576 + 6·9·64 + 4·1536 + 6·9·16 + 12·64 + 3·3·64
+        // = 6912 + 3456 + 6144 + 864 + 768 + 576 = 18720 elements; 30 blocks + 5·576 for the head
+        var u = SM(shape: .smolLM2_135M, activity: .dense(eventsPerInput: 1))
+        u.tokenProgram = true
+        u.context = 16
+        #expect(u.tokenFloatElements == 30 * 18720 + 2880)
+        // attention: every job reads one K chunk (16 rows) or one V chunk of 16 positions on
+        // engine 0 only: QK 2 blocks, PV 1 block of int8 rows, each with its job latency
+        var one = u
+        one.shares = [1, 0, 0]
+        let qk = one.matrixSeconds(rows: 16, cols: 64, format: .int8Rows).seconds
+        let pv = one.matrixSeconds(rows: 64, cols: 32, format: .int8Rows).seconds
+        #expect(abs(u.tokenAttentionSeconds - 270 * (qk + pv)) < 1e-12)
+        let e3 = u.estimate()
+        #expect(abs(e3.launchSeconds - 50e-6) < 1e-12)
+        #expect(abs(e3.kernelSeconds - (e1.kernelSeconds + 270 * (qk + pv) + (30 * 18720 + 2880) / 312.5e6)) < 1e-12)
+        // the prediction of docs/fpga-v2-model.md (measured activity, Q4_1, 16 positions): 108 tok/s
+        var v = SM(shape: .smolLM2_135M, activity: SM.Activity(fireFraction: 0.940, eventsPerInput: 1.79,
+                                                                bubblesPerBlock: 0.13, burstsPerBlock: 2.71))
+        v.tokenProgram = true
+        v.context = 16
+        #expect(Int(v.estimate().tokensPerSecond.rounded()) == 108, "\(v.estimate())")
     }
 
     @Test("flash.sh refuses non-removable targets, writes and verifies with the override")

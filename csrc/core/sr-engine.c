@@ -19,6 +19,7 @@
 
 #include "spikerun/sr-pool.h"
 #include "spikerun/sr-quant.h"
+#include "spikerun/sr-spike-float.h"
 
 #define SR_KV_ALIGN 32  // V rows are padded to this many positions (f16 dot block size)
 
@@ -56,6 +57,8 @@ struct sr_engine {
     void *attn_seq_user;
     sr_embedding_hook embed_hook;
     void *embed_user;
+    sr_token_hook token_hook;
+    void *token_user;
     sr_tap_fn tap;
     void *tap_user;
     atomic_bool abort_flag;
@@ -217,6 +220,19 @@ void sr_engine_set_embedding_hook(sr_engine *e, sr_embedding_hook hook, void *us
     e->embed_user = user;
 }
 
+void sr_engine_set_token_hook(sr_engine *e, sr_token_hook hook, void *user) {
+    e->token_hook = hook;
+    e->token_user = user;
+}
+
+const sr_engine_params *sr_engine_get_params(const sr_engine *e) { return &e->p; }
+
+const sr_block_weights *sr_engine_block(const sr_engine *e, int32_t layer) {
+    return layer >= 0 && layer < e->p.n_layer ? &e->blocks[layer] : NULL;
+}
+
+const sr_engine_weights *sr_engine_get_weights(const sr_engine *e) { return &e->w; }
+
 const void *sr_engine_token_embedding(const sr_engine *e, int32_t *type) {
     if (type) *type = e->w.tok_embd_type;
     return e->w.tok_embd;
@@ -236,38 +252,20 @@ uint64_t sr_engine_memory_bytes(const sr_engine *e) { return e->mem_bytes; }
 // ---------------------------------------------------------------------------------------------
 // Elementwise pieces
 
+// RMSNorm, RoPE: the shared definitions of include/spikerun/sr-spike-float.h (the FPGA token
+// program runs the same functions).
 static void rms_norm(const float *x, const float *weight, float *y, int32_t n, float eps) {
-    double sum = 0.0;
-    for (int32_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
-    const float mean = (float)(sum / n);
-    const float scale = 1.0f / sqrtf(mean + eps);
-    for (int32_t i = 0; i < n; i++) y[i] = (x[i] * scale) * weight[i];
+    sr_rms_norm(x, weight, y, n, eps);
 }
 
-// Angles as ggml's rope cache builds them: theta_i = pos * base^(-2i/d) by repeated products.
 static void rope_angles(const sr_engine *e, int32_t pos, float *cs, float *sn) {
-    const float theta_scale = powf(e->p.rope_freq_base, -2.0f / (float)e->p.rope_dim);
-    float theta = (float)pos;
-    for (int32_t i = 0; i < e->p.rope_dim / 2; i++) {
-        cs[i] = cosf(theta);
-        sn[i] = sinf(theta);
-        theta *= theta_scale;
-    }
+    sr_rope_angles(e->p.rope_freq_base, e->p.rope_dim, pos, cs, sn);
 }
 
-// Llama GGUF convention ("normal" rope): rotate adjacent pairs (x[2i], x[2i+1]).
 static void rope_apply(float *v, int32_t n_heads, int32_t head_dim, int32_t rope_dim,
                        const float *cs, const float *sn) {
-    for (int32_t h = 0; h < n_heads; h++) {
-        float *x = v + (size_t)h * head_dim;
-        for (int32_t i = 0; i < rope_dim / 2; i++) {
-            const float x0 = x[2 * i], x1 = x[2 * i + 1];
-            x[2 * i] = fmaf(x0, cs[i], -(x1 * sn[i]));
-            x[2 * i + 1] = fmaf(x0, sn[i], x1 * cs[i]);
-        }
-    }
+    sr_rope_apply(v, n_heads, head_dim, rope_dim, cs, sn);
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Linear layers
@@ -458,7 +456,7 @@ static sr_status forward(sr_engine *e, const int32_t *tokens, int32_t n, const s
             sr_pool_run(e->pool, attn_worker, &job);
         }
         if ((s = linear1(e, l, SR_SITE_O, SR_PROJ_O, &b->o, e->att, n, e->tmp)) != SR_OK) return s;
-        for (size_t i = 0; i < (size_t)n * d; i++) e->x[i] += e->tmp[i];
+        sr_add_inplace(e->x, e->tmp, (int64_t)n * d);
 
         for (int32_t t = 0; t < n; t++)
             rms_norm(e->x + (size_t)t * d, b->ffn_norm, e->xn + (size_t)t * d, d, p->rms_eps);
@@ -474,7 +472,7 @@ static sr_status forward(sr_engine *e, const int32_t *tokens, int32_t n, const s
         }
         if ((s = linear1(e, l, SR_SITE_D, SR_PROJ_DOWN, &b->down, e->gate, n, e->tmp)) != SR_OK)
             return s;
-        for (size_t i = 0; i < (size_t)n * d; i++) e->x[i] += e->tmp[i];
+        sr_add_inplace(e->x, e->tmp, (int64_t)n * d);
     }
 
     if (n_head == 0) return SR_OK;
@@ -502,6 +500,19 @@ sr_status sr_engine_eval(sr_engine *e, const int32_t *tokens, int32_t n, int32_t
         return sr_fail(SR_ERR_UNSUPPORTED, "the attention hook serves one sequence, the engine has %d",
                        e->n_seq);
     atomic_store(&e->abort_flag, false);
+    if (e->token_hook) {  // a whole token per call (the FPGA token program): token by token
+        for (int32_t t = 0; t < n; t++) {
+            if (atomic_load(&e->abort_flag)) return sr_fail(SR_ERR_ABORTED, "evaluation was cancelled");
+            if (tokens[t] < 0 || tokens[t] >= e->p.n_vocab)
+                return sr_fail(SR_ERR_INVALID_ARG, "token id %d is outside the vocabulary (0..%d)", tokens[t],
+                               e->p.n_vocab - 1);
+            float *out = NULL;
+            if (logits && all_logits) out = logits + (size_t)t * e->p.n_vocab;
+            else if (logits && t == n - 1) out = logits;
+            if ((s = e->token_hook(e->token_user, tokens[t], pos + t, out)) != SR_OK) return s;
+        }
+        return SR_OK;
+    }
     for (int32_t done = 0; done < n; done += e->p.n_batch) {
         const int32_t m = n - done < e->p.n_batch ? n - done : e->p.n_batch;
         const bool last = done + m == n;
@@ -561,6 +572,11 @@ sr_status sr_engine_eval_seqs(sr_engine *e, const sr_seq_batch *seqs, int32_t n_
         if (b->logits) e->head_rows[n_head++] = n - 1;
     }
     atomic_store(&e->abort_flag, false);
+    if (e->token_hook) {  // the token program keeps one sequence's caches
+        if (e->n_seq > 1 || n_seqs != 1 || seqs[0].seq != 0)
+            return sr_fail(SR_ERR_UNSUPPORTED, "the FPGA token program serves one sequence");
+        return sr_engine_eval(e, seqs[0].tokens, seqs[0].n_tok, seqs[0].pos, seqs[0].logits, false);
+    }
     float *head_out = e->n_seq > 1 ? e->seq_logits : (n_head ? seqs[0].logits : NULL);
     if ((s = forward(e, e->tok_buf, n, segs, n_seqs, n_head, head_out)) != SR_OK) return s;
     if (head_out == e->seq_logits)

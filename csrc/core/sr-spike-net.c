@@ -5,6 +5,7 @@
 // run per site covers all its layers and up to SR_SPIKE_NET_BATCH tokens, with NUMA-aware
 // row ownership; the results are those of one sr_spike_matvec per (layer, token).
 #include "spikerun/sr-spike-net.h"
+#include "spikerun/sr-spike-float.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "spikerun/sr-pool.h"
 #include "spikerun/sr-quant.h"
 #include "../cpu/sr-cpu-internal.h"
+#include "../../firmware/kernels/spk_token.h"
 
 #define SR_SPIKE_NET_BATCH 16  // tokens encoded, then run over each weight slice together
 
@@ -54,6 +56,8 @@ struct sr_spike_net {
     struct sr_fpga *fpga;        // when set, linear layers run on the FPGA
     int32_t *fpga_base;          // [(n_layer * 4 + 1)] first matrix index of each site
     float *fpga_y;               // outputs of one step
+    bool fpga_token;             // the whole token runs on the FPGA (one spk_token run per token)
+    int32_t token_head;          // matrix index of the head in the token program
 };
 
 static int32_t max3(int32_t a, int32_t b, int32_t c) {
@@ -468,7 +472,7 @@ static void attn_worker(void *ctx, int ith, int nth) {
     sr_spike_net *net = j->net;
     attn_scratch *a = &net->as[ith];
     const int32_t hd = net->p.head_dim, nh = net->p.n_head, group = nh / net->p.n_head_kv;
-    const float kq_scale = 1.0f / sqrtf((float)hd);
+    const float kq_scale = sr_kq_scale(hd);
     sr_spike_max_params qp = sr_spike_max_default_params(net->p.q_bits);
     j->status[ith] = SR_OK;
     for (int32_t task = ith; task < j->n_tok * nh; task += nth) {
@@ -489,15 +493,7 @@ static void attn_worker(void *ctx, int ith, int nth) {
         a->q_planes += (uint64_t)a->q.T;
         a->q_tokens++;
         a->q_acts += (uint64_t)hd;
-        float max = -INFINITY;
-        for (int32_t i = 0; i < n_pos; i++) max = a->scores[i] > max ? a->scores[i] : max;
-        double sum = 0.0;
-        for (int32_t i = 0; i < n_pos; i++) {
-            a->scores[i] = expf(a->scores[i] - max);
-            sum += (double)a->scores[i];
-        }
-        const float inv = (float)(1.0 / sum);
-        for (int32_t i = 0; i < n_pos; i++) a->scores[i] *= inv;
+        sr_spike_softmax(a->scores, n_pos);   // shared with the FPGA token program
         float pscale = sr_spike_unsigned_scale(net->p.p_bits);
         s = sr_spike_encode_unsigned(a->scores, n_pos, net->p.p_bits, a->counts);
         if (s == SR_OK)
@@ -629,8 +625,237 @@ sr_status sr_spike_net_attach(sr_spike_net *net, sr_engine *e) {
     return SR_OK;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The FPGA token program (firmware/kernels/spk_token.h, docs/fpga-design.md section 7): one
+// descriptor chain runs the whole token on the device with the CPU path's float steps
+// (sr-spike-float.h) and its encoders; the host writes the token header and reads the logits.
+
+static uint32_t fbits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static bool token_site_ok(const sr_spike_site_cfg *c) {
+    const bool bits_enc = c->encoding == SR_SPIKE_SIGN_MAGNITUDE || c->encoding == SR_SPIKE_TWOS_COMPLEMENT;
+    if (c->rule == SR_SPIKE_RULE_MEAN) return bits_enc || c->encoding == SR_SPIKE_NAF;
+    if (c->rule == SR_SPIKE_RULE_MAX) return c->group == 0 && bits_enc && c->bits <= 16;
+    return false;
+}
+
+// NULL when the model can run as a token program, else why not.
+static const char *token_unsupported(const sr_spike_net *net) {
+    const sr_spike_net_params *p = &net->p;
+    if (!net->engine) return "the spike net is not attached to an engine";
+    if (!p->spike_attention) return "attention is not spike-driven";
+    if (net->n_seq > 1) return "the engine holds several sequences";
+    if (p->head_dim % 64 != 0) return "the head size is not a multiple of 64";
+    if (net->ctx_pad > (int32_t)SPK_MAX_COLS) return "the context exceeds 16384 positions";
+    if (p->n_embd > (int32_t)SPK_TOKEN_MAX_VEC || p->n_ff > (int32_t)SPK_TOKEN_MAX_VEC ||
+        p->n_head * p->head_dim > (int32_t)SPK_TOKEN_MAX_VEC)
+        return "a vector exceeds 16384 values";
+    const sr_engine_params *ep = sr_engine_get_params(net->engine);
+    if (ep->rope_dim > p->head_dim || ep->rope_dim / 2 > (int32_t)SPK_MAX_TILE) return "unsupported RoPE";
+    const sr_engine_weights *w = sr_engine_get_weights(net->engine);
+    const sr_spike_weights *head = &net->lin[lin_index(net, p->n_layer, SR_PROJ_HEAD)];
+    if (w->output.w != w->tok_embd || w->tok_embd_type != SR_TYPE_Q8_0 || head->format != SR_SPIKE_W_Q8_0 ||
+        head->n_out != ep->n_vocab)
+        return "the embeddings are not the tied Q8_0 head";
+    for (int32_t i = 0; i < p->n_layer * 4 + 1; i++)
+        if (!token_site_ok(&net->sites[i])) return "a site's encoder is not one the token program has";
+    return NULL;
+}
+
+static spk_desc desc(uint32_t op) {
+    spk_desc d;
+    memset(&d, 0, sizeof d);
+    d.op = op;
+    d.m = 1;
+    return d;
+}
+
+static spk_desc encode_desc(const sr_spike_site_cfg *c, uint32_t src, uint32_t n, uint32_t slot_line) {
+    spk_desc d = desc(SPK_OP_ENCODE);
+    d.src0 = src;
+    d.n = n;
+    d.dst = slot_line;
+    if (c->rule == SR_SPIKE_RULE_MEAN) {
+        d.enc = SPK_RULE_MEAN | (uint32_t)c->encoding << 4;
+        d.f0 = fbits(c->k);
+        d.f1 = fbits(c->rho);
+    } else {
+        d.enc = SPK_RULE_MAX | (uint32_t)c->encoding << 4 | (uint32_t)c->bits << 8 | (uint32_t)c->clip << 16;
+        d.f0 = fbits(c->gamma);
+        d.f2 = fbits(c->rho);
+    }
+    return d;
+}
+
+static sr_status token_hook(void *user, int32_t token, int32_t pos, float *logits) {
+    sr_spike_net *net = user;
+    const sr_spike_weights *head = &net->lin[lin_index(net, net->p.n_layer, SR_PROJ_HEAD)];
+    return sr_fpga_run_token(net->fpga, token, pos, (uint32_t)head->n_out, (uint32_t)net->p.n_ctx,
+                             net->token_head, logits);
+}
+
+static sr_status token_build(sr_spike_net *net, sr_fpga *f, const sr_fpga_matrix *lin_m, int32_t n_lin,
+                             const int32_t *base) {
+    const sr_spike_net_params *p = &net->p;
+    const sr_engine_params *ep = sr_engine_get_params(net->engine);
+    const int32_t L = p->n_layer, d = p->n_embd, ff = p->n_ff, nh = p->n_head, nkv = p->n_head_kv;
+    const int32_t hd = p->head_dim, group = nh / nkv, rd = ep->rope_dim;
+    const int32_t n = n_lin + L * nh * 2;
+    sr_fpga_matrix *m = malloc(sizeof *m * (size_t)n);
+    int8_t *pin = malloc((size_t)n);
+    spk_desc *prog = NULL;
+    float *arena = NULL;
+    sr_status s = SR_OK;
+    if (!m || !pin) {
+        s = sr_fail(SR_ERR_NO_MEMORY, "cannot allocate the token program");
+        goto done;
+    }
+    memcpy(m, lin_m, sizeof *m * (size_t)n_lin);
+    memset(pin, -1, (size_t)n);
+    int32_t k = n_lin;
+    for (int32_t l = 0; l < L; l++) {  // attention: QK jobs (one per query head), then PV jobs
+        for (int32_t h = 0; h < nh; h++, k++) {
+            m[k].w = &net->kc[(size_t)l * nkv + (size_t)(h / group)];
+            m[k].input_slot = 5 + h;
+            pin[k] = 0;  // the caches live in engine 0's memory (w0), where KV_STORE writes
+        }
+        for (int32_t h = 0; h < nh; h++, k++) {
+            m[k].w = &net->vc[(size_t)l * nkv + (size_t)(h / group)];
+            m[k].input_slot = 5 + nh + h;
+            pin[k] = 0;
+        }
+    }
+    // arena (floats from the arena's first line): header, x, xn, norm weights, RoPE table
+    const uint32_t pd = (uint32_t)((d + 15) / 16 * 16);
+    const uint32_t o_x = 16, o_xn = o_x + pd, o_norm = o_xn + pd, o_rope = o_norm + (uint32_t)(2 * L + 1) * pd;
+    const uint64_t total = (uint64_t)o_rope + (uint64_t)p->n_ctx * (uint64_t)rd;
+    const uint32_t n_desc = 1 + (uint32_t)L * 21 + 5;
+    s = sr_fpga_upload_program(f, m, n, pin, n_desc, (uint32_t)((total + 15) / 16));
+    if (s != SR_OK) goto done;
+    sr_fpga_layout lay;
+    if ((s = sr_fpga_program_layout(f, &lay)) != SR_OK) goto done;
+    const uint32_t A = lay.arena_line * 16u;
+    arena = calloc((size_t)total, sizeof(float));
+    prog = calloc(n_desc, sizeof *prog);
+    if (!arena || !prog) {
+        s = sr_fail(SR_ERR_NO_MEMORY, "cannot allocate the token program");
+        goto done;
+    }
+    for (int32_t l = 0; l < L; l++) {
+        const sr_block_weights *b = sr_engine_block(net->engine, l);
+        memcpy(arena + o_norm + (size_t)(2 * l) * pd, b->attn_norm, sizeof(float) * (size_t)d);
+        memcpy(arena + o_norm + (size_t)(2 * l + 1) * pd, b->ffn_norm, sizeof(float) * (size_t)d);
+    }
+    memcpy(arena + o_norm + (size_t)(2 * L) * pd, sr_engine_get_weights(net->engine)->output_norm,
+           sizeof(float) * (size_t)d);
+    for (int32_t pos = 0; pos < p->n_ctx; pos++) {  // the engine's angles, computed once
+        float *row = arena + o_rope + (size_t)pos * (size_t)rd;
+        sr_rope_angles(ep->rope_freq_base, rd, pos, row, row + rd / 2);
+    }
+    if ((s = sr_fpga_write_out(f, A + 16, arena + 16, total - 16)) != SR_OK) goto done;
+
+#define OUT(i) ((uint32_t)sr_fpga_matrix_out_line(f, (i)) * 16u)
+#define SLOT(i) ((uint32_t)sr_fpga_slot_line(f, (i)))
+    const int32_t head = base[L * 4];
+    uint32_t nd = 0;
+    spk_desc x = desc(SPK_OP_EMBED);
+    x.job = (uint32_t)head;
+    x.src1 = A;
+    x.dst = A + o_x;
+    x.n = (uint32_t)d;
+    prog[nd++] = x;
+    const uint32_t qk_stride = (uint32_t)(OUT(n_lin + 1) - OUT(n_lin));
+    const uint32_t q_slot_stride = nh > 1 ? SLOT(6) - SLOT(5) : 0;
+    const uint32_t p_slot_stride = nh > 1 ? SLOT(5 + nh + 1) - SLOT(5 + nh) : 0;
+    for (int32_t l = 0; l < L; l++) {
+        const int32_t bq = base[l * 4], bo = base[l * 4 + 1], bf = base[l * 4 + 2], bd = base[l * 4 + 3];
+        const int32_t qk0 = n_lin + l * nh * 2, pv0 = qk0 + nh;
+        const sr_spike_site_cfg *cs = &net->sites[l * 4];
+        x = desc(SPK_OP_RMSNORM);
+        x.src0 = A + o_x; x.src1 = A + o_norm + (uint32_t)(2 * l) * pd; x.dst = A + o_xn; x.n = (uint32_t)d;
+        x.f0 = fbits(ep->rms_eps);
+        prog[nd++] = x;
+        prog[nd++] = encode_desc(&cs[0], A + o_xn, (uint32_t)d, SLOT(0));
+        x = desc(SPK_OP_MATVEC); x.job = (uint32_t)bq; x.n_jobs = 3;
+        prog[nd++] = x;
+        x = desc(SPK_OP_ROPE); x.src0 = OUT(bq); x.m = (uint32_t)nh; x.n = (uint32_t)hd; x.aux = (uint32_t)rd;
+        x.src1 = A + o_rope;
+        prog[nd++] = x;
+        x.src0 = OUT(bq + 1); x.m = (uint32_t)nkv;
+        prog[nd++] = x;
+        x = desc(SPK_OP_KV_STORE); x.src0 = OUT(bq + 1); x.src1 = OUT(bq + 2); x.m = (uint32_t)nkv;
+        x.n = (uint32_t)hd; x.job = (uint32_t)qk0; x.n_jobs = (uint32_t)pv0; x.stride = (uint32_t)group;
+        prog[nd++] = x;
+        x = desc(SPK_OP_ENCODE); x.src0 = OUT(bq); x.n = (uint32_t)hd; x.m = (uint32_t)nh; x.stride = (uint32_t)hd;
+        x.dst = SLOT(5); x.dstride = q_slot_stride; x.flags = SPK_F_KQ;
+        x.enc = SPK_RULE_MAX | (uint32_t)SR_SPIKE_SIGN_MAGNITUDE << 4 | (uint32_t)p->q_bits << 8;
+        x.f0 = fbits(1.0f); x.f1 = fbits(sr_kq_scale(hd)); x.f2 = fbits(0.0f);
+        prog[nd++] = x;
+        x = desc(SPK_OP_MATVEC); x.job = (uint32_t)qk0; x.n_jobs = (uint32_t)nh; x.flags = SPK_F_NPOS;
+        prog[nd++] = x;
+        x = desc(SPK_OP_SOFTMAX); x.src0 = OUT(qk0); x.m = (uint32_t)nh; x.stride = qk_stride; x.flags = SPK_F_NPOS;
+        prog[nd++] = x;
+        x = desc(SPK_OP_ENCODE); x.src0 = OUT(qk0); x.m = (uint32_t)nh; x.stride = qk_stride; x.flags = SPK_F_NPOS;
+        x.dst = SLOT(5 + nh); x.dstride = p_slot_stride;
+        x.enc = SPK_RULE_UNSIGNED | (uint32_t)SR_SPIKE_SIGN_MAGNITUDE << 4 | (uint32_t)p->p_bits << 8;
+        prog[nd++] = x;
+        x = desc(SPK_OP_MATVEC); x.job = (uint32_t)pv0; x.n_jobs = (uint32_t)nh;
+        prog[nd++] = x;
+        prog[nd++] = encode_desc(&cs[1], OUT(pv0), (uint32_t)(nh * hd), SLOT(1));
+        x = desc(SPK_OP_MATVEC); x.job = (uint32_t)bo; x.n_jobs = 1;
+        prog[nd++] = x;
+        x = desc(SPK_OP_ADD); x.dst = A + o_x; x.src0 = OUT(bo); x.n = (uint32_t)d;
+        prog[nd++] = x;
+        x = desc(SPK_OP_RMSNORM);
+        x.src0 = A + o_x; x.src1 = A + o_norm + (uint32_t)(2 * l + 1) * pd; x.dst = A + o_xn; x.n = (uint32_t)d;
+        x.f0 = fbits(ep->rms_eps);
+        prog[nd++] = x;
+        prog[nd++] = encode_desc(&cs[2], A + o_xn, (uint32_t)d, SLOT(2));
+        x = desc(SPK_OP_MATVEC); x.job = (uint32_t)bf; x.n_jobs = 2;
+        prog[nd++] = x;
+        x = desc(SPK_OP_SILU_MUL); x.src0 = OUT(bf); x.src1 = OUT(bf + 1); x.dst = OUT(bf); x.n = (uint32_t)ff;
+        prog[nd++] = x;
+        prog[nd++] = encode_desc(&cs[3], OUT(bf), (uint32_t)ff, SLOT(3));
+        x = desc(SPK_OP_MATVEC); x.job = (uint32_t)bd; x.n_jobs = 1;
+        prog[nd++] = x;
+        x = desc(SPK_OP_ADD); x.dst = A + o_x; x.src0 = OUT(bd); x.n = (uint32_t)d;
+        prog[nd++] = x;
+    }
+    prog[nd++] = desc(SPK_OP_IF_LOGITS);
+    x = desc(SPK_OP_RMSNORM);
+    x.src0 = A + o_x; x.src1 = A + o_norm + (uint32_t)(2 * L) * pd; x.dst = A + o_xn; x.n = (uint32_t)d;
+    x.f0 = fbits(ep->rms_eps);
+    prog[nd++] = x;
+    prog[nd++] = encode_desc(&net->sites[L * 4], A + o_xn, (uint32_t)d, SLOT(4));
+    x = desc(SPK_OP_MATVEC); x.job = (uint32_t)head; x.n_jobs = 1;
+    prog[nd++] = x;
+    prog[nd++] = desc(SPK_OP_END);
+#undef OUT
+#undef SLOT
+    if (nd != n_desc) {
+        s = sr_fail(SR_ERR_INVALID_ARG, "token program: %u descriptors, %u planned", nd, n_desc);
+        goto done;
+    }
+    s = sr_fpga_write_program(f, prog, nd);
+    if (s == SR_OK) net->token_head = head;
+done:
+    free(m);
+    free(pin);
+    free(prog);
+    free(arena);
+    return s;
+}
+
+bool sr_spike_net_token_program(const sr_spike_net *net) { return net && net->fpga && net->fpga_token; }
+
 sr_status sr_spike_net_use_fpga(sr_spike_net *net, struct sr_fpga *f) {
     net->fpga = NULL;
+    if (net->fpga_token && net->engine) sr_engine_set_token_hook(net->engine, NULL, NULL);
+    net->fpga_token = false;
     if (!f) return SR_OK;
     const int32_t n_sites = net->p.n_layer * 4 + 1;
     static const sr_proj groups[4][3] = {
@@ -656,7 +881,10 @@ sr_status sr_spike_net_use_fpga(sr_spike_net *net, struct sr_fpga *f) {
     base[net->p.n_layer * 4] = n;
     m[n].w = &net->lin[lin_index(net, net->p.n_layer, SR_PROJ_HEAD)];
     m[n++].input_slot = 4;
-    sr_status s = sr_fpga_upload_weights(f, m, n);
+    // The whole token on the device when the xclbin has the token program and the model fits
+    // it; otherwise one spk_acc run per group of layers.
+    const bool token = sr_fpga_has_token_program(f) && token_unsupported(net) == NULL;
+    sr_status s = token ? token_build(net, f, m, n, base) : sr_fpga_upload_weights(f, m, n);
     free(m);
     if (s != SR_OK) {
         free(base);
@@ -677,5 +905,9 @@ sr_status sr_spike_net_use_fpga(sr_spike_net *net, struct sr_fpga *f) {
     net->fpga_base = base;
     net->fpga_y = y;
     net->fpga = f;
+    net->fpga_token = token;
+    if (token) sr_engine_set_token_hook(net->engine, token_hook, net);
     return SR_OK;
 }
+
+const char *sr_spike_net_token_unsupported(const sr_spike_net *net) { return token_unsupported(net); }

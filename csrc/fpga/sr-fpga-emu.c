@@ -7,11 +7,13 @@
 // (sr-fpga.c) does goes through the same calls as on the board: device and kernel open,
 // argument banks and offsets from the argument table (firmware/kernels/spk_acc.h), one buffer
 // per argument (host memory, 4 KiB aligned; syncs are no-ops because host and "device"
-// share it), xrtRunStart starts the kernel's top function spk_acc() on its own thread with
+// share it), xrtRunStart starts the kernel's top function (spk_acc(), or spk_token() for the
+// token program: same argument table) on its own thread with
 // the buffers' addresses, and the run's state is polled or waited for as on hardware.
 // XRT itself is never loaded.
 #include "sr-xrt-decl.h"
 #include "../../firmware/kernels/spk_acc.h"
+#include "../../firmware/kernels/spk_token.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -29,6 +31,7 @@ typedef void (*spk_acc_fn)(const void *w0, const void *w1, const void *w2, const
 typedef struct emu_xclbin {
     void *lib;        // dlopen handle of the kernel library
     spk_acc_fn top;   // its spk_acc()
+    spk_acc_fn token; // its spk_token() (the token program; same argument table), or NULL
 } emu_xclbin;
 
 typedef struct emu_kernel {
@@ -100,6 +103,8 @@ static sr_xrt_xclbin emu_xclbin_alloc(const char *filename) {
     }
     x->lib = lib;
     memcpy(&x->top, &sym, sizeof sym);
+    void *tsym = dlsym(lib, SPK_TOKEN_KERNEL_NAME);
+    if (tsym) memcpy(&x->token, &tsym, sizeof tsym);
     return x;
 }
 // The library stays loaded: kernel threads of a timed-out run may still execute its code.
@@ -121,9 +126,11 @@ static int emu_xclbin_xsa(sr_xrt_xclbin x, char *name, int size, int *ret_size) 
 
 static sr_xrt_kernel emu_kernel_open(sr_xrt_device d, const unsigned char *uuid, const char *name) {
     (void)uuid;
-    if (d != &g_device || !name || strcmp(name, SPK_ACC_KERNEL_NAME) != 0) return NULL;
+    if (d != &g_device || !name) return NULL;
+    const int token = strcmp(name, SPK_TOKEN_KERNEL_NAME) == 0;
+    if (!token && strcmp(name, SPK_ACC_KERNEL_NAME) != 0) return NULL;
     pthread_mutex_lock(&g_lock);
-    spk_acc_fn top = g_last_xclbin ? g_last_xclbin->top : NULL;
+    spk_acc_fn top = g_last_xclbin ? (token ? g_last_xclbin->token : g_last_xclbin->top) : NULL;
     pthread_mutex_unlock(&g_lock);
     if (!top) return NULL;
     emu_kernel *k = calloc(1, sizeof *k);

@@ -8,6 +8,7 @@
 #include "sr-fpga-internal.h"
 #include "sr-fpga-pack.h"
 #include "sr-xrt-decl.h"
+#include "../../firmware/kernels/spk_token.h"
 
 #include <errno.h>
 #include <math.h>
@@ -43,6 +44,8 @@ struct sr_fpga {
     sr_xrt_xclbin xclbin;
     sr_xrt_kernel kernel;
     sr_xrt_run run;
+    sr_xrt_kernel tkernel;   // spk_token (params.token_program), shares the buffers
+    sr_xrt_run trun;
     sr_xrt_uuid uuid;
     int group[SPK_ACC_NARGS];
     uint32_t offset[SPK_ACC_NARGS];
@@ -53,8 +56,10 @@ struct sr_fpga {
     int32_t n_matrices, n_slots;
     fpga_matrix_info *mat;
     fpga_slot_info *slot;
+    // token program (sr_fpga_upload_program): descriptors after the jobs, arena after outputs
+    uint32_t n_desc, arena_line, arena_lines;
     // state
-    int pending;             // a timed-out run may still be in flight
+    int pending;             // a timed-out run may still be in flight (1: spk_acc, 2: spk_token)
     sr_fpga_stats stats;
     sr_fpga_run_hook hook;
     void *hook_user;
@@ -161,7 +166,9 @@ static void free_buffers(sr_fpga *f) {
 }
 
 // Waits for the outstanding run. SR_OK when completed.
-static sr_status wait_run(sr_fpga *f, double t_start, uint32_t job_first, uint32_t n_jobs) {
+static sr_status wait_run_on(sr_fpga *f, sr_xrt_run run, int which, double t_start, uint32_t job_first,
+                             uint32_t n_jobs) {
+    const char *kname = which == 2 ? SPK_TOKEN_KERNEL_NAME : SPK_ACC_KERNEL_NAME;
     const double limit = (double)f->p.timeout_ms * 1e-3;
     unsigned int st = 0;
     if (f->p.blocking_wait) {
@@ -169,13 +176,13 @@ static sr_status wait_run(sr_fpga *f, double t_start, uint32_t job_first, uint32
         // timeout; the elapsed-time check below still reports a late run as a timeout.
         double left = limit - (now_s() - t_start);
         unsigned ms = left > 0 ? (unsigned)ceil(left * 1e3) : 1u;
-        st = f->x->xrtRunWaitFor(f->run, ms);
+        st = f->x->xrtRunWaitFor(run, ms);
         if (st == SR_ERT_CMD_STATE_COMPLETED && now_s() - t_start > limit + 0.001)
             st = SR_ERT_CMD_STATE_TIMEOUT;
     } else {
         long sleep_ns = 1000;
         for (;;) {
-            st = f->x->xrtRunState(f->run);
+            st = f->x->xrtRunState(run);
             if (st >= SR_ERT_CMD_STATE_COMPLETED) break;
             if (now_s() - t_start >= limit) break;
             struct timespec ts = {0, sleep_ns};
@@ -186,15 +193,19 @@ static sr_status wait_run(sr_fpga *f, double t_start, uint32_t job_first, uint32
     if (st == SR_ERT_CMD_STATE_COMPLETED) return SR_OK;
     if (st < SR_ERT_CMD_STATE_COMPLETED || st == SR_ERT_CMD_STATE_TIMEOUT ||
         st == SR_ERT_CMD_STATE_SUBMITTED) {
-        f->pending = 1;
+        f->pending = which;
         f->stats.timeouts++;
         return sr_fail(SR_ERR_TIMEOUT,
-                       "fpga: spk_acc run (jobs %u..%u) did not complete within %u ms (state: %s); "
+                       "fpga: %s run (jobs %u..%u) did not complete within %u ms (state: %s); "
                        "the next step waits for it again, close and reopen the device if it hangs",
-                       job_first, job_first + n_jobs - 1, f->p.timeout_ms, sr_xrt_state_name(st));
+                       kname, job_first, job_first + n_jobs - 1, f->p.timeout_ms, sr_xrt_state_name(st));
     }
-    return sr_fail(SR_ERR_DEVICE, "fpga: spk_acc run (jobs %u..%u) ended in state '%s'", job_first,
+    return sr_fail(SR_ERR_DEVICE, "fpga: %s run (jobs %u..%u) ended in state '%s'", kname, job_first,
                    job_first + n_jobs - 1, sr_xrt_state_name(st));
+}
+
+static sr_status wait_run(sr_fpga *f, double t_start, uint32_t job_first, uint32_t n_jobs) {
+    return wait_run_on(f, f->run, 1, t_start, job_first, n_jobs);
 }
 
 // A run that timed out earlier: has it finished now (or within one more timeout)?
@@ -203,8 +214,9 @@ static sr_status settle_pending(sr_fpga *f) {
     double t0 = now_s();
     const double limit = (double)f->p.timeout_ms * 1e-3;
     long sleep_ns = 1000;
+    sr_xrt_run run = f->pending == 2 ? f->trun : f->run;
     for (;;) {
-        unsigned st = f->x->xrtRunState(f->run);
+        unsigned st = f->x->xrtRunState(run);
         if (st >= SR_ERT_CMD_STATE_COMPLETED) {
             f->pending = 0;
             if (st == SR_ERT_CMD_STATE_COMPLETED) return SR_OK;
@@ -228,7 +240,11 @@ static void release_xrt(sr_fpga *f) {
         f->x->xrtRunClose(f->run);
         f->run = NULL;
     }
+    if (f->trun) f->x->xrtRunClose(f->trun);
+    f->trun = NULL;
     free_buffers(f);
+    if (f->tkernel) f->x->xrtKernelClose(f->tkernel);
+    f->tkernel = NULL;
     if (f->kernel) f->x->xrtKernelClose(f->kernel);
     if (f->xclbin) f->x->xrtXclbinFreeHandle(f->xclbin);
     if (f->dev) f->x->xrtDeviceClose(f->dev);
@@ -343,6 +359,25 @@ sr_status sr_fpga_open(const sr_fpga_params *p, sr_fpga **out) {
         s = sr_fail(SR_ERR_DEVICE, "fpga: cannot create a run handle for '%s'", f->kernel_name);
         goto fail;
     }
+    if (p->token_program) {  // the token program's kernel: same argument table, same buffers
+        f->tkernel = x->xrtPLKernelOpen(f->dev, f->uuid, SPK_TOKEN_KERNEL_NAME);
+        if (!f->tkernel) {
+            s = sr_fail(SR_ERR_FORMAT, "fpga: xclbin '%s' has no kernel '%s' (the token program; rebuild "
+                        "firmware/ or open without token_program)", f->xclbin_path, SPK_TOKEN_KERNEL_NAME);
+            goto fail;
+        }
+        for (int i = 0; i < SPK_ACC_NARGS; i++)
+            if (k_arg_global[i] && x->xrtKernelArgGroupId(f->tkernel, i) != f->group[i]) {
+                s = sr_fail(SR_ERR_FORMAT, "fpga: kernel '%s' argument '%s' is in another memory bank than "
+                            "spk_acc's (link.cfg)", SPK_TOKEN_KERNEL_NAME, k_arg_names[i]);
+                goto fail;
+            }
+        f->trun = x->xrtRunOpen(f->tkernel);
+        if (!f->trun) {
+            s = sr_fail(SR_ERR_DEVICE, "fpga: cannot create a run handle for '%s'", SPK_TOKEN_KERNEL_NAME);
+            goto fail;
+        }
+    }
     pthread_once(&g_atexit_once, register_atexit);  // after XRT and its shim have loaded
     pthread_mutex_lock(&g_lock);
     const int exited = g_exited;
@@ -428,7 +463,11 @@ static sr_status sync_bo(sr_fpga *f, int arg, unsigned dir, uint64_t bytes, uint
     return SR_OK;
 }
 
-sr_status sr_fpga_upload_weights(sr_fpga *f, const sr_fpga_matrix *m, int32_t n) {
+// pin: NULL, or per matrix -1 (split by port share) or the engine (0..2) that holds all of
+// its chunks. A matrix whose weights pointer repeats an earlier one's shares its shard.
+// n_desc descriptor lines follow the jobs, arena_lines lines follow the outputs.
+static sr_status upload(sr_fpga *f, const sr_fpga_matrix *m, int32_t n, const int8_t *pin, uint32_t n_desc,
+                        uint32_t arena_lines) {
     if (!f || !m || n <= 0)
         return sr_fail(SR_ERR_INVALID_ARG, "sr_fpga_upload_weights: need a device and at least one matrix");
     if (!f->run) return sr_fail(SR_ERR_NO_DEVICE, "fpga: the device was closed at process exit");
@@ -470,7 +509,15 @@ sr_status sr_fpga_upload_weights(sr_fpga *f, const sr_fpga_matrix *m, int32_t n)
         fpga_matrix_info *mi = &f->mat[i];
         mi->shape = sr_fpga_weights_shape(w);
         mi->slot = m[i].input_slot;
-        split_chunks(f->p.port_share, (uint32_t)w->n_chunks, mi->chunks);
+        if (pin && pin[i] >= 0 && pin[i] < 3) {
+            mi->chunks[0] = mi->chunks[1] = mi->chunks[2] = 0;
+            mi->chunks[pin[i]] = (uint32_t)w->n_chunks;
+        } else {
+            split_chunks(f->p.port_share, (uint32_t)w->n_chunks, mi->chunks);
+        }
+        int32_t same = -1;  // an earlier matrix with the same weights: share its shard
+        for (int32_t k = 0; k < i && same < 0; k++)
+            if (m[k].w == w && !memcmp(f->mat[k].chunks, mi->chunks, sizeof mi->chunks)) same = k;
         mi->out_line = (uint32_t)out_lines;
         mi->out_lines = (uint32_t)w->n_chunks * (uint32_t)w->tile_w / 16u;
         out_lines += mi->out_lines;
@@ -480,10 +527,11 @@ sr_status sr_fpga_upload_weights(sr_fpga *f, const sr_fpga_matrix *m, int32_t n)
         uint32_t c0 = 0;
         for (int e = 0; e < 3; e++) {
             d->chunks[e] = mi->chunks[e];
-            d->w_off[e] = (uint32_t)w_lines[e];
-            w_lines[e] += sr_fpga_shard_lines(w, (int32_t)c0, (int32_t)(c0 + mi->chunks[e]));
+            d->w_off[e] = same >= 0 ? jobs[same].w_off[e] : (uint32_t)w_lines[e];
+            if (same < 0) w_lines[e] += sr_fpga_shard_lines(w, (int32_t)c0, (int32_t)(c0 + mi->chunks[e]));
             c0 += mi->chunks[e];
         }
+        d->reserved[0] = same >= 0 ? 1u : 0u;  // host-side mark, cleared below: shard not packed again
         d->spk_off = f->slot[mi->slot].line;
         d->out_off = mi->out_line;
         if (w_lines[0] > 0xffffffffu || w_lines[1] > 0xffffffffu || w_lines[2] > 0xffffffffu ||
@@ -492,11 +540,18 @@ sr_status sr_fpga_upload_weights(sr_fpga *f, const sr_fpga_matrix *m, int32_t n)
             goto fail;
         }
     }
+    if (out_lines + arena_lines > 0xffffffffu) {
+        s = sr_fail(SR_ERR_UNSUPPORTED, "fpga: the token program's arena exceeds 32-bit line offsets");
+        goto fail;
+    }
     f->n_matrices = n;
     f->n_slots = n_slots;
+    f->n_desc = n_desc;
+    f->arena_line = (uint32_t)out_lines;
+    f->arena_lines = arena_lines;
     // buffers, each in the bank the xclbin connects its argument to
     const uint64_t bytes[N_BUF] = {w_lines[0] * 64, w_lines[1] * 64, w_lines[2] * 64,
-                                   (uint64_t)n * 64, spk_lines * 64, out_lines * 64};
+                                   ((uint64_t)n + n_desc) * 64, spk_lines * 64, (out_lines + arena_lines) * 64};
     for (int a = 0; a < N_BUF; a++) {
         s = alloc_bo(f, a, bytes[a]);
         if (s != SR_OK) goto fail;
@@ -505,6 +560,9 @@ sr_status sr_fpga_upload_weights(sr_fpga *f, const sr_fpga_matrix *m, int32_t n)
     for (int e = 0; e < 3; e++) f->stats.weight_bytes[e] = w_lines[e] * 64;
     for (int32_t i = 0; i < n; i++) {
         uint32_t c0 = 0;
+        const int shared = jobs[i].reserved[0] != 0;
+        jobs[i].reserved[0] = 0;
+        if (shared) continue;
         for (int e = 0; e < 3; e++) {
             uint8_t *dst = (uint8_t *)f->map[e] + (uint64_t)jobs[i].w_off[e] * 64;
             sr_fpga_pack_shard(m[i].w, (int32_t)c0, (int32_t)(c0 + jobs[i].chunks[e]), dst);
@@ -518,9 +576,10 @@ sr_status sr_fpga_upload_weights(sr_fpga *f, const sr_fpga_matrix *m, int32_t n)
         s = sync_bo(f, a, SR_XCL_BO_SYNC_BO_TO_DEVICE, f->bo_bytes[a], 0);
         if (s != SR_OK) goto fail;
     }
-    // the buffers never change from now on: set them on the run once
+    // the buffers never change from now on: set them on the run(s) once
     for (int a = 0; a < N_BUF; a++) {
         int rc = sr_xrt_set_arg_bo(f->x, f->run, a, f->bo[a]);
+        if (rc == 0 && f->trun) rc = sr_xrt_set_arg_bo(f->x, f->trun, a, f->bo[a]);
         if (rc != 0) {
             char what[64];
             snprintf(what, sizeof what, "setting kernel argument '%s'", k_arg_names[a]);
@@ -533,6 +592,121 @@ fail:
     free(jobs);
     free_buffers(f);
     return s;
+}
+
+sr_status sr_fpga_upload_weights(sr_fpga *f, const sr_fpga_matrix *m, int32_t n) {
+    return upload(f, m, n, NULL, 0, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// The token program (spk_token, firmware/kernels/spk_token.h)
+
+bool sr_fpga_has_token_program(const sr_fpga *f) { return f && f->trun; }
+
+sr_status sr_fpga_upload_program(sr_fpga *f, const sr_fpga_matrix *m, int32_t n, const int8_t *pin,
+                                 uint32_t n_desc, uint32_t arena_lines) {
+    if (!f || !f->trun) return sr_fail(SR_ERR_UNSUPPORTED, "fpga: the device was opened without the token program");
+    if (n_desc == 0 || arena_lines == 0) return sr_fail(SR_ERR_INVALID_ARG, "fpga: a token program needs descriptors and an arena");
+    return upload(f, m, n, pin, n_desc, arena_lines);
+}
+
+sr_status sr_fpga_program_layout(const sr_fpga *f, sr_fpga_layout *out) {
+    if (!f || !out || f->n_matrices == 0) return sr_fail(SR_ERR_INVALID_ARG, "fpga: nothing uploaded");
+    memset(out, 0, sizeof *out);
+    out->program_line = (uint32_t)f->n_matrices;
+    out->n_desc = f->n_desc;
+    out->arena_line = f->arena_line;
+    out->arena_lines = f->arena_lines;
+    return SR_OK;
+}
+
+int64_t sr_fpga_matrix_out_line(const sr_fpga *f, int32_t i) {
+    return (f && i >= 0 && i < f->n_matrices) ? (int64_t)f->mat[i].out_line : -1;
+}
+
+int64_t sr_fpga_slot_line(const sr_fpga *f, int32_t slot) {
+    return (f && slot >= 0 && slot < f->n_slots && f->slot[slot].n_in) ? (int64_t)f->slot[slot].line : -1;
+}
+
+sr_status sr_fpga_write_program(sr_fpga *f, const void *desc, uint32_t n_desc) {
+    if (!f || !desc || n_desc > f->n_desc || !f->map[SPK_ARG_jobs])
+        return sr_fail(SR_ERR_INVALID_ARG, "fpga: %u descriptors do not fit the %u reserved", n_desc, f ? f->n_desc : 0);
+    const uint64_t off = (uint64_t)f->n_matrices * 64;
+    memcpy((uint8_t *)f->map[SPK_ARG_jobs] + off, desc, (size_t)n_desc * 64);
+    return sync_bo(f, SPK_ARG_jobs, SR_XCL_BO_SYNC_BO_TO_DEVICE, (uint64_t)n_desc * 64, off);
+}
+
+sr_status sr_fpga_write_out(sr_fpga *f, uint64_t float_index, const void *src, uint64_t n_floats) {
+    if (!f || !src || !f->map[SPK_ARG_out] || (float_index + n_floats) * 4 > f->bo_bytes[SPK_ARG_out])
+        return sr_fail(SR_ERR_INVALID_ARG, "fpga: write outside the output buffer");
+    memcpy((float *)f->map[SPK_ARG_out] + float_index, src, (size_t)n_floats * 4);
+    return sync_bo(f, SPK_ARG_out, SR_XCL_BO_SYNC_BO_TO_DEVICE, n_floats * 4, float_index * 4);
+}
+
+static const char *token_status_text(uint32_t st) {
+    switch (st) {
+    case SPK_TOKEN_NUMERIC: return "NaN or Inf reached a spike encoder or the K/V cache";
+    case SPK_TOKEN_NO_FIT: return "spike counts need more than 16 planes";
+    case SPK_TOKEN_OVERFLOW: return "an integer accumulation could exceed int32 (sr_spike_matvec_check)";
+    case SPK_TOKEN_BAD_OP: return "a descriptor is invalid";
+    case SPK_TOKEN_BUDGET: return "the program did not reach END";
+    case SPK_TOKEN_RANGE: return "token id or position outside the model";
+    case SPK_TOKEN_PENDING: return "the kernel did not write its status";
+    default: return "unknown status";
+    }
+}
+
+sr_status sr_fpga_run_token(sr_fpga *f, int32_t token, int32_t pos, uint32_t n_vocab, uint32_t n_ctx,
+                            int32_t logits_matrix, float *logits) {
+    if (!f || !f->trun || f->n_desc == 0) return sr_fail(SR_ERR_INVALID_ARG, "fpga: no token program uploaded");
+    if (logits && (logits_matrix < 0 || logits_matrix >= f->n_matrices))
+        return sr_fail(SR_ERR_INVALID_ARG, "fpga: logits matrix %d", (int)logits_matrix);
+    sr_status s = settle_pending(f);
+    if (s != SR_OK) return s;
+    spk_token_hdr h;
+    memset(&h, 0, sizeof h);
+    h.token = (uint32_t)token;
+    h.pos = (uint32_t)pos;
+    h.want_logits = logits ? 1u : 0u;
+    h.status = SPK_TOKEN_PENDING;
+    h.n_vocab = n_vocab;
+    h.n_ctx = n_ctx;
+    uint8_t *hp = (uint8_t *)f->map[SPK_ARG_out] + (uint64_t)f->arena_line * 64;
+    memcpy(hp, &h, sizeof h);
+    s = sync_bo(f, SPK_ARG_out, SR_XCL_BO_SYNC_BO_TO_DEVICE, 64, (uint64_t)f->arena_line * 64);
+    if (s != SR_OK) return s;
+    f->stats.bytes_to_device += 64;
+    int rc = sr_xrt_set_arg_u32(f->x, f->trun, SPK_ARG_job_first, (uint32_t)f->n_matrices);
+    if (rc == 0) rc = sr_xrt_set_arg_u32(f->x, f->trun, SPK_ARG_n_jobs, f->n_desc);
+    if (rc != 0) return xrt_fail(SR_ERR_DEVICE, "setting the token program's range", rc);
+    double t0 = now_s();
+    rc = f->x->xrtRunStart(f->trun);
+    if (rc != 0) return xrt_fail(SR_ERR_DEVICE, "starting the spk_token run", rc);
+    s = wait_run_on(f, f->trun, 2, t0, (uint32_t)f->n_matrices, f->n_desc);
+    if (s != SR_OK) return s;
+    f->stats.seconds_in_runs += now_s() - t0;
+    f->stats.runs++;
+    f->stats.token_runs++;
+    s = sync_bo(f, SPK_ARG_out, SR_XCL_BO_SYNC_BO_FROM_DEVICE, 64, (uint64_t)f->arena_line * 64);
+    if (s != SR_OK) return s;
+    f->stats.bytes_from_device += 64;
+    memcpy(&h, hp, sizeof h);
+    f->stats.token_passes += h.runs;
+    if (h.status != SPK_TOKEN_OK)
+        return sr_fail(h.status == SPK_TOKEN_NUMERIC ? SR_ERR_NUMERIC : h.status == SPK_TOKEN_RANGE
+                       ? SR_ERR_INVALID_ARG : SR_ERR_DEVICE,
+                       "fpga: token program stopped at descriptor %u (token %d, position %d): %s", h.at,
+                       (int)token, (int)pos, token_status_text(h.status));
+    if (logits) {
+        const fpga_matrix_info *mi = &f->mat[logits_matrix];
+        s = sync_bo(f, SPK_ARG_out, SR_XCL_BO_SYNC_BO_FROM_DEVICE, (uint64_t)mi->out_lines * 64,
+                    (uint64_t)mi->out_line * 64);
+        if (s != SR_OK) return s;
+        f->stats.bytes_from_device += (uint64_t)mi->out_lines * 64;
+        memcpy(logits, (const float *)f->map[SPK_ARG_out] + (uint64_t)mi->out_line * 16,
+               (size_t)mi->shape.n_out * sizeof(float));
+    }
+    return SR_OK;
 }
 
 int64_t sr_fpga_step_outputs(const sr_fpga *f, int32_t first, int32_t count) {

@@ -3,6 +3,7 @@
 // sr-quant-avx2.c are bit-identical to these: 8 float lanes, each lane the exact integer sum of
 // 4 consecutive byte products, fmaf where ggml's build issues an FMA, then hsum_float_8's order.
 #include "sr-quant-impl.h"
+#include "spikerun/sr-spike-float.h"
 
 #include <math.h>
 
@@ -433,26 +434,10 @@ static void f16rows_gemm_portable(int64_t n, const uint16_t *x, size_t stride, i
 // ggml_v_expf (ggml-cpu/vec.h), one lane at a time: the same constants, FMAs and special
 // cases, so every lane equals the AVX2 version bit for bit (fnmadd(a, b, c) = fmaf(-a, b, c)).
 
-static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
-static float ggml_expf1(float x) {
-    const float r = 0x1.8p23f;
-    const float z = fmaf(x, 0x1.715476p+0f, r);
-    const float n = z - r;
-    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
-    const uint32_t e = f2u(z) << 23;
-    const float k = u2f(e + f2u(1.0f));
-    const float u = b * b;
-    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
-                         u, 0x1.ffffecp-1f * b);
-    if (!(fabsf(n) > 126.0f)) return fmaf(k, j, k);
-    const uint32_t g = n <= 0.0f ? 0x82000000u : 0u;
-    const float s1 = u2f(g + 0x7f000000u);
-    if (fabsf(n) > 192.0f) return s1 * s1;
-    const float s2 = u2f(e - g);
-    return fmaf(s2, j, s2) * s1;
-}
+// ggml_v_expf one lane at a time: the shared definition in sr-spike-float.h (the FPGA token
+// program's SiLU runs the same function).
+static inline float ggml_expf1(float x) { return sr_ggml_expf1(x); }
 
 static double softmax_exp_portable(int64_t n, float *y, const float *x, float max) {
     double sum = 0.0;
@@ -467,9 +452,7 @@ static double softmax_exp_portable(int64_t n, float *y, const float *x, float ma
 }
 
 static void swiglu_portable(int64_t n, float *y, const float *x, const float *g) {
-    const int64_t nv = n & ~(int64_t)7;   // ggml: vector silu in groups of 8, libm expf after
-    for (int64_t i = 0; i < nv; ++i) y[i] = (x[i] / (1.0f + ggml_expf1(0.0f - x[i]))) * g[i];
-    for (int64_t i = nv; i < n; ++i) y[i] = (x[i] / (1.0f + expf(-x[i]))) * g[i];
+    sr_swiglu_ref(n, y, x, g);   // ggml: vector silu in groups of 8, libm expf after
 }
 
 void sr_kernels_init_portable(sr_kernels *k) {

@@ -2,6 +2,7 @@
 // weight packing (GGUF blocks -> input-major 64-byte lines), KV-cache stores, dispatch glue.
 // Integer and float semantics are fixed in include/spikerun/sr-spike.h.
 #include "sr-spike-impl.h"
+#include "spikerun/sr-spike-float.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -666,19 +667,11 @@ sr_status sr_spike_kcache_store(sr_spike_weights *kc, int32_t pos, const float *
     if (!kc || !kc->mem || !k || kc->format != SR_SPIKE_W_I8_ROW) return sr_fail(SR_ERR_INVALID_ARG, "spike kcache: needs an I8_ROW cache");
     if (pos < 0 || pos >= kc->n_out) return sr_fail(SR_ERR_INVALID_ARG, "spike kcache: position %d outside the capacity %d", pos, kc->n_out);
     const int32_t n = kc->n_in;
-    uint32_t mb = sr_spike_max_abs_bits_(k, n);
-    if (mb >= 0x7f800000u) return sr_fail(SR_ERR_NUMERIC, "spike kcache: key contains NaN or Inf");
-    int32_t counts[SR_SPIKE_MAX_TILE * 4];
     int8_t codes[SR_SPIKE_MAX_TILE * 4];
     if (n > (int32_t)(sizeof codes)) return sr_fail(SR_ERR_INVALID_ARG, "spike kcache: head size %d too large", n);
-    float s = 1.0f, inv = 0.0f;
-    if (mb == 0 || !sr_spike_scale_max(sr_spike_float_from_bits(mb), 1.0f, 127, &s, &inv)) {
-        memset(counts, 0, (size_t)n * sizeof counts[0]);
-        s = 1.0f;
-    } else {
-        sr_spike_quantize_(k, n, inv, 0.5f, 127, counts);
-    }
-    for (int32_t j = 0; j < n; j++) codes[j] = (int8_t)counts[j];
+    float s = 1.0f;
+    // the shared definition (sr-spike-float.h), also the FPGA token program's KV_STORE
+    if (sr_spike_kcache_codes(k, n, codes, &s) != 0) return sr_fail(SR_ERR_NUMERIC, "spike kcache: key contains NaN or Inf");
     return sr_spike_weights_set_row(kc, pos, codes, s);
 }
 
@@ -692,7 +685,7 @@ sr_status sr_spike_vcache_store(sr_spike_weights *vc, int32_t pos, const float *
         if (!sr_is_finite_f(v[d])) return sr_fail(SR_ERR_NUMERIC, "spike vcache: value contains NaN or Inf");
         float inv = 1.0f / vc->row_scale[d];
         if (!(vc->row_scale[d] > 0.0f) || !sr_is_finite_f(inv)) return sr_fail(SR_ERR_INVALID_ARG, "spike vcache: static scale of channel %d must be positive (set row_scale)", d);
-        codes[d] = (int8_t)sr_spike_round_clip(v[d] * inv, 0.5f, 127);
+        codes[d] = sr_spike_vcache_code(v[d], vc->row_scale[d]);   // shared with the token program
     }
     return sr_spike_weights_set_col(vc, pos, codes);
 }

@@ -121,6 +121,11 @@ typedef enum sr_tap_point {
 typedef void (*sr_tap_fn)(void *user, int32_t layer, sr_tap_point point, const float *data,
                           int32_t n_tok, int32_t dim);
 
+/// A token hook computes a whole token elsewhere (the FPGA token program): the engine calls
+/// it once per token, in order, with logits NULL when that token's logits are not wanted, and
+/// runs none of its own layers. It must keep its own K/V caches (one sequence).
+typedef sr_status (*sr_token_hook)(void *user, int32_t token, int32_t pos, float *logits);
+
 typedef struct sr_engine sr_engine;
 
 sr_status sr_engine_create(const sr_engine_params *p, const sr_engine_weights *w, sr_engine **out);
@@ -137,6 +142,15 @@ void sr_engine_set_attention_seq_hook(sr_engine *e, sr_attention_seq_hook hook, 
 
 /// Read embedding rows through `hook` (NULL restores the table).
 void sr_engine_set_embedding_hook(sr_engine *e, sr_embedding_hook hook, void *user);
+
+/// Run every token through `hook` (NULL restores the engine's own forward pass).
+void sr_engine_set_token_hook(sr_engine *e, sr_token_hook hook, void *user);
+
+/// The engine's parameters, block weights (NULL outside 0..n_layer-1) and model weights, for
+/// hooks that compute whole tokens elsewhere.
+const sr_engine_params *sr_engine_get_params(const sr_engine *e);
+const sr_block_weights *sr_engine_block(const sr_engine *e, int32_t layer);
+const sr_engine_weights *sr_engine_get_weights(const sr_engine *e);
 
 /// The embedding table the engine reads and its sr_type (for hooks that replace it).
 const void *sr_engine_token_embedding(const sr_engine *e, int32_t *type);

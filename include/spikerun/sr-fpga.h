@@ -47,6 +47,8 @@ typedef struct sr_fpga_params {
     bool     blocking_wait;   // false (default): poll the run state; true: xrtRunWaitFor
     bool     emulate;         // true: no XRT; the C-simulation build of the HLS kernel
                               //   (xclbin_path) runs in process as the device (sr-fpga-emu.c)
+    bool     token_program;   // true: also open the spk_token kernel (one run per token,
+                              //   firmware/kernels/spk_token.h); the xclbin must have it
 } sr_fpga_params;
 
 typedef struct sr_fpga_device_info {
@@ -75,6 +77,8 @@ typedef struct sr_fpga_stats {
     uint64_t bytes_to_device;     // spike/input bytes synced to the device by steps
     uint64_t bytes_from_device;   // output bytes synced back by steps
     double   seconds_in_runs;     // wall time from start to completion, summed
+    uint64_t token_runs;          // runs of the spk_token kernel (one per token), also in `runs`
+    uint64_t token_passes;        // spk_acc dataflow passes (MATVEC descriptors) inside them
 } sr_fpga_stats;
 
 /// Defaults: kernel "spk_acc", device 0, 10 s timeout, shares by bandwidth, polling wait.
@@ -110,6 +114,42 @@ SR_API int64_t sr_fpga_step_outputs(const sr_fpga *f, int32_t first, int32_t cou
 /// step first waits for it again.
 SR_API sr_status sr_fpga_step(sr_fpga *f, int32_t first, int32_t count,
                               const sr_fpga_input *inputs, int32_t n_inputs, float *y);
+
+// ---------------------------------------------------------------------------------------
+// The token program (opened with params.token_program): one spk_token run computes a whole
+// token from a descriptor chain in device memory (firmware/kernels/spk_token.h).
+
+/// Whether the device was opened with the token program's kernel.
+SR_API bool sr_fpga_has_token_program(const sr_fpga *f);
+
+/// sr_fpga_upload_weights for a token program: pin is NULL or, per matrix, -1 (chunks split
+/// by port share) or the engine 0..2 that holds all of a matrix's chunks (the K/V caches:
+/// engine 0, which the program writes); matrices whose weights pointer repeats an earlier
+/// one's (with the same pin) share its shard. Reserves n_desc descriptor lines after the job
+/// table and arena_lines lines after the outputs.
+SR_API sr_status sr_fpga_upload_program(sr_fpga *f, const sr_fpga_matrix *m, int32_t n,
+                                        const int8_t *pin, uint32_t n_desc, uint32_t arena_lines);
+
+typedef struct sr_fpga_layout {
+    uint32_t program_line;   // first descriptor line in the `jobs` buffer
+    uint32_t n_desc;         // descriptor lines reserved
+    uint32_t arena_line;     // first arena line in the `out` buffer (the token header)
+    uint32_t arena_lines;
+} sr_fpga_layout;
+
+SR_API sr_status sr_fpga_program_layout(const sr_fpga *f, sr_fpga_layout *out);
+/// Line in `out` of matrix i's outputs / line in `spk` of input slot k; -1 if none.
+SR_API int64_t sr_fpga_matrix_out_line(const sr_fpga *f, int32_t i);
+SR_API int64_t sr_fpga_slot_line(const sr_fpga *f, int32_t slot);
+/// Writes the descriptors (64-byte lines) and syncs them to the device.
+SR_API sr_status sr_fpga_write_program(sr_fpga *f, const void *desc, uint32_t n_desc);
+/// Writes n floats at float index i of the `out` buffer (the arena) and syncs them.
+SR_API sr_status sr_fpga_write_out(sr_fpga *f, uint64_t float_index, const void *src, uint64_t n_floats);
+/// One spk_token run: writes the token header (token, position, whether logits are wanted),
+/// starts the run, waits, checks the kernel's status and, when logits is not NULL, copies the
+/// outputs of matrix logits_matrix (its n_out floats).
+SR_API sr_status sr_fpga_run_token(sr_fpga *f, int32_t token, int32_t pos, uint32_t n_vocab, uint32_t n_ctx,
+                                   int32_t logits_matrix, float *logits);
 
 /// Counters since open (never fails; zeros for NULL).
 SR_API void sr_fpga_get_stats(const sr_fpga *f, sr_fpga_stats *out);

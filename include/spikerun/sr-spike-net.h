@@ -107,6 +107,15 @@ struct sr_fpga;
 /// does not own `f`.
 sr_status sr_spike_net_use_fpga(sr_spike_net *net, struct sr_fpga *f);
 
+/// True when sr_spike_net_use_fpga put the whole token on the device: the xclbin has the
+/// token program (sr_fpga_params.token_program) and the model fits it (spike attention, one
+/// sequence, tied Q8_0 head, head size a multiple of 64, mean-rule or per-token max-rule sites
+/// with sign-magnitude, two's complement or NAF codes). Then every token is ONE kernel run
+/// (the engine's token hook); otherwise one spk_acc run per group of layers.
+bool sr_spike_net_token_program(const sr_spike_net *net);
+/// Why the model cannot run as a token program (NULL if it can).
+const char *sr_spike_net_token_unsupported(const sr_spike_net *net);
+
 /// Bytes of packed weights and spike buffers held by the net.
 uint64_t sr_spike_net_memory_bytes(const sr_spike_net *net);
 

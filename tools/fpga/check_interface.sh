@@ -9,7 +9,9 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT INT TERM
 [ -f /usr/include/xrt/xclbin.h ] || { echo "check_interface: /usr/include/xrt/xclbin.h missing (install libxrt-dev)" >&2; exit 2; }
 ${CC:-cc} -std=c11 -Wall -Wextra -I/usr/include/xrt "$ROOT/tools/xclbin/gen_test_xclbin.c" -o "$T/gen"
-"$T/gen" --link-cfg | grep -v "^\[" >"$T/want.txt"
+"$T/gen" --link-cfg | grep -v "^\[" >"$T/want_acc.txt"
+# spk_token (kernels/spk_token.h) has the same argument table and connectivity
+{ cat "$T/want_acc.txt"; sed 's/spk_acc/spk_token/g' "$T/want_acc.txt"; } >"$T/want.txt"
 # the [connectivity] section of link.cfg, comments and blank lines dropped
 awk '/^\[/{sec=$0; next} sec=="[connectivity]" && !/^[ \t]*#/ && NF' "$ROOT/firmware/link.cfg" >"$T/got.txt"
 status=0
@@ -24,11 +26,13 @@ fi
 n=0
 while read -r arg bundle; do
     b=$(echo "$bundle" | tr 'A-Z' 'a-z')
-    if ! grep -Eq "INTERFACE m_axi port = $arg offset = slave bundle = $b( |\$)" "$ROOT/firmware/kernels/spk_acc.cpp"; then
-        echo "check_interface: spk_acc.cpp has no 'm_axi port = $arg ... bundle = $b' pragma" >&2
-        status=1
-    fi
+    for k in spk_acc spk_token; do
+        if ! grep -Eq "INTERFACE m_axi port = $arg offset = slave bundle = $b( |\$)" "$ROOT/firmware/kernels/$k.cpp"; then
+            echo "check_interface: $k.cpp has no 'm_axi port = $arg ... bundle = $b' pragma" >&2
+            status=1
+        fi
+    done
     n=$((n + 1))
 done <"$T/ptrs.txt"
-[ "$status" -eq 0 ] && echo "check_interface: ok (link.cfg and $n m_axi bundles match SPK_ACC_ARGS)"
+[ "$status" -eq 0 ] && echo "check_interface: ok (link.cfg and $n m_axi bundles of spk_acc and spk_token match SPK_ACC_ARGS)"
 exit "$status"

@@ -65,6 +65,10 @@ public final class FPGAAccelerator {
         /// Emulate the device in process: `xclbin` is then the C-simulation build of the HLS
         /// kernel (firmware/build/spk_acc.emu.so, `make -C firmware emu`) and XRT is not used.
         public var emulated: Bool = false
+        /// Also open the token program's kernel (`spk_token`): a spike model that fits it then
+        /// runs each token as ONE kernel run (firmware/kernels/spk_token.h). The xclbin (or the
+        /// emulated kernel) must contain it.
+        public var tokenProgram: Bool = false
 
         public init() {}
     }
@@ -83,6 +87,7 @@ public final class FPGAAccelerator {
         }
         p.blocking_wait = options.blockingWait
         p.emulate = options.emulated
+        p.token_program = options.tokenProgram
         var out: OpaquePointer? = nil
         let status = xclbin.withCString { path -> sr_status in
             p.xclbin_path = path
@@ -131,7 +136,8 @@ public final class FPGAAccelerator {
         return FPGAStatistics(runs: Int(s.runs), jobs: Int(s.jobs), timeouts: Int(s.timeouts),
                               weightBytes: [Int(s.weight_bytes.0), Int(s.weight_bytes.1), Int(s.weight_bytes.2)],
                               bytesToDevice: Int(s.bytes_to_device), bytesFromDevice: Int(s.bytes_from_device),
-                              secondsInRuns: s.seconds_in_runs)
+                              secondsInRuns: s.seconds_in_runs, tokenRuns: Int(s.token_runs),
+                              tokenPasses: Int(s.token_passes))
     }
 }
 
@@ -151,6 +157,10 @@ public struct FPGAStatistics: Sendable, Hashable {
     public var bytesFromDevice: Int
     /// Wall time from start to completion, summed over runs.
     public var secondsInRuns: Double
+    /// Runs of the token program (`spk_token`, one per token); included in `runs`.
+    public var tokenRuns: Int = 0
+    /// spk_acc dataflow passes (MATVEC descriptors) inside the token runs.
+    public var tokenPasses: Int = 0
 }
 
 func fpgaError(_ status: sr_status) -> SpikeRunError {

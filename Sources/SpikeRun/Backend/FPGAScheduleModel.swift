@@ -76,9 +76,17 @@ public struct FPGAScheduleModel: Sendable, Hashable {
     public var shares: [Double] = [0.45, 0.275, 0.275]
     /// Fixed cycles per job (descriptor, slot read, pipeline fill and drain).
     public var jobLatencyCycles: Double = 600
-    /// Kernel starts per token (v2 host flow: 4 per block + 1 for the head; 1 with the
-    /// whole-token descriptor chain of docs/fpga-design.md section 7).
+    /// Kernel starts per token (per-layer host flow: 4 per block + 1 for the head). With
+    /// `tokenProgram` the estimate uses 1 whatever this says.
     public var launchesPerToken: Int
+    /// The token program (`spk_token`, docs/fpga-design.md section 7): ONE launch per token,
+    /// and the PL also runs both attention products (2·n_h jobs per block on the K and V caches,
+    /// engine 0) and the float steps between the layers in its sequencer.
+    public var tokenProgram: Bool = false
+    /// Positions in the K/V caches (the token program's attention work grows with them).
+    public var context: Int = 512
+    /// Float elements the token program's sequencer handles per cycle (1 as built).
+    public var floatElementsPerCycle: Double = 1
     public var launchSeconds: Double = 50e-6
     /// A72 time per token outside the PL (attention, norms, encoding, sampling in v1/v2).
     public var hostSecondsPerToken: Double = 0
@@ -141,6 +149,27 @@ public struct FPGAScheduleModel: Sendable, Hashable {
         return out
     }
 
+    /// Float elements the token program's sequencer processes per token: per block two
+    /// RMSNorms, two residual adds and the A / F encoders (12·d), the q and attention-output
+    /// encoders (6·n_h·h), SiLU gate and D encoder (4·ffn), softmax and probability encoder
+    /// (6·n_h·context), RoPE ((n_h + n_kv)·h), K/V stores (3·n_kv·h); the head's norm and encoder 5·d.
+    public var tokenFloatElements: Double {
+        let s = shape
+        let block = 12 * s.embedding + 6 * s.heads * s.headDim + 4 * s.feedForward + 6 * s.heads * context
+            + (s.heads + s.kvHeads) * s.headDim + 3 * s.kvHeads * s.headDim
+        return Double(s.layers * block + 5 * s.embedding)
+    }
+
+    /// The token program's attention jobs per token: QK (context × h, int8 rows) and PV
+    /// (h × context) per query head and block, all on engine 0.
+    public var tokenAttentionSeconds: Double {
+        var m = self
+        m.shares = [1, 0, 0]
+        let qk = m.matrixSeconds(rows: context, cols: shape.headDim, format: .int8Rows).seconds
+        let pv = m.matrixSeconds(rows: shape.headDim, cols: (context + 31) / 32 * 32, format: .int8Rows).seconds
+        return Double(shape.layers * shape.heads) * (qk + pv)
+    }
+
     /// One token of decode.
     public func estimate() -> FPGAScheduleEstimate {
         var layers = 0.0
@@ -154,8 +183,9 @@ public struct FPGAScheduleModel: Sendable, Hashable {
         for (k, v) in bounds { bounds[k] = v * Double(shape.layers) }
         let head = matrixSeconds(rows: shape.vocabulary, cols: shape.embedding, format: headFormat)
         bounds[head.bound, default: 0] += head.seconds
-        let kernel = layers + head.seconds
-        let launches = Double(launchesPerToken) * launchSeconds
+        var kernel = layers + head.seconds
+        if tokenProgram { kernel += tokenAttentionSeconds + tokenFloatElements / (floatElementsPerCycle * clockHz) }
+        let launches = Double(tokenProgram ? 1 : launchesPerToken) * launchSeconds
         let total = kernel + launches + hostSecondsPerToken
         let dominant = bounds.max { $0.value < $1.value }?.key ?? "core"
         return FPGAScheduleEstimate(kernelSeconds: kernel, launchSeconds: launches, hostSeconds: hostSecondsPerToken,
@@ -165,7 +195,8 @@ public struct FPGAScheduleModel: Sendable, Hashable {
 
 /// What `FPGAScheduleModel.estimate()` predicts for one token.
 public struct FPGAScheduleEstimate: Sendable, Hashable {
-    /// Time the PL is busy (all matrices, slowest engine each, plus per-job latency).
+    /// Time the PL is busy (all matrices, slowest engine each, plus per-job latency; with the
+    /// token program also its attention jobs and float steps).
     public let kernelSeconds: Double
     /// launches · t_launch.
     public let launchSeconds: Double

@@ -80,6 +80,10 @@ final class Engine: @unchecked Sendable {
                 }
                 var options = FPGAAccelerator.Options()
                 options.emulated = image.emulated
+                // the emulated kernel always has the token program (one run per token); a board
+                // xclbin built before it existed has only spk_acc, so the board keeps the
+                // per-layer flow until the token kernel is confirmed there
+                options.tokenProgram = image.emulated
                 let acc = try FPGAAccelerator(xclbin: image.path, options: options)
                 let status = sr_spike_net_use_fpga(rt.net, acc.handle)
                 guard status == SR_OK else { throw SpikeRunError(status: status) }
@@ -98,6 +102,12 @@ final class Engine: @unchecked Sendable {
     }
 
     var vocabularySize: Int { model.config.nVocab }
+
+    /// True when the FPGA computes whole tokens (the token program: one kernel run per token).
+    var fpgaTokenProgram: Bool {
+        guard fpga != nil, let rt = spike else { return false }
+        return sr_spike_net_token_program(rt.net)
+    }
 
     /// Evaluates `tokens` at positions `position...`; returns the last token's logits, or every
     /// token's (row-major, n × vocab) when `allLogits`.

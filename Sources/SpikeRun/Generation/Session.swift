@@ -115,6 +115,10 @@ public actor Session {
     /// Whether linear layers run through the spike kernels.
     public nonisolated var isSpikeDriven: Bool { engine.spike != nil }
 
+    /// Whether whole tokens run on the FPGA as the token program (one kernel launch per token).
+    /// The spike counters (`spikeStatistics`) are then not collected: the device encodes.
+    public nonisolated var fpgaTokenProgram: Bool { engine.fpgaTokenProgram }
+
     /// nil when the evaluation was aborted by a cancellation.
     private func evalOrCancelled(_ tokens: [Int32], at position: Int) throws(SpikeRunError) -> [Float]? {
         let result: Result<[Float], SpikeRunError>
