@@ -789,22 +789,16 @@ typedef struct sr_split {
     uint32_t m16[SR_SPLIT_MAX];
     int32_t n16;
     uint32_t m32;
-    uint32_t fire;  // columns that fire in some plane: the lines the kernels will read
 } sr_split;
 
 static void sr_make_split(const sr_spike_planes *x, int32_t b, int32_t qmax, int has16, sr_split *sp) {
     sp->n16 = 0;
     sp->m32 = 0;
-    sp->fire = 0;
     if (b >= x->n_words || x->blk_tfirst[b] >= x->T) return;           // silent
-    const size_t stride = (size_t)x->n_words * 2;
-    for (int32_t t = x->blk_tfirst[b]; t < x->T; t++) {
-        const uint32_t *pm = x->bits + stride * (size_t)t + (size_t)b;
-        sp->fire |= pm[0] | pm[x->n_words];
-    }
     if (!has16) { sp->m32 = 0xffffffffu; return; }
     if ((int64_t)qmax * x->blk_abs[b] <= 32767) { sp->m16[0] = 0xffffffffu; sp->n16 = 1; return; }
     uint32_t aj[32] = {0};
+    const size_t stride = (size_t)x->n_words * 2;
     for (int32_t t = x->blk_tfirst[b]; t < x->T; t++) {
         const uint32_t *pm = x->bits + stride * (size_t)t + (size_t)b;
         uint32_t m = pm[0] | pm[x->n_words];
@@ -863,14 +857,12 @@ static inline void sr_run_block(const sr_spike_weights *w, const sr_spike_planes
     if (x->encoding == SR_SPIKE_BINARY && x->offset != 0) sr_spike_acc_offset_fix(A, row_sum_b, x->offset, tw);
 }
 
-// Software prefetch of a (tile, block)'s lines SR_PF_DIST tiles ahead. The kernels touch a
-// block's lines in spike order (plane by plane, a line per firing input), which the hardware
-// prefetchers do not follow; prefetching the block's lines right before its kernel (distance 0)
-// puts all its misses in flight at once. Measured on an AMD EPYC, Zen 4 (sr-model-bench
-// --spike 16, tg128, 1 thread, all 32 lines): distance 0 105 t/s, 1 83, 2 76, 4 74, none 70.
-// Only the lines of columns that fire in some plane are prefetched: on an Intel Xeon (8
-// planes, ~70% of the columns firing) the 32 prefetches of every block were a fifth of the
-// decode time (perf), stalled on the fill buffers. SR_PF_DIST < 0 disables it.
+// Software prefetch of the 32 lines of a (tile, block) SR_PF_DIST tiles ahead. The kernels
+// touch a block's lines in spike order (plane by plane, a line per firing input), which the
+// hardware prefetchers do not follow; prefetching the whole block's 2 KiB right before its
+// kernel (distance 0) puts all its misses in flight at once. Measured on the project machine
+// (AMD EPYC, Zen 4; sr-model-bench --spike 16, tg128, 1 thread): distance 0 105 t/s, 1 83,
+// 2 76, 4 74, none 70. SR_PF_DIST < 0 disables it.
 #ifndef SR_PF_DIST
 #define SR_PF_DIST 0
 #endif
@@ -897,11 +889,10 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
     sr_split one;
 #define SR_SPLIT(b) (cached ? &splits[b] : (sr_make_split(x, (b), w->qmax, has16, &one), &one))
 #if SR_PF_DIST >= 0
-#define SR_PREFETCH(tile, fire)                                                                   \
-    for (uint32_t m_ = (fire); m_; m_ &= m_ - 1u)                                                 \
-        __builtin_prefetch((tile) + SR_PF_DIST * tile_bytes + ((size_t)__builtin_ctz(m_) << 6))
+#define SR_PREFETCH(tile)                                                                         \
+    for (int32_t i_ = 0; i_ < 32; i_++) __builtin_prefetch((tile) + SR_PF_DIST * tile_bytes + ((size_t)i_ << 6))
 #else
-#define SR_PREFETCH(tile, fire) ((void)0)
+#define SR_PREFETCH(tile) ((void)0)
 #endif
     const uint8_t *tile = w->lines + (size_t)c0 * (size_t)nb * tile_bytes;
     size_t bv = (size_t)c0 * (size_t)nb * (size_t)tw;     // (c, b = 0) in the per-block arrays
@@ -912,9 +903,8 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
         if (block_fmt) {
             int32_t g = 0, gb = 0;
             for (int32_t b = 0; b < nb; b++, tile += tile_bytes, bv += (size_t)tw) {
-                const sr_split *sp = SR_SPLIT(b);
-                SR_PREFETCH(tile, sp->fire);
-                sr_run_block(w, x, k, sp, tile, b, w->row_sum ? w->row_sum + bv : NULL, rn, A);
+                SR_PREFETCH(tile);
+                sr_run_block(w, x, k, SR_SPLIT(b), tile, b, w->row_sum ? w->row_sum + bv : NULL, rn, A);
                 if (acc) memcpy(acc + (size_t)b * (size_t)w->n_out + (size_t)row0, A, (size_t)rn * sizeof *A);
                 int32_t N = b < x->n_words ? x->blk_sum[b] : 0;
                 float sxg = grouped ? x->scale[g] : 1.0f;
@@ -928,9 +918,8 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
                 for (int32_t r = 0; r < tw; r++) Aseg[r] = 0;
                 for (int32_t b = b0; b < b0 + bpg && b < nb; b++, tile += tile_bytes, bv += (size_t)tw) {
                     if (b >= x->n_words) continue;  // silent block (inputs beyond x->n)
-                    const sr_split *sp = SR_SPLIT(b);
-                    SR_PREFETCH(tile, sp->fire);
-                    sr_run_block(w, x, k, sp, tile, b, w->row_sum ? w->row_sum + bv : NULL, rn, A);
+                    SR_PREFETCH(tile);
+                    sr_run_block(w, x, k, SR_SPLIT(b), tile, b, w->row_sum ? w->row_sum + bv : NULL, rn, A);
                     for (int32_t r = 0; r < tw; r++) Aseg[r] += A[r];
                 }
                 if (acc) memcpy(acc + (size_t)s * (size_t)w->n_out + (size_t)row0, Aseg, (size_t)rn * sizeof *Aseg);
