@@ -22,7 +22,7 @@ public enum StopField: Decodable, Sendable {
 }
 
 /// Sampling fields shared by chat and text completions (OpenAI's names, plus llama-server's
-/// `top_k`, `min_p`, `repeat_penalty`, `repeat_last_n`).
+/// `top_k`, `min_p`, `repeat_penalty`, `repeat_last_n`, `ignore_eos`).
 public struct SamplingFields: Decodable, Sendable {
     public var max_tokens: Int?
     public var max_completion_tokens: Int?
@@ -36,6 +36,8 @@ public struct SamplingFields: Decodable, Sendable {
     public var frequency_penalty: Double?
     public var repeat_penalty: Double?
     public var repeat_last_n: Int?
+    /// llama-server's: go on past the end-of-generation token (to max_tokens).
+    public var ignore_eos: Bool?
     public var n: Int?
     public var logprobs: Bool?
     public var stream: Bool?

@@ -267,6 +267,7 @@ public struct OpenAIServer: Sendable {
             p.repeatLastN = v
         }
         if let s = f.seed { p.seed = UInt64(bitPattern: s) }
+        if f.ignore_eos == true { p.stopAtEndOfGeneration = false }
         if let stop = f.stop?.strings {
             guard stop.count <= 4 else { throw APIError.badRequest("stop takes at most 4 strings, got \(stop.count)", param: "stop") }
             guard !stop.contains("") else { throw APIError.badRequest("stop strings must not be empty", param: "stop") }

@@ -74,7 +74,33 @@ struct SessionTests {
         #expect(m.append("d> tail") == .stopped(before: "", stop: "<end>"))
     }
 
-    @Test("cancelling the consumer stops generation before its end")
+    /// The checks of a cancelled run: its stop reason, fewer tokens than asked, and at most one
+    /// token evaluated after the moment of cancellation. That moment's count is taken by the
+    /// stream's termination handler under the lock the run counts its tokens under, and the
+    /// final count comes from the KV cache, so neither depends on scheduling.
+    func checkCancelledRun(_ session: Session, promptCount: Int, maxTokens: Int, atLeast: Int) async throws {
+        // An isolated read: it waits until the run has returned.
+        let evaluated = await session.cachedTokens.count - promptCount
+        let control = try #require(session.generations.latest)
+        let info = try #require(control.info, "the run did not finish")
+        let atCancellation = try #require(control.evaluatedAtCancellation,
+                                          "the stream's termination never cancelled the run")
+        #expect(info.stopReason == .cancelled)
+        #expect(info.generatedTokens < maxTokens)
+        #expect(evaluated == control.evaluated)
+        // The run pauses at 8 evaluated tokens until cancelled (see the callers), and the
+        // consumer could not stop it before `atLeast`.
+        #expect(atCancellation >= atLeast && atCancellation <= 8, "cancelled at \(atCancellation)")
+        #expect(evaluated >= atCancellation && evaluated <= atCancellation + 1,
+                "\(evaluated) tokens evaluated, \(atCancellation) when the run was cancelled")
+        // The session is usable again right away.
+        var q = GenerationParameters.greedy
+        q.maxTokens = 2
+        let (_, again) = try await collect(session, .text("Hi"), q)
+        #expect(again.generatedTokens == 2 && again.stopReason == .length)
+    }
+
+    @Test("dropping the stream stops generation within one token, stop reason cancelled")
     func cancellation() async throws {
         let model = try SharedModel.get()
         let session = try Session(model: model, contextLength: 1024)
@@ -83,32 +109,47 @@ struct SessionTests {
         p.stopAtEndOfGeneration = false
         let prompt = Prompt.text("Count from one to one thousand:")
         let promptCount = try session.tokens(for: prompt).count
-        let task = Task {
+        // The run waits at 8 evaluated tokens until it is cancelled (a test hook; 60 s at
+        // most), so however late a loaded machine schedules the consumer the run cannot get
+        // far ahead of it; a run that ignored the cancellation would go on to 900 tokens.
+        let consumer = Task {
             var n = 0
-            for try await e in await session.generate(prompt, parameters: p) {
+            for try await e in await session.generate(prompt, parameters: p, pauseForCancellationAt: 8) {
                 if case .text = e { n += 1 }
-                if n == 5 { break }   // drops the stream: onTermination cancels the run
+                if n == 3 { break }   // drops the stream: its termination cancels the run
             }
             return n
         }
-        let received = try await task.value
-        #expect(received == 5)
-        // The run is actor-isolated, so this read waits until it has returned. The cache holds
-        // the prompt and every generated token whose evaluation completed: at least the tokens
-        // the consumer saw, never the 900 asked for. How far past the consumer the run gets
-        // depends on scheduling: Session generates on Swift's cooperative pool, and with other
-        // tests' generations on both cores the consumer's break (which cancels the run through
-        // the stream's termination) can wait hundreds of tokens (356 measured under a full
-        // `make test`). The abort test below checks the run's own reaction time; moving
-        // Session's generation onto a thread of its own (as BatchScheduler does) is the fix.
-        let evaluated = await session.cachedTokens.count - promptCount
-        #expect(evaluated >= received - 1 && evaluated < 900,
-                "\(evaluated) tokens evaluated after the consumer stopped at \(received)")
-        // The session is usable again right away.
-        var q = GenerationParameters.greedy
-        q.maxTokens = 2
-        let (_, info) = try await collect(session, .text("Hi"), q)
-        #expect(info.generatedTokens == 2 && info.stopReason == .length)
+        #expect(try await consumer.value == 3)
+        // The third piece is sent after the second token's evaluation.
+        try await checkCancelledRun(session, promptCount: promptCount, maxTokens: 900, atLeast: 2)
+    }
+
+    @Test("cancelling the consuming task stops generation within one token, stop reason cancelled")
+    func cancellationOfConsumer() async throws {
+        let model = try SharedModel.get()
+        let session = try Session(model: model, contextLength: 1024)
+        var p = GenerationParameters.greedy
+        p.maxTokens = 900
+        p.stopAtEndOfGeneration = false
+        let prompt = Prompt.text("Count from one to one thousand:")
+        let promptCount = try session.tokens(for: prompt).count
+        let consumer = Task {
+            var n = 0
+            for try await e in await session.generate(prompt, parameters: p, pauseForCancellationAt: 8) {
+                if case .text = e { n += 1 }
+            }
+            return n
+        }
+        // Cancel once the run has evaluated 3 tokens.
+        let deadline = Date(timeIntervalSinceNow: 60)
+        while (session.generations.latest?.evaluated ?? 0) < 3 && Date() < deadline {
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        consumer.cancel()
+        let received = try await consumer.value   // the loop ends quietly on cancellation
+        try await checkCancelledRun(session, promptCount: promptCount, maxTokens: 900, atLeast: 3)
+        #expect(received < 900)
     }
 
     @Test("an abort while the stream is read ends it with stop reason cancelled")

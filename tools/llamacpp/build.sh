@@ -3,16 +3,24 @@
 # from the vendored source in the PyPI sdist of llama-cpp-python (the oracle version the
 # fixtures record), into the git-ignored .build-llamacpp/<flavour>/bin/. Nothing is committed.
 #
-#   tools/llamacpp/build.sh [avx2|native]
+#   tools/llamacpp/build.sh [avx2|native] [--server]
 #
 # avx2   (default) GGML_NATIVE=OFF with AVX2/FMA/F16C only: the code path the dense engine is
 #        bit-identical to (the fixtures' oracle, whatever the machine).
 # native GGML_NATIVE=ON: what a user who builds llama.cpp on this machine gets (speed peer).
+# --server also builds llama-server (the serving peer of bench/serve_throughput.py).
+# JOBS=N sets the build's parallelism (default: nproc).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
 VERSION=0.3.36
 FLAVOUR=${1:-avx2}
+SERVER=OFF
+case "${2:-}" in
+    --server) SERVER=ON ;;
+    "") ;;
+    *) echo "usage: $0 [avx2|native] [--server]" >&2; exit 64 ;;
+esac
 ROOT=.build-llamacpp
 SRC=$ROOT/src/llama.cpp
 OUT=$ROOT/$FLAVOUR
@@ -36,9 +44,11 @@ case "$FLAVOUR" in
     avx2) flags=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
                  -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF) ;;
     native) flags=(-DGGML_NATIVE=ON) ;;
-    *) echo "usage: $0 [avx2|native]" >&2; exit 64 ;;
+    *) echo "usage: $0 [avx2|native] [--server]" >&2; exit 64 ;;
 esac
 cmake -S "$SRC" -B "$OUT" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF "${flags[@]}" >/dev/null
-cmake --build "$OUT" -j "$(nproc)" --target llama-perplexity llama-quantize llama-bench >/dev/null
-echo "llama.cpp $VERSION ($FLAVOUR): $OUT/bin/{llama-perplexity,llama-quantize,llama-bench}"
+    -DLLAMA_BUILD_SERVER=$SERVER -DLLAMA_BUILD_TESTS=OFF "${flags[@]}" >/dev/null
+targets=(llama-perplexity llama-quantize llama-bench)
+[ "$SERVER" = ON ] && targets+=(llama-server)
+cmake --build "$OUT" -j "${JOBS:-$(nproc)}" --target "${targets[@]}" >/dev/null
+echo "llama.cpp $VERSION ($FLAVOUR): $OUT/bin/{$(IFS=,; echo "${targets[*]}")}"

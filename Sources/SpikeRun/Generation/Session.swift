@@ -3,6 +3,11 @@ import Logging
 
 /// One conversation's state over a shared `Model`: the KV cache and the tokens in it.
 /// Generations run one at a time; a new prompt that starts with the cached tokens reuses them.
+///
+/// The actor runs on a thread of its own (``SessionExecutor``), never on Swift's cooperative
+/// pool: a generation is one long synchronous loop, and on the pool it would hold one of its
+/// few threads (two on a 2-core machine) for its whole length, starving the tasks that consume
+/// the stream and with them the cancellation that dropping the stream sends.
 public actor Session {
     public let model: Model
     public let contextLength: Int
@@ -10,6 +15,11 @@ public actor Session {
     /// Tokens whose keys and values are in the cache, in order.
     private(set) var cachedTokens: [Int32] = []
     private let logger = Logger(label: "spikerun.session")
+    private let executor = SessionExecutor()
+    /// The latest generation's control block, readable while it runs (tests).
+    nonisolated let generations = GenerationMonitor()
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     /// - Parameters:
     ///   - contextLength: KV cache size in tokens; nil = the model's trained context, capped at 4096.
@@ -23,6 +33,8 @@ public actor Session {
         self.engine = try Engine(model: model, contextLength: n, batchSize: batchSize, mode: mode)
     }
 
+    deinit { executor.stop() }
+
     /// Forgets the cached tokens.
     public func reset() { cachedTokens = [] }
 
@@ -32,24 +44,34 @@ public actor Session {
     }
 
     /// Streams generated text, then one `.info` event. Cancelling the consuming task (or
-    /// dropping the stream) stops generation within one token.
+    /// dropping the stream) stops generation within one token: at most one further token is
+    /// evaluated after the stream's termination.
     public func generate(_ prompt: Prompt, parameters: GenerationParameters = .init())
         -> AsyncThrowingStream<GenerationEvent, any Error>
     {
+        generate(prompt, parameters: parameters, pauseForCancellationAt: nil)
+    }
+
+    /// `generate`, with a test hook: once `pauseForCancellationAt` tokens are evaluated the run
+    /// waits (at most 60 s) for its cancellation before going on, so that a test can cancel
+    /// at a known point however late the machine schedules the consumer.
+    func generate(_ prompt: Prompt, parameters: GenerationParameters, pauseForCancellationAt: Int?)
+        -> AsyncThrowingStream<GenerationEvent, any Error>
+    {
         let (stream, continuation) = AsyncThrowingStream<GenerationEvent, any Error>.makeStream()
-        let engine = self.engine
-        let task = Task {
+        let control = GenerationControl(engine: engine, pauseAt: pauseForCancellationAt)
+        generations.set(control)
+        continuation.onTermination = { reason in
+            // Runs synchronously where the stream ends: in the consumer when it drops the
+            // stream, in `Task.cancel()`'s caller when the consuming task is cancelled.
+            if case .cancelled = reason { control.cancel() }
+        }
+        Task { [self] in  // isolated to the session: runs on its thread, not the pool
             do {
-                try await self.run(prompt, parameters, continuation)  // actor hop
+                try run(prompt, parameters, continuation, control)
                 continuation.finish()
             } catch {
                 continuation.finish(throwing: error)
-            }
-        }
-        continuation.onTermination = { reason in
-            if case .cancelled = reason {
-                task.cancel()
-                engine.abort()
             }
         }
         return stream
@@ -119,7 +141,7 @@ public actor Session {
     /// The spike counters (`spikeStatistics`) are then not collected: the device encodes.
     public nonisolated var fpgaTokenProgram: Bool { engine.fpgaTokenProgram }
 
-    /// nil when the evaluation was aborted by a cancellation.
+    /// nil when the evaluation was aborted (by a cancellation or `Engine.abort()`).
     private func evalOrCancelled(_ tokens: [Int32], at position: Int) throws(SpikeRunError) -> [Float]? {
         let result: Result<[Float], SpikeRunError>
         do { result = .success(try engine.eval(tokens, at: position)) } catch { result = .failure(error) }
@@ -131,7 +153,8 @@ public actor Session {
     }
 
     private func run(_ prompt: Prompt, _ parameters: GenerationParameters,
-                     _ continuation: AsyncThrowingStream<GenerationEvent, any Error>.Continuation) throws {
+                     _ continuation: AsyncThrowingStream<GenerationEvent, any Error>.Continuation,
+                     _ control: GenerationControl) throws {
         try parameters.validate()
         let promptTokens = try tokens(for: prompt)
         guard !promptTokens.isEmpty else { throw SpikeRunError.invalidArgument("the prompt is empty") }
@@ -149,17 +172,23 @@ public actor Session {
               cachedTokens[keep] == promptTokens[keep] { keep += 1 }
         cachedTokens.removeSubrange(keep...)
         let start = DispatchTime.now().uptimeNanoseconds
-        var logits = try engine.eval(Array(promptTokens[keep...]), at: keep)
-        cachedTokens = promptTokens
+        var reason = StopReason.length
+        var logits: [Float] = []
+        if !control.isCancelled, let l = try evalOrCancelled(Array(promptTokens[keep...]), at: keep) {
+            logits = l
+            cachedTokens = promptTokens
+        } else {
+            reason = .cancelled
+        }
         let promptDone = DispatchTime.now().uptimeNanoseconds
 
         var detok = StreamingDetokenizer(tokenizer: tokenizer)
         var matcher = StopStringMatcher(stops: parameters.stop)
         var generated: [Int32] = []
-        var reason = StopReason.length
         let limit = parameters.maxTokens ?? Int.max
-        loop: while generated.count < limit {
-            if Task.isCancelled { reason = .cancelled; break }
+        loop: while reason != .cancelled && generated.count < limit {
+            control.pauseIfAsked()
+            if control.isCancelled { reason = .cancelled; break }
             let next = sampler.sample(logits, history: cachedTokens[...])
             if parameters.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) {
                 reason = .endOfGeneration
@@ -176,12 +205,17 @@ public actor Session {
             }
             if generated.count == limit { break }
             if cachedTokens.count >= contextLength { reason = .contextFull; break }
+            // A cancellation after this check aborts the evaluation, or (landing before the
+            // evaluation clears the engine's abort flag) is seen at the top of the loop: at
+            // most one token is evaluated after it.
+            if control.isCancelled { reason = .cancelled; break }
             guard let l = try evalOrCancelled([next], at: cachedTokens.count) else {
                 reason = .cancelled
                 break
             }
             logits = l
             cachedTokens.append(next)
+            control.didEvaluate()
         }
         if case .stopSequence = reason {} else {
             if case .emit(let rest) = matcher.append(detok.flush()), !rest.isEmpty {
@@ -190,11 +224,144 @@ public actor Session {
             if case .emit(let rest) = matcher.drain(), !rest.isEmpty { continuation.yield(.text(rest)) }
         }
         let end = DispatchTime.now().uptimeNanoseconds
-        continuation.yield(.info(GenerationInfo(
+        let info = GenerationInfo(
             promptTokens: promptTokens.count, promptTokensEvaluated: promptTokens.count - keep,
             generatedTokens: generated.count,
             promptSeconds: Double(promptDone - start) / 1e9,
             generationSeconds: Double(end - promptDone) / 1e9,
-            stopReason: reason, seed: seed, tokens: generated)))
+            stopReason: reason, seed: seed, tokens: generated)
+        control.finish(info)
+        continuation.yield(.info(info))
+    }
+}
+
+/// One generation's cancellation state, shared by the stream's termination handler and the
+/// session's thread. The count of evaluated tokens and the cancellation flag change under one
+/// lock, so the count at the moment of cancellation is exact.
+final class GenerationControl: @unchecked Sendable {
+    private let cond = NSCondition()
+    private let engine: Engine
+    private let pauseAt: Int?
+    // Guarded by `cond`:
+    private var cancelled = false
+    private var evaluatedTokens = 0
+    private var atCancellation: Int?
+    private var result: GenerationInfo?
+
+    init(engine: Engine, pauseAt: Int?) {
+        self.engine = engine
+        self.pauseAt = pauseAt
+    }
+
+    /// Stops the run: the flag for the loop and an abort for an evaluation under way.
+    func cancel() {
+        cond.lock()
+        if !cancelled {
+            cancelled = true
+            atCancellation = evaluatedTokens
+        }
+        cond.broadcast()
+        cond.unlock()
+        engine.abort()
+    }
+
+    var isCancelled: Bool { cond.lock(); defer { cond.unlock() }; return cancelled }
+
+    /// Generated tokens whose evaluation has completed (the prompt not counted).
+    var evaluated: Int { cond.lock(); defer { cond.unlock() }; return evaluatedTokens }
+
+    /// `evaluated` when the run was cancelled; nil if it was not.
+    var evaluatedAtCancellation: Int? { cond.lock(); defer { cond.unlock() }; return atCancellation }
+
+    /// The run's final statistics (also sent as `.info` unless the stream was dropped).
+    var info: GenerationInfo? { cond.lock(); defer { cond.unlock() }; return result }
+
+    func didEvaluate() { cond.lock(); evaluatedTokens += 1; cond.unlock() }
+
+    func finish(_ info: GenerationInfo) { cond.lock(); result = info; cond.broadcast(); cond.unlock() }
+
+    /// Waits until the run has finished (at most `timeout` seconds); its statistics.
+    func waitForFinish(timeout: Double) -> GenerationInfo? {
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        cond.lock()
+        defer { cond.unlock() }
+        while result == nil && cond.wait(until: deadline) {}
+        return result
+    }
+
+    /// The test hook of `generate(_:parameters:pauseForCancellationAt:)`.
+    func pauseIfAsked() {
+        guard let pauseAt else { return }
+        let deadline = Date(timeIntervalSinceNow: 60)
+        cond.lock()
+        if evaluatedTokens >= pauseAt {
+            while !cancelled && cond.wait(until: deadline) {}
+        }
+        cond.unlock()
+    }
+}
+
+/// The control block of a session's latest generation, readable from any thread.
+final class GenerationMonitor: @unchecked Sendable {
+    private let lock = NSLock()
+    private var control: GenerationControl?
+
+    func set(_ c: GenerationControl) { lock.lock(); control = c; lock.unlock() }
+
+    var latest: GenerationControl? { lock.lock(); defer { lock.unlock() }; return control }
+}
+
+/// A serial executor with one thread of its own: a ``Session``'s isolated code (its
+/// generation loops and evaluations) runs there, off Swift's cooperative pool, as
+/// ``BatchScheduler``'s engine thread does. The thread ends when the session is released.
+final class SessionExecutor: SerialExecutor, @unchecked Sendable {
+    private let cond = NSCondition()
+    // Guarded by `cond`:
+    private var jobs: [UnownedJob] = []
+    private var head = 0
+    private var stopping = false
+
+    init() {
+        let t = Thread { [self] in loop() }  // holds the executor until stop()
+        t.name = "spikerun-session"
+        t.stackSize = 8 << 20
+        t.start()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let j = UnownedJob(job)
+        cond.lock()
+        jobs.append(j)
+        cond.signal()
+        cond.unlock()
+    }
+
+    func asUnownedSerialExecutor() -> UnownedSerialExecutor { UnownedSerialExecutor(ordinary: self) }
+
+    /// Lets the thread end once the queued jobs have run.
+    func stop() {
+        cond.lock()
+        stopping = true
+        cond.signal()
+        cond.unlock()
+    }
+
+    private func loop() {
+        while true {
+            cond.lock()
+            while head == jobs.count && !stopping { cond.wait() }
+            if head == jobs.count {
+                cond.unlock()
+                return
+            }
+            let job = jobs[head]
+            head += 1
+            if head == jobs.count {
+                jobs.removeAll(keepingCapacity: true)
+                head = 0
+            }
+            cond.unlock()
+            job.runSynchronously(on: asUnownedSerialExecutor())
+        }
     }
 }
