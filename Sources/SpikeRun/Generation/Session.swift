@@ -241,8 +241,8 @@ public actor Session {
 final class GenerationControl: @unchecked Sendable {
     private let cond = NSCondition()
     private let engine: Engine
-    private let pauseAt: Int?
     // Guarded by `cond`:
+    private var pauseAt: Int?
     private var cancelled = false
     private var evaluatedTokens = 0
     private var atCancellation: Int?
@@ -289,15 +289,15 @@ final class GenerationControl: @unchecked Sendable {
         return result
     }
 
-    /// The test hook of `generate(_:parameters:pauseForCancellationAt:)`.
+    /// The test hook of `generate(_:parameters:pauseForCancellationAt:)`: one pause per run
+    /// (a run that ignored its cancellation goes on after 60 s and fails the test, not hangs).
     func pauseIfAsked() {
-        guard let pauseAt else { return }
-        let deadline = Date(timeIntervalSinceNow: 60)
         cond.lock()
-        if evaluatedTokens >= pauseAt {
-            while !cancelled && cond.wait(until: deadline) {}
-        }
-        cond.unlock()
+        defer { cond.unlock() }
+        guard let p = pauseAt, evaluatedTokens >= p else { return }
+        pauseAt = nil
+        let deadline = Date(timeIntervalSinceNow: 60)
+        while !cancelled && cond.wait(until: deadline) {}
     }
 }
 
