@@ -74,6 +74,17 @@ struct SessionTests {
         #expect(m.append("d> tail") == .stopped(before: "", stop: "<end>"))
     }
 
+    /// A session and a 900-token greedy count (end of generation ignored) for the cancellation
+    /// tests: the session, the parameters, the prompt and its token count.
+    private func countingRun() throws -> (Session, GenerationParameters, Prompt, Int) {
+        let session = try Session(model: try SharedModel.get(), contextLength: 1024)
+        var p = GenerationParameters.greedy
+        p.maxTokens = 900
+        p.stopAtEndOfGeneration = false
+        let prompt = Prompt.text("Count from one to one thousand:")
+        return (session, p, prompt, try session.tokens(for: prompt).count)
+    }
+
     /// The checks of a cancelled run: its stop reason, fewer tokens than asked, and at most one
     /// token evaluated after the moment of cancellation. That moment's count is taken by the
     /// stream's termination handler under the lock the run counts its tokens under, and the
@@ -102,13 +113,7 @@ struct SessionTests {
 
     @Test("dropping the stream stops generation within one token, stop reason cancelled")
     func cancellation() async throws {
-        let model = try SharedModel.get()
-        let session = try Session(model: model, contextLength: 1024)
-        var p = GenerationParameters.greedy
-        p.maxTokens = 900
-        p.stopAtEndOfGeneration = false
-        let prompt = Prompt.text("Count from one to one thousand:")
-        let promptCount = try session.tokens(for: prompt).count
+        let (session, p, prompt, promptCount) = try countingRun()
         // The run waits at 8 evaluated tokens until it is cancelled (a test hook; 60 s at
         // most), so however late a loaded machine schedules the consumer the run cannot get
         // far ahead of it; a run that ignored the cancellation would go on to 900 tokens.
@@ -127,13 +132,7 @@ struct SessionTests {
 
     @Test("cancelling the consuming task stops generation within one token, stop reason cancelled")
     func cancellationOfConsumer() async throws {
-        let model = try SharedModel.get()
-        let session = try Session(model: model, contextLength: 1024)
-        var p = GenerationParameters.greedy
-        p.maxTokens = 900
-        p.stopAtEndOfGeneration = false
-        let prompt = Prompt.text("Count from one to one thousand:")
-        let promptCount = try session.tokens(for: prompt).count
+        let (session, p, prompt, promptCount) = try countingRun()
         let consumer = Task {
             var n = 0
             for try await e in await session.generate(prompt, parameters: p, pauseForCancellationAt: 8) {

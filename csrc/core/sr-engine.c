@@ -252,20 +252,12 @@ uint64_t sr_engine_memory_bytes(const sr_engine *e) { return e->mem_bytes; }
 // ---------------------------------------------------------------------------------------------
 // Elementwise pieces
 
-// RMSNorm, RoPE: the shared definitions of include/spikerun/sr-spike-float.h (the FPGA token
-// program runs the same functions).
-static void rms_norm(const float *x, const float *weight, float *y, int32_t n, float eps) {
-    sr_rms_norm(x, weight, y, n, eps);
-}
-
+// RMSNorm (sr_rms_norm), RoPE (sr_rope_angles, sr_rope_apply): the shared definitions of
+// include/spikerun/sr-spike-float.h, which the FPGA token program runs too.
 static void rope_angles(const sr_engine *e, int32_t pos, float *cs, float *sn) {
     sr_rope_angles(e->p.rope_freq_base, e->p.rope_dim, pos, cs, sn);
 }
 
-static void rope_apply(float *v, int32_t n_heads, int32_t head_dim, int32_t rope_dim,
-                       const float *cs, const float *sn) {
-    sr_rope_apply(v, n_heads, head_dim, rope_dim, cs, sn);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Linear layers
@@ -414,7 +406,7 @@ static sr_status forward(sr_engine *e, const int32_t *tokens, int32_t n, const s
         const sr_block_weights *b = &e->blocks[l];
         if (e->tap) e->tap(e->tap_user, l, SR_TAP_BLOCK, e->x, n, d);
         for (int32_t t = 0; t < n; t++)
-            rms_norm(e->x + (size_t)t * d, b->attn_norm, e->xn + (size_t)t * d, d, p->rms_eps);
+            sr_rms_norm(e->x + (size_t)t * d, b->attn_norm, e->xn + (size_t)t * d, d, p->rms_eps);
         {
             const sr_linear *lins[3] = {&b->q, &b->k, &b->v};
             sr_proj projs[3] = {SR_PROJ_Q, SR_PROJ_K, SR_PROJ_V};
@@ -424,8 +416,8 @@ static sr_status forward(sr_engine *e, const int32_t *tokens, int32_t n, const s
         if (e->tap) e->tap(e->tap_user, l, SR_TAP_V, e->v, n, e->kv_dim);
         for (int32_t t = 0; t < n; t++) {
             const float *cs = e->rope_cos + (size_t)t * half, *sn = e->rope_sin + (size_t)t * half;
-            rope_apply(e->q + (size_t)t * e->q_dim, p->n_head, hd, p->rope_dim, cs, sn);
-            rope_apply(e->k + (size_t)t * e->kv_dim, p->n_head_kv, hd, p->rope_dim, cs, sn);
+            sr_rope_apply(e->q + (size_t)t * e->q_dim, p->n_head, hd, p->rope_dim, cs, sn);
+            sr_rope_apply(e->k + (size_t)t * e->kv_dim, p->n_head_kv, hd, p->rope_dim, cs, sn);
         }
         if (e->attn_seq_hook || e->attn_hook) {
             for (int32_t i = 0; i < n_segs; i++) {
@@ -459,7 +451,7 @@ static sr_status forward(sr_engine *e, const int32_t *tokens, int32_t n, const s
         sr_add_inplace(e->x, e->tmp, (int64_t)n * d);
 
         for (int32_t t = 0; t < n; t++)
-            rms_norm(e->x + (size_t)t * d, b->ffn_norm, e->xn + (size_t)t * d, d, p->rms_eps);
+            sr_rms_norm(e->x + (size_t)t * d, b->ffn_norm, e->xn + (size_t)t * d, d, p->rms_eps);
         {
             const sr_linear *lins[2] = {&b->gate, &b->up};
             sr_proj projs[2] = {SR_PROJ_GATE, SR_PROJ_UP};
@@ -477,7 +469,7 @@ static sr_status forward(sr_engine *e, const int32_t *tokens, int32_t n, const s
 
     if (n_head == 0) return SR_OK;
     for (int32_t t = 0; t < n_head; t++)
-        rms_norm(e->x + (size_t)e->head_rows[t] * d, e->w.output_norm, e->head_in + (size_t)t * d, d,
+        sr_rms_norm(e->x + (size_t)e->head_rows[t] * d, e->w.output_norm, e->head_in + (size_t)t * d, d,
                  p->rms_eps);
     return linear1(e, p->n_layer, SR_SITE_H, SR_PROJ_HEAD, &e->w.output, e->head_in, n_head, head_out);
 }

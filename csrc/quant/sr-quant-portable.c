@@ -431,19 +431,14 @@ static void f16rows_gemm_portable(int64_t n, const uint16_t *x, size_t stride, i
 }
 
 // ---------------------------------------------------------------- ggml's vector exp
-// ggml_v_expf (ggml-cpu/vec.h), one lane at a time: the same constants, FMAs and special
-// cases, so every lane equals the AVX2 version bit for bit (fnmadd(a, b, c) = fmaf(-a, b, c)).
-
-
-// ggml_v_expf one lane at a time: the shared definition in sr-spike-float.h (the FPGA token
-// program's SiLU runs the same function).
-static inline float ggml_expf1(float x) { return sr_ggml_expf1(x); }
+// ggml_v_expf (ggml-cpu/vec.h) one lane at a time is sr_ggml_expf1 (sr-spike-float.h, shared
+// with the FPGA token program): every lane equals the AVX2 version bit for bit.
 
 static double softmax_exp_portable(int64_t n, float *y, const float *x, float max) {
     double sum = 0.0;
     for (int64_t i = 0; i < n; i += 8) {
         float v[8] = {0};   // a short last group is padded with exp(-inf) = 0, as ggml's masked row is
-        for (int l = 0; l < 8 && i + l < n; ++l) y[i + l] = v[l] = ggml_expf1(x[i + l] - max);
+        for (int l = 0; l < 8 && i + l < n; ++l) y[i + l] = v[l] = sr_ggml_expf1(x[i + l] - max);
         // the AVX2 horizontal add: (hi + lo), then lanes 0+2 / 1+3, then 0+1
         const float a0 = v[4] + v[0], a1 = v[5] + v[1], a2 = v[6] + v[2], a3 = v[7] + v[3];
         sum += (double)((a0 + a2) + (a1 + a3));

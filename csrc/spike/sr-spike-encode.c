@@ -519,7 +519,7 @@ static sr_status sr_pack_rows(sr_spike_weights *w, sr_spike_format fmt, const in
         if (!sr_is_finite_f(row_scale[o])) return sr_fail(SR_ERR_NUMERIC, "spike weights: row scale %d is NaN or Inf", o);
     sr_status st = sr_spike_weights_alloc(w, fmt, n_out, n_in);
     if (st != SR_OK) return st;
-    if (fmt == SR_SPIKE_W_I8_ROW && !w->row_sum) {
+    if (fmt == SR_SPIKE_W_I8_ROW) {
         // Line by line (set_row writes one byte into each of n_in lines per row): the model's
         // head is 28 M codes, packed at every load.
         for (int32_t o0 = 0; o0 < n_out; o0 += w->tile_w) {

@@ -27,6 +27,7 @@
 // adds and two mask loops; per tile and block the shared float rescale (2 mul + 2 add / row,
 // fp16 scales widened in registers).
 #include "sr-spike-impl.h"
+#include "spikerun/sr-spike-float.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -88,14 +89,6 @@ static void sr_quantize_portable(const float *x, int32_t n, float inv, float th,
     }
 }
 
-static uint32_t sr_max_abs_bits_portable(const float *x, int32_t n) {
-    uint32_t m = 0;
-    for (int32_t j = 0; j < n; j++) {
-        uint32_t a = sr_spike_abs_bits(x[j]);
-        m = a > m ? a : m;
-    }
-    return m;
-}
 
 #if SR_SPIKE_X86
 SR_AVX2 static void sr_quantize_avx2(const float *x, int32_t n, float inv, float th, int32_t clip, int32_t *counts) {
@@ -172,7 +165,7 @@ uint32_t sr_spike_max_abs_bits_(const float *x, int32_t n) {
 #if SR_SPIKE_X86
     if (sr_spike_simd_level_() >= SR_SPIKE_SIMD_AVX2) return sr_max_abs_bits_avx2(x, n);
 #endif
-    return sr_max_abs_bits_portable(x, n);
+    return sr_spike_max_abs_bits(x, n);  // sr-spike-float.h
 }
 
 // ---------------------------------------------------------------- sign-magnitude planes (AVX2)
