@@ -295,7 +295,10 @@ sr_status sr_fpga_open(const sr_fpga_params *p, sr_fpga **out) {
     f->x = x;
     f->p = *p;
     memcpy(f->p.port_share, share, sizeof share);
-    if (f->p.timeout_ms == 0) f->p.timeout_ms = 10000;
+    // a board run is microseconds to milliseconds, so 10 s means a hung kernel; the emulator
+    // runs the C-simulated kernel on a host core, where one token program takes seconds and
+    // far longer on a loaded machine (a 10 s limit failed CI on 2 busy cores)
+    if (f->p.timeout_ms == 0) f->p.timeout_ms = p->emulate ? 600000u : 10000u;
     snprintf(f->xclbin_path, sizeof f->xclbin_path, "%s", p->xclbin_path);
     snprintf(f->kernel_name, sizeof f->kernel_name, "%s", kname);
     f->p.xclbin_path = f->xclbin_path;

@@ -40,7 +40,7 @@ typedef struct sr_fpga_params {
                               //   kernel firmware/build/spk_acc.emu.so (`make -C firmware emu`)
     const char *kernel_name;  // NULL = "spk_acc"
     int32_t  device_index;    // 0
-    uint32_t timeout_ms;      // per kernel run; 0 = 10000
+    uint32_t timeout_ms;      // per kernel run; 0 = 10000 (600000 emulated)
     float    port_share[3];   // share of each matrix's row chunks per weight port (w0 DDR4,
                               //   w1 and w2 LPDDR4);
                               //   all 0 = by bandwidth, 0.45 / 0.275 / 0.275

@@ -56,8 +56,10 @@ public final class FPGAAccelerator {
     public struct Options: Sendable, Hashable {
         /// XRT device index.
         public var device: Int = 0
-        /// Milliseconds one kernel run may take before a step fails with a timeout.
-        public var timeoutMilliseconds: Int = 10_000
+        /// Milliseconds one kernel run may take before a step fails with a timeout; nil = the
+        /// backend's default (10 s on a board; 10 min emulated, where a token program runs as
+        /// C simulation on a host core whose speed depends on the machine's load).
+        public var timeoutMilliseconds: Int? = nil
         /// Share of each matrix's row tiles per weight port [DDR4, LPDDR4, LPDDR4]; nil = by bandwidth.
         public var portShare: [Float]? = nil
         /// Use XRT's blocking wait instead of polling the run state.
@@ -80,7 +82,7 @@ public final class FPGAAccelerator {
     public init(xclbin: String, options: Options = .init()) throws(SpikeRunError) {
         var p = sr_fpga_default_params()
         p.device_index = Int32(options.device)
-        p.timeout_ms = UInt32(clamping: options.timeoutMilliseconds)
+        p.timeout_ms = UInt32(clamping: options.timeoutMilliseconds ?? 0)
         if let s = options.portShare {
             guard s.count == 3 else { throw .invalidArgument("fpga: portShare needs 3 values, got \(s.count)") }
             p.port_share = (s[0], s[1], s[2])
