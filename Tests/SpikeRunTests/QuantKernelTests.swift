@@ -112,14 +112,17 @@ private func dequant(_ t: sr_type, _ src: [UInt8], _ n: Int) -> [Float] {
 
 private func withLevel<T>(_ lvl: Int32, _ body: () throws -> T) rethrows -> T {
     sr_set_simd_level(lvl)
-    defer { sr_set_simd_level(1) }   // clamps to what the CPU has
+    defer { sr_set_simd_level(Int32.max) }   // clamps to the best the CPU has
     return try body()
 }
 
-private var hasAVX2: Bool {
-    sr_set_simd_level(1)
-    return sr_simd_level() == 1
-}
+/// Every kernel level this CPU runs: 0 portable, 1 AVX2, 2 AVX-512 VNNI.
+private let simdLevels: [Int32] = {
+    sr_set_simd_level(Int32.max)
+    return Array(0...Int32(sr_simd_level()))
+}()
+
+private var hasAVX2: Bool { simdLevels.count > 1 }
 
 // MARK: - types and fp16
 
@@ -230,7 +233,7 @@ struct QuantKernelTests {
         let rows = 8, n = x.count / rows
         let acts: [(String, sr_type)] = [("Q8_0", SR_TYPE_Q8_0), ("Q8_1", SR_TYPE_Q4_1), ("Q8_K", SR_TYPE_Q4_K),
                                          ("F16", SR_TYPE_F16), ("BF16", SR_TYPE_BF16)]
-        for lvl: Int32 in hasAVX2 ? [0, 1] : [0] {
+        for lvl in simdLevels {
             try withLevel(lvl) {
                 for (name, wt) in acts {
                     let expect = try quantFixture("act_\(name).bin")
@@ -248,7 +251,7 @@ struct QuantKernelTests {
     func dotMatchesLlamaCpp() throws {
         let x = floats(try quantFixture("act_in.f32"))
         let nAct = 8, n = x.count / nAct, nW = 6
-        for lvl: Int32 in hasAVX2 ? [0, 1] : [0] {
+        for lvl in simdLevels {
             try withLevel(lvl) {
                 for (name, t) in quantWeightTypes {
                     let w = try quantFixture("dot_\(name).w"), a = try quantFixture("dot_\(name).a")
@@ -276,9 +279,9 @@ struct QuantKernelTests {
         }
     }
 
-    @Test("portable == AVX2 bit for bit: activation quantization and sr_vec_dot on thousands of random rows",
+    @Test("portable == AVX2 == AVX-512 VNNI bit for bit: activation quantization and sr_vec_dot on thousands of random rows",
           .requires(.avx2))
-    func portableEqualsAVX2() {
+    func everyLevelEqualsPortable() {
         guard Prerequisite.avx2.check() else { return }
         var rng = SplitMix64(seed: 0x5eed)
         for (name, t) in quantWeightTypes {
@@ -290,8 +293,7 @@ struct QuantKernelTests {
                 let w = randomWeightRow(t, n, &rng)
                 let x = randomActivations(n, &rng, mode: r % 5)
                 let a0 = withLevel(0) { quantizeAct(t, x) }
-                let a1 = withLevel(1) { quantizeAct(t, x) }
-                if a0 != a1 { badQ += 1 }
+                if simdLevels.dropFirst().contains(where: { l in withLevel(l) { quantizeAct(t, x) } != a0 }) { badQ += 1 }
                 var a = a0
                 if r % 7 == 3, t == SR_TYPE_Q4_0 || t == SR_TYPE_Q8_0 || t == SR_TYPE_Q4_1 {
                     // raw int8 quants incl. -128 (sign-trick wrap and maddubs saturation edges)
@@ -299,8 +301,7 @@ struct QuantKernelTests {
                     for b in 0..<(n / 32) { for j in 0..<32 { a[b * blk + off + j] = UInt8(truncatingIfNeeded: rng.next()) } }
                 }
                 let s0 = withLevel(0) { vecDot(t, n, w, a) }
-                let s1 = withLevel(1) { vecDot(t, n, w, a) }
-                if s0.bitPattern != s1.bitPattern { badD += 1 }
+                if simdLevels.dropFirst().contains(where: { l in withLevel(l) { vecDot(t, n, w, a) }.bitPattern != s0.bitPattern }) { badD += 1 }
             }
             #expect(badQ == 0, "\(name): activation quantization differs on \(badQ) rows")
             #expect(badD == 0, "\(name): dot differs on \(badD) of \(rows) rows")
@@ -310,7 +311,7 @@ struct QuantKernelTests {
     @Test("sr_vec_dot is close to a double-precision dot of the dequantized rows")
     func dotVsDouble() {
         var rng = SplitMix64(seed: 99)
-        for lvl: Int32 in hasAVX2 ? [0, 1] : [0] {
+        for lvl in simdLevels {
             withLevel(lvl) {
                 for (name, t) in quantWeightTypes {
                     let be = Int(sr_type_block_elems(t))
@@ -345,7 +346,7 @@ struct QuantKernelTests {
         var rng = SplitMix64(seed: 4242)
         let pools = [sr_pool_create(1), sr_pool_create(2), sr_pool_create(3)]
         defer { pools.forEach { sr_pool_free($0) } }
-        for lvl: Int32 in hasAVX2 ? [0, 1] : [0] {
+        for lvl in simdLevels {
             withLevel(lvl) {
                 for (name, t) in quantWeightTypes {
                     let be = Int(sr_type_block_elems(t))
@@ -401,12 +402,12 @@ struct QuantKernelTests {
             if r % 5 == 0 { x[Int.random(in: 0..<n, using: &rng)] = 88.5 }          // overflows to inf
             let mx = r % 7 == 0 ? Float(0) : (x.filter { $0.isFinite }.max() ?? 0)
             var sums = [Double](), ys = [[Float]]()
-            for lvl: Int32 in [0, 1] where lvl == 0 || hasAVX2 {
+            for lvl in simdLevels {
                 var y = [Float](repeating: .nan, count: n)
                 let sum = withLevel(lvl) { sr_softmax_exp(Int64(n), &y, x, mx) }
                 sums.append(sum); ys.append(y)
             }
-            if ys.count == 2, ys[0].map(\.bitPattern) != ys[1].map(\.bitPattern) || sums[0].bitPattern != sums[1].bitPattern { bad += 1 }
+            if ys.contains(where: { $0.map(\.bitPattern) != ys[0].map(\.bitPattern) }) || sums.contains(where: { $0.bitPattern != sums[0].bitPattern }) { bad += 1 }
             for (v, xi) in zip(ys[0], x) where xi - mx > -80 && xi - mx < 80 {
                 let e = exp(Double(xi - mx))
                 if abs(Double(v) - e) > 3e-7 * e { far += 1 }   // ggml's bound: 1.45 ulp + 0.5
@@ -414,12 +415,12 @@ struct QuantKernelTests {
             let g = (0..<n).map { _ in Float.random(in: -4...4, using: &rng) }
             let xs = (0..<n).map { _ in Float.random(in: -90...90, using: &rng) }
             var sw = [[Float]]()
-            for lvl: Int32 in [0, 1] where lvl == 0 || hasAVX2 {
+            for lvl in simdLevels {
                 var y = [Float](repeating: .nan, count: n)
                 withLevel(lvl) { sr_swiglu(Int64(n), &y, xs, g) }
                 sw.append(y)
             }
-            if sw.count == 2, sw[0].map(\.bitPattern) != sw[1].map(\.bitPattern) { bad += 1 }
+            if sw.contains(where: { $0.map(\.bitPattern) != sw[0].map(\.bitPattern) }) { bad += 1 }
             for i in 0..<n {
                 let e = Double(xs[i]) / (1 + exp(-Double(xs[i]))) * Double(g[i])
                 if abs(Double(sw[0][i]) - e) > 1e-6 * max(abs(e), 1e-30) + 1e-37 { far += 1 }
@@ -431,12 +432,12 @@ struct QuantKernelTests {
             let xh = (0..<(rows * stride)).map { _ in sr_fp32_to_fp16(rng.gauss()) }
             let yh = (0..<len).map { _ in sr_fp32_to_fp16(rng.gauss()) }
             var outs = [[Float]]()
-            for lvl: Int32 in [0, 1] where lvl == 0 || hasAVX2 {
+            for lvl in simdLevels {
                 var o = [Float](repeating: .nan, count: rows)
                 withLevel(lvl) { sr_f16_rows_gemm(Int64(len), xh, stride, Int64(rows), yh, &o) }
                 outs.append(o)
             }
-            if outs.count == 2, outs[0].map(\.bitPattern) != outs[1].map(\.bitPattern) { bad += 1 }
+            if outs.contains(where: { $0.map(\.bitPattern) != outs[0].map(\.bitPattern) }) { bad += 1 }
             if len % 8 != 0 {
                 var d = [Float](repeating: .nan, count: rows)
                 sr_vec_dot_f16_rows(Int64(len), xh, stride, Int64(rows), yh, &d)
@@ -451,11 +452,11 @@ struct QuantKernelTests {
                 if abs(Double(outs[0][k]) - e) > 1e-5 * m + 1e-6 { far += 1 }
             }
         }
-        #expect(bad == 0, "\(bad) rows differ between the portable and AVX2 kernels")
+        #expect(bad == 0, "\(bad) rows differ between the portable and the SIMD kernels")
         #expect(far == 0, "\(far) values are further from the exact result than the kernels' error bound")
     }
 
-    @Test("sr_matmul_f32: portable == AVX2 bit for bit, close to a double-precision reference")
+    @Test("sr_matmul_f32: every SIMD level bit for bit, close to a double-precision reference")
     func matmulF32() {
         var rng = SplitMix64(seed: 777)
         for (name, t) in quantWeightTypes {
@@ -475,7 +476,7 @@ struct QuantKernelTests {
                     }
                 }
                 let y0 = run(0)
-                if hasAVX2 { #expect(zip(y0, run(1)).allSatisfy { $0.bitPattern == $1.bitPattern }, "\(name) n=\(nIn)") }
+                for lvl in simdLevels.dropFirst() { #expect(zip(y0, run(lvl)).allSatisfy { $0.bitPattern == $1.bitPattern }, "\(name) n=\(nIn) level \(lvl)") }
                 let rb = sr_row_bytes(t, Int64(nIn))
                 for o in 0..<nOut {
                     let wd = dequant(t, Array(w[(o * rb)..<((o + 1) * rb)]), nIn)

@@ -209,7 +209,7 @@ void sr_dequantize_row(sr_type t, const void *src, float *dst, int64_t n) {
 
 // ---------------------------------------------------------------- dispatch
 
-static sr_kernels g_kern[2];      // written once under g_once, read-only afterwards
+static sr_kernels g_kern[3];      // portable, AVX2, AVX-512 VNNI; written once under g_once
 static atomic_int g_level = -1;   // -1 = not initialized
 static int g_max_level;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -221,6 +221,9 @@ static void init_once(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
         max = sr_kernels_init_avx2(&g_kern[1]) ? 1 : 0;
+    if (max == 1 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni"))
+        max = sr_kernels_init_vnni(&g_kern[2]) ? 2 : 1;
 #endif
     g_max_level = max;
     const char *env = getenv("SPIKERUN_SIMD");   // debugging aid: force a lower level

@@ -134,7 +134,8 @@ SR_API sr_status sr_matmul_place(struct sr_pool *pool, sr_type weight_type, cons
 SR_API void sr_matmul_f32(struct sr_pool *pool, sr_type weight_type, const void *w,
                           int64_t n_in, int64_t n_out, const float *x, int64_t n_tok, float *y);
 
-/// Current kernel level: 0 portable C, 1 AVX2 (+FMA+F16C).
+/// Current kernel level: 0 portable C, 1 AVX2 (+FMA+F16C), 2 the same kernels with AVX-512
+/// VNNI (+VL, BW). All levels give bit-identical results.
 SR_API int sr_simd_level(void);
 
 /// Forces a kernel level (tests use 0 to compare); clamped to what the CPU supports.
