@@ -4,24 +4,25 @@
 # tool by tool, round by round, so that load drift hits all alike. Prints medians (t/s) and
 # ratios to llama.cpp per thread count and test; writes the samples as JSON with -o.
 #
-#   bench/speed_vs_llamabench.sh [-t 1,2] [-p 512] [-n 128] [-R rounds] [-o out.json] [SPIKE.gguf ...]
+#   bench/speed_vs_llamabench.sh [-m MODEL] [-t 1,2] [-p 512] [-n 128] [-R rounds] [-o out.json] [SPIKE.gguf ...]
+#
+# MODEL (default: the SmolLM2 Q4_1 file) runs in both tools; SPIKE.gguf files only in spikerun.
 #
 # Environment: SPIKERUN (default .build/release/spikerun), LLAMA_BENCH (default
 # .build-llamacpp/native/bin/llama-bench). Flash attention off in llama-bench (the dense engine
 # mirrors its non-flash path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-threads=1,2 pp=512 tg=128 rounds=3 out=""
-while getopts "t:p:n:R:o:" opt; do
+threads=1,2 pp=512 tg=128 rounds=3 out="" model=models/SmolLM2-135M-Instruct.Q4_1.gguf
+while getopts "m:t:p:n:R:o:" opt; do
     case $opt in
-        t) threads=$OPTARG ;; p) pp=$OPTARG ;; n) tg=$OPTARG ;; R) rounds=$OPTARG ;; o) out=$OPTARG ;;
+        m) model=$OPTARG ;; t) threads=$OPTARG ;; p) pp=$OPTARG ;; n) tg=$OPTARG ;; R) rounds=$OPTARG ;; o) out=$OPTARG ;;
         *) exit 64 ;;
     esac
 done
 shift $((OPTIND - 1))
 spikerun=${SPIKERUN:-.build/release/spikerun}
 llama=${LLAMA_BENCH:-.build-llamacpp/native/bin/llama-bench}
-model=models/SmolLM2-135M-Instruct.Q4_1.gguf
 [ -x "$llama" ] || { echo "speed: $llama missing: run tools/llamacpp/build.sh native" >&2; exit 1; }
 samples=$(mktemp)
 trap 'rm -f "$samples"' EXIT
