@@ -5,9 +5,10 @@
 #include "sr-quant-impl.h"
 
 // sr-quant-vnni.c compiles this file a second time for AVX-512 VNNI machines: the same code,
-// the u8 x s8 pair sums by one vpdpbusd instead of maddubs + madd (the same integers: no int16
-// pair sum here can saturate, |q| <= 128 times |a| <= 127, twice, is at most 32512), and 32
-// vector registers, so larger tiles stay out of memory.
+// the u8 x s8 pair sums by one vpdpbusd instead of maddubs + madd (the same integers: the
+// unsigned operand is at most 128, so each product lies in [-16384, 16256] and a pair sum in
+// [-32768, 32512], where maddubs never saturates), and 32 vector registers, so larger tiles
+// stay out of memory.
 #ifdef SR_QUANT_VNNI
 #define SR_TARGET "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni"
 #define SR_KERNELS_INIT sr_kernels_init_vnni

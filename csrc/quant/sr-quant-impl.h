@@ -164,7 +164,7 @@ void sr_kernels_init_portable(sr_kernels *k);
 int  sr_kernels_init_avx2(sr_kernels *k);   // returns 0 when not compiled for x86-64
 int  sr_kernels_init_vnni(sr_kernels *k);   // the same for AVX-512 VNNI (+VL, BW)
 
-// Scalar pieces shared by both levels (identical arithmetic).
+// Scalar pieces shared by every level (identical arithmetic).
 void sr_quantize_q8_K_ref(const float *x, void *dst, int64_t n);
 void sr_quantize_f16_ref(const float *x, void *dst, int64_t n);
 void sr_quantize_bf16_ref(const float *x, void *dst, int64_t n);
