@@ -391,6 +391,57 @@ SR_AVX2 static float dot_q4_K(int64_t n, const void *vx, const void *vy) {
     return hsum_float_8(acc) + _mm_cvtss_f32(acc_m);
 }
 
+// One Q4_K row against NA tokens (prompts): the row's scales and nibbles are unpacked once per
+// super-block and shared by the tokens; each token's accumulators see exactly dot_q4_K's
+// sequence of operations, so every result equals the single dot bit for bit.
+SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *act, size_t a_rb,
+                              float *y, size_t y_ts, const int NA) {
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    __m256 acc[SR_TILE_MAX];
+    __m128 acc_m[SR_TILE_MAX];
+    for (int k = 0; k < NA; ++k) { acc[k] = _mm256_setzero_ps(); acc_m[k] = _mm_setzero_ps(); }
+    uint32_t utmp[4];
+    for (int64_t i = 0; i < nsb; ++i) {
+        const float xd = h2f(sr_rd16(&x[i].d)), xdmin = h2f(sr_rd16(&x[i].dmin));
+        k4_utmp(x[i].scales, utmp);
+        const __m256i mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32((int)utmp[3], (int)utmp[2], (int)utmp[1], (int)utmp[0]));
+        const __m128i sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
+        const __m256i scales = _mm256_set_m128i(sc128, sc128);
+        __m256i sumi[SR_TILE_MAX];
+        for (int k = 0; k < NA; ++k) sumi[k] = _mm256_setzero_si256();
+        for (int j = 0; j < SR_QK_K / 64; ++j) {
+            const __m256i scale_l = _mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 0));
+            const __m256i scale_h = _mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 1));
+            const __m256i q4bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
+            const __m256i q4l = _mm256_and_si256(q4bits, m4);
+            const __m256i q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
+            for (int k = 0; k < NA; ++k) {
+                const int8_t *q8 = ((const sr_block_q8_K *)(act + k * a_rb))[i].qs + 64 * j;
+                const __m256i p16l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, _mm256_loadu_si256((const __m256i *)q8)));
+                const __m256i p16h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, _mm256_loadu_si256((const __m256i *)(q8 + 32))));
+                sumi[k] = _mm256_add_epi32(sumi[k], _mm256_add_epi32(p16l, p16h));
+            }
+        }
+        for (int k = 0; k < NA; ++k) {
+            const sr_block_q8_K *yb = (const sr_block_q8_K *)(act + k * a_rb) + i;
+            float yd;
+            memcpy(&yd, &yb->d, 4);
+            const float d = yd * xd, dmin = -yd * xdmin;
+            const __m256i q8sums = _mm256_loadu_si256((const __m256i *)yb->bsums);
+            const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
+            const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
+            acc_m[k] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[k]);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
+        }
+    }
+    for (int k = 0; k < NA; ++k) {
+        __m128 m = _mm_add_ps(acc_m[k], _mm_movehl_ps(acc_m[k], acc_m[k]));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        y[k * y_ts] = hsum_float_8(acc[k]) + _mm_cvtss_f32(m);
+    }
+}
+
+
 SR_AVX2 static float dot_q5_K(int64_t n, const void *vx, const void *vy) {
     const sr_block_q5_K *x = vx;
     const sr_block_q8_K *y = vy;
@@ -501,6 +552,76 @@ SR_AVX2 static float dot_q6_K(int64_t n, const void *vx, const void *vy) {
     }
     return hsum_float_8(acc);
 }
+
+// One Q6_K row against NA tokens, as q4_K_tile: the row's 6-bit codes and scales are unpacked
+// once per 128 values; each token's sums follow dot_q6_K's operations exactly.
+SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *act, size_t a_rb,
+                              float *y, size_t y_ts, const int NA) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i m15 = _mm256_set1_epi8(15);
+    __m256 acc[SR_TILE_MAX];
+    for (int k = 0; k < NA; ++k) acc[k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; ++i) {
+        const float xd = h2f(sr_rd16(&x[i].d));
+        const __m128i scales = _mm_loadu_si128((const __m128i *)x[i].scales);
+        __m256i sumi[SR_TILE_MAX];
+        for (int k = 0; k < NA; ++k) sumi[k] = _mm256_setzero_si256();
+        for (int j = 0; j < SR_QK_K / 128; ++j) {
+            const uint8_t *q4 = x[i].ql + 64 * j, *qh = x[i].qh + 32 * j;
+            const __m256i q4bits1 = _mm256_loadu_si256((const __m256i *)q4);
+            const __m256i q4bits2 = _mm256_loadu_si256((const __m256i *)(q4 + 32));
+            const __m256i q4bitsH = _mm256_loadu_si256((const __m256i *)qh);
+            const __m256i q4h_0 = _mm256_slli_epi16(_mm256_and_si256(q4bitsH, m3), 4);
+            const __m256i q4h_1 = _mm256_slli_epi16(_mm256_and_si256(q4bitsH, _mm256_set1_epi8(12)), 2);
+            const __m256i q4h_2 = _mm256_and_si256(q4bitsH, _mm256_set1_epi8(48));
+            const __m256i q4h_3 = _mm256_srli_epi16(_mm256_and_si256(q4bitsH, _mm256_set1_epi8(-64)), 2);
+            const __m256i q4_0 = _mm256_or_si256(_mm256_and_si256(q4bits1, m15), q4h_0);
+            const __m256i q4_1 = _mm256_or_si256(_mm256_and_si256(q4bits2, m15), q4h_1);
+            const __m256i q4_2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits1, 4), m15), q4h_2);
+            const __m256i q4_3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits2, 4), m15), q4h_3);
+            const __m256i sc0 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 0)));
+            const __m256i sc1 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 1)));
+            const __m256i sc2 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 2)));
+            const __m256i sc3 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 3)));
+            for (int k = 0; k < NA; ++k) {
+                const int8_t *q8 = ((const sr_block_q8_K *)(act + k * a_rb))[i].qs + 128 * j;
+                const __m256i p16_0 = _mm256_madd_epi16(sc0, _mm256_maddubs_epi16(q4_0, _mm256_loadu_si256((const __m256i *)q8)));
+                const __m256i p16_1 = _mm256_madd_epi16(sc1, _mm256_maddubs_epi16(q4_1, _mm256_loadu_si256((const __m256i *)(q8 + 32))));
+                const __m256i p16_2 = _mm256_madd_epi16(sc2, _mm256_maddubs_epi16(q4_2, _mm256_loadu_si256((const __m256i *)(q8 + 64))));
+                const __m256i p16_3 = _mm256_madd_epi16(sc3, _mm256_maddubs_epi16(q4_3, _mm256_loadu_si256((const __m256i *)(q8 + 96))));
+                sumi[k] = _mm256_add_epi32(sumi[k], _mm256_add_epi32(p16_0, p16_1));
+                sumi[k] = _mm256_add_epi32(sumi[k], _mm256_add_epi32(p16_2, p16_3));
+            }
+        }
+        const __m256i scales_16 = _mm256_cvtepi8_epi16(scales);
+        for (int k = 0; k < NA; ++k) {
+            const sr_block_q8_K *yb = (const sr_block_q8_K *)(act + k * a_rb) + i;
+            float yd;
+            memcpy(&yd, &yb->d, 4);
+            const __m256i q8sums = _mm256_loadu_si256((const __m256i *)yb->bsums);
+            const __m256i q8sclsub = _mm256_slli_epi32(_mm256_madd_epi16(q8sums, scales_16), 5);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(yd * xd), _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[k], q8sclsub)), acc[k]);
+        }
+    }
+    for (int k = 0; k < NA; ++k) y[k * y_ts] = hsum_float_8(acc[k]);
+}
+
+// K-quant prompt tiles: one row at a time against up to 4 tokens (decode keeps the single dot).
+#define SR_K_TILE(name, block, dotfn, tilefn)                                                          \
+    SR_AVX2 static void name(int64_t n, const void *w, size_t w_rb, int nr, const void *act, size_t a_rb, \
+                             int na, float *y, size_t y_ts) {                                          \
+        for (int r = 0; r < nr; ++r) {                                                                 \
+            const block *x = (const block *)((const char *)w + r * w_rb);                              \
+            switch (na) {                                                                              \
+            case 1: y[r] = dotfn(n, x, act); break;                                                    \
+            case 2: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 2); break;                          \
+            case 3: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 3); break;                          \
+            default: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 4); break;                         \
+            }                                                                                          \
+        }                                                                                              \
+    }
+SR_K_TILE(tile_q4_K, sr_block_q4_K, dot_q4_K, q4_K_tile)
+SR_K_TILE(tile_q6_K, sr_block_q6_K, dot_q6_K, q6_K_tile)
 
 // ---------------------------------------------------------------- float types
 
@@ -710,9 +831,7 @@ SR_AVX2 static void swiglu_avx2(int64_t n, float *y, const float *x, const float
     for (; i < n; ++i) y[i] = (x[i] / (1.0f + expf(-x[i]))) * g[i];   // ggml's scalar tail
 }
 
-SR_TILE_FROM_DOT(tile_q4_K, dot_q4_K)
 SR_TILE_FROM_DOT(tile_q5_K, dot_q5_K)
-SR_TILE_FROM_DOT(tile_q6_K, dot_q6_K)
 SR_TILE_FROM_DOT(tile_f16, dot_f16)
 SR_TILE_FROM_DOT(tile_bf16, dot_bf16)
 SR_TILE_FROM_DOT(tile_f32, dot_f32)
