@@ -349,51 +349,9 @@ static inline void k4_utmp(const uint8_t *scales, uint32_t utmp[4]) {
     utmp[0] &= kmask1;
 }
 
-SR_AVX2 static float dot_q4_K(int64_t n, const void *vx, const void *vy) {
-    const sr_block_q4_K *x = vx;
-    const sr_block_q8_K *y = vy;
-    const __m256i m4 = _mm256_set1_epi8(0xF);
-    __m256 acc = _mm256_setzero_ps();
-    __m128 acc_m = _mm_setzero_ps();
-    uint32_t utmp[4];
-    for (int64_t i = 0; i < n / SR_QK_K; ++i) {
-        float yd;
-        memcpy(&yd, &y[i].d, 4);
-        const float d = yd * h2f(sr_rd16(&x[i].d));
-        const float dmin = -yd * h2f(sr_rd16(&x[i].dmin));
-        k4_utmp(x[i].scales, utmp);
-        const uint8_t *q4 = x[i].qs;
-        const int8_t *q8 = y[i].qs;
-        const __m256i mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32((int)utmp[3], (int)utmp[2], (int)utmp[1], (int)utmp[0]));
-        const __m256i q8sums = _mm256_loadu_si256((const __m256i *)y[i].bsums);
-        const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
-        const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
-        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
-        const __m128i sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
-        const __m256i scales = _mm256_set_m128i(sc128, sc128);
-        __m256i sumi = _mm256_setzero_si256();
-        for (int j = 0; j < SR_QK_K / 64; ++j) {
-            const __m256i scale_l = _mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 0));
-            const __m256i scale_h = _mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 1));
-            const __m256i q4bits = _mm256_loadu_si256((const __m256i *)q4); q4 += 32;
-            const __m256i q4l = _mm256_and_si256(q4bits, m4);
-            const __m256i q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
-            const __m256i q8l = _mm256_loadu_si256((const __m256i *)q8); q8 += 32;
-            const __m256i p16l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, q8l));
-            const __m256i q8h = _mm256_loadu_si256((const __m256i *)q8); q8 += 32;
-            const __m256i p16h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, q8h));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16l, p16h));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
-    acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
-    return hsum_float_8(acc) + _mm_cvtss_f32(acc_m);
-}
-
-// One Q4_K row against NA tokens (prompts): the row's scales and nibbles are unpacked once per
-// super-block and shared by the tokens; each token's accumulators see exactly dot_q4_K's
-// sequence of operations, so every result equals the single dot bit for bit.
+// One Q4_K row against NA tokens: the row's scales and nibbles are unpacked once per
+// super-block and shared by the tokens; each token's accumulators see exactly the sequence of
+// operations of ggml's AVX2 ggml_vec_dot_q4_K_q8_K, so tiling never changes a result.
 SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *act, size_t a_rb,
                               float *y, size_t y_ts, const int NA) {
     const __m256i m4 = _mm256_set1_epi8(0xF);
@@ -496,65 +454,8 @@ SR_AVX2 static float dot_q5_K(int64_t n, const void *vx, const void *vy) {
     return hsum_float_8(acc) + summs;
 }
 
-SR_AVX2 static float dot_q6_K(int64_t n, const void *vx, const void *vy) {
-    const sr_block_q6_K *x = vx;
-    const sr_block_q8_K *y = vy;
-    const __m256i m3 = _mm256_set1_epi8(3);
-    const __m256i m15 = _mm256_set1_epi8(15);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / SR_QK_K; ++i) {
-        float yd;
-        memcpy(&yd, &y[i].d, 4);
-        const float d = yd * h2f(sr_rd16(&x[i].d));
-        const uint8_t *q4 = x[i].ql;
-        const uint8_t *qh = x[i].qh;
-        const int8_t *q8 = y[i].qs;
-        const __m256i q8sums = _mm256_loadu_si256((const __m256i *)y[i].bsums);
-        const __m128i scales = _mm_loadu_si128((const __m128i *)x[i].scales);
-        const __m256i scales_16 = _mm256_cvtepi8_epi16(scales);
-        const __m256i q8sclsub = _mm256_slli_epi32(_mm256_madd_epi16(q8sums, scales_16), 5);
-        __m256i sumi = _mm256_setzero_si256();
-        int is = 0;
-        for (int j = 0; j < SR_QK_K / 128; ++j) {
-            const __m256i q4bits1 = _mm256_loadu_si256((const __m256i *)q4); q4 += 32;
-            const __m256i q4bits2 = _mm256_loadu_si256((const __m256i *)q4); q4 += 32;
-            const __m256i q4bitsH = _mm256_loadu_si256((const __m256i *)qh); qh += 32;
-            const __m256i q4h_0 = _mm256_slli_epi16(_mm256_and_si256(q4bitsH, m3), 4);
-            const __m256i q4h_1 = _mm256_slli_epi16(_mm256_and_si256(q4bitsH, _mm256_set1_epi8(12)), 2);
-            const __m256i q4h_2 = _mm256_and_si256(q4bitsH, _mm256_set1_epi8(48));
-            const __m256i q4h_3 = _mm256_srli_epi16(_mm256_and_si256(q4bitsH, _mm256_set1_epi8(-64)), 2);
-            const __m256i q4_0 = _mm256_or_si256(_mm256_and_si256(q4bits1, m15), q4h_0);
-            const __m256i q4_1 = _mm256_or_si256(_mm256_and_si256(q4bits2, m15), q4h_1);
-            const __m256i q4_2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits1, 4), m15), q4h_2);
-            const __m256i q4_3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits2, 4), m15), q4h_3);
-            const __m256i q8_0 = _mm256_loadu_si256((const __m256i *)q8); q8 += 32;
-            const __m256i q8_1 = _mm256_loadu_si256((const __m256i *)q8); q8 += 32;
-            const __m256i q8_2 = _mm256_loadu_si256((const __m256i *)q8); q8 += 32;
-            const __m256i q8_3 = _mm256_loadu_si256((const __m256i *)q8); q8 += 32;
-            __m256i p16_0 = _mm256_maddubs_epi16(q4_0, q8_0);
-            __m256i p16_1 = _mm256_maddubs_epi16(q4_1, q8_1);
-            __m256i p16_2 = _mm256_maddubs_epi16(q4_2, q8_2);
-            __m256i p16_3 = _mm256_maddubs_epi16(q4_3, q8_3);
-            const __m128i scale_0 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is + 0));
-            const __m128i scale_1 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is + 1));
-            const __m128i scale_2 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is + 2));
-            const __m128i scale_3 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is + 3));
-            is += 4;
-            p16_0 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_0), p16_0);
-            p16_1 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_1), p16_1);
-            p16_2 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_2), p16_2);
-            p16_3 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_3), p16_3);
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_2, p16_3));
-        }
-        sumi = _mm256_sub_epi32(sumi, q8sclsub);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    return hsum_float_8(acc);
-}
-
 // One Q6_K row against NA tokens, as q4_K_tile: the row's 6-bit codes and scales are unpacked
-// once per 128 values; each token's sums follow dot_q6_K's operations exactly.
+// once per 128 values; each token's sums follow ggml_vec_dot_q6_K_q8_K's AVX2 operations.
 SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *act, size_t a_rb,
                               float *y, size_t y_ts, const int NA) {
     const __m256i m3 = _mm256_set1_epi8(3);
@@ -606,22 +507,22 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
     for (int k = 0; k < NA; ++k) y[k * y_ts] = hsum_float_8(acc[k]);
 }
 
-// K-quant prompt tiles: one row at a time against up to 4 tokens (decode keeps the single dot).
-#define SR_K_TILE(name, block, dotfn, tilefn)                                                          \
+// K-quant tiles: one row at a time against 1 to 4 tokens (one token = ggml's single dot).
+#define SR_K_TILE(name, block, tilefn)                                                                 \
     SR_AVX2 static void name(int64_t n, const void *w, size_t w_rb, int nr, const void *act, size_t a_rb, \
                              int na, float *y, size_t y_ts) {                                          \
         for (int r = 0; r < nr; ++r) {                                                                 \
             const block *x = (const block *)((const char *)w + r * w_rb);                              \
             switch (na) {                                                                              \
-            case 1: y[r] = dotfn(n, x, act); break;                                                    \
+            case 1: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 1); break;                          \
             case 2: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 2); break;                          \
             case 3: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 3); break;                          \
             default: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 4); break;                         \
             }                                                                                          \
         }                                                                                              \
     }
-SR_K_TILE(tile_q4_K, sr_block_q4_K, dot_q4_K, q4_K_tile)
-SR_K_TILE(tile_q6_K, sr_block_q6_K, dot_q6_K, q6_K_tile)
+SR_K_TILE(tile_q4_K, sr_block_q4_K, q4_K_tile)
+SR_K_TILE(tile_q6_K, sr_block_q6_K, q6_K_tile)
 
 // ---------------------------------------------------------------- float types
 
