@@ -119,6 +119,23 @@ class ChatAndCompletions(unittest.TestCase):
         self.assertEqual(sample(1234), a)
         self.assertTrue(any(sample(s) != a for s in (1, 2, 3)))
 
+    def test_ignore_eos_generates_exactly_max_tokens(self):
+        # llama-server's extension (the serving benchmark relies on it): without it the greedy
+        # answer ends at the end-of-generation token well before max_tokens; with it the same
+        # answer continues past that point to exactly max_tokens.
+        msgs = [{"role": "user", "content": "Reply with one word: is the sky blue?"}]
+        plain = client().chat.completions.create(model=ALIAS, messages=msgs, max_tokens=48, temperature=0)
+        self.assertEqual(plain.choices[0].finish_reason, "stop")
+        self.assertLess(plain.usage.completion_tokens, 48)
+        forced = client().chat.completions.create(model=ALIAS, messages=msgs, max_tokens=48, temperature=0,
+                                                  extra_body={"ignore_eos": True})
+        self.assertEqual(forced.choices[0].finish_reason, "length")
+        self.assertEqual(forced.usage.completion_tokens, 48)
+        self.assertTrue(forced.choices[0].message.content.startswith(plain.choices[0].message.content))
+        s, b, _ = server.request("POST", "/v1/chat/completions", {"messages": msgs, "ignore_eos": "yes"})
+        self.assertEqual(s, 400, b)
+        self.assertEqual(json.loads(b)["error"]["param"], "ignore_eos")
+
     def test_tokenize_detokenize(self):
         status, body, _ = server.request("POST", "/tokenize", {"content": "Hello world"})
         self.assertEqual(status, 200)
