@@ -1,7 +1,7 @@
 // sr-quant-avx2.c - AVX2 (+FMA+F16C) kernels, bit-identical to sr-quant-portable.c (and to
 // ggml's x86 AVX2 kernels): same lanes, same FMAs, same horizontal reduction order.
-// Q4_0 / Q4_1 / Q8_0 also come as rows x tokens tiles (up to 4 x 4): several weight rows
-// (decode) or rows and tokens (prompt) share each unpacked weight / activation block.
+// Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 also come as rows x tokens tiles (up to 4 x 4): several
+// weight rows (decode) or rows and tokens (prompt) share each unpacked weight / activation block.
 #include "sr-quant-impl.h"
 
 // sr-quant-vnni.c compiles this file a second time for AVX-512 VNNI machines: the same code,
@@ -63,6 +63,25 @@ SR_AVX2_INLINE __m256i bytes_from_nibbles_32(const uint8_t *rsi) {
     const __m128i tmp = _mm_loadu_si128((const __m128i *)rsi);
     const __m256i bytes = _mm256_insertf128_si256(_mm256_castsi128_si256(tmp), _mm_srli_epi16(tmp, 4), 1);
     return _mm256_and_si256(_mm256_set1_epi8(0xF), bytes);
+}
+
+// Byte j = 0xFF where bit j of the 32-bit little-endian word at x is set, else 0.
+SR_AVX2_INLINE __m256i bytes_from_bits_32(const uint8_t *x) {
+    uint32_t x32;
+    memcpy(&x32, x, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x32), shuf);   // byte j = byte j/8 of x32
+    const __m256i others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);                 // all bits but j % 8
+    return _mm256_cmpeq_epi8(_mm256_or_si256(bytes, others), _mm256_set1_epi64x(-1));
+}
+
+// The 32 5-bit values of a Q5_0 / Q5_1 block as bytes: nibbles plus bit j of qh as bit 4.
+// Q5_0 (signed = 1) keeps ggml's form nibble | (bit clear ? 0xF0 : 0), i.e. value - 16.
+SR_AVX2_INLINE __m256i q5_bytes(const uint8_t *qh, const uint8_t *qs, int is_signed) {
+    const __m256i bits = bytes_from_bits_32(qh);
+    const __m256i hi = is_signed ? _mm256_andnot_si256(bits, _mm256_set1_epi8((char)0xF0))
+                                 : _mm256_and_si256(bits, _mm256_set1_epi8(0x10));
+    return _mm256_or_si256(bytes_from_nibbles_32(qs), hi);
 }
 
 // Sums of 4 adjacent u8 x s8 products per int32 lane (ggml's sum_i16_pairs of maddubs).
@@ -152,8 +171,10 @@ SR_AVX2_INLINE void sr_prefetch(const void *p, size_t ahead) {
 // NR weight rows x NA activation rows (constants after inlining). Each weight block is unpacked
 // once per tile and each activation block loaded once; every (r, k) accumulator sees exactly
 // the single-dot sequence of operations.
-SR_AVX2_INLINE void q4_1_tile(int64_t nb, const char *w, size_t w_rb, const char *act, size_t a_rb,
-                              float *y, size_t y_ts, const int NR, const int NA) {
+// Q4_1 and Q5_1 (is_q5; xbb = weight block bytes): both sum u8 x s8 quads; ggml's Q5_1 writes
+// fma(q, dx*dy, acc) where Q4_1 writes fma(dx*dy, q, acc): the same rounding.
+SR_AVX2_INLINE void q4_1_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, int is_q5, const char *act,
+                              size_t a_rb, float *y, size_t y_ts, const int NR, const int NA) {
     __m256 acc[SR_TILE_MAX][SR_TILE_MAX];
     float summs[SR_TILE_MAX][SR_TILE_MAX];
     for (int r = 0; r < NR; ++r)
@@ -162,11 +183,11 @@ SR_AVX2_INLINE void q4_1_tile(int64_t nb, const char *w, size_t w_rb, const char
         __m256i qx[SR_TILE_MAX];
         float d0[SR_TILE_MAX], m[SR_TILE_MAX];
         for (int r = 0; r < NR; ++r) {
-            const sr_block_q4_1 *x = (const sr_block_q4_1 *)(w + r * w_rb) + ib;
-            sr_prefetch(x, SR_DENSE_PF_TILES * NR * w_rb);
-            d0[r] = h2f(sr_rd16(&x->d));
-            m[r] = h2f(sr_rd16(&x->m));
-            qx[r] = bytes_from_nibbles_32(x->qs);
+            const uint8_t *xb = (const uint8_t *)w + r * w_rb + (size_t)ib * xbb;   // d, m, [qh,] qs
+            sr_prefetch(xb, SR_DENSE_PF_TILES * NR * w_rb);
+            d0[r] = h2f(sr_rd16(xb));
+            m[r] = h2f(sr_rd16(xb + 2));
+            qx[r] = is_q5 ? q5_bytes(xb + 4, xb + 8, 0) : bytes_from_nibbles_32(xb + 4);
         }
         for (int k = 0; k < NA; ++k) {
             const sr_block_q8_1 *yb = (const sr_block_q8_1 *)(act + k * a_rb) + ib;
@@ -184,8 +205,9 @@ SR_AVX2_INLINE void q4_1_tile(int64_t nb, const char *w, size_t w_rb, const char
         for (int r = 0; r < NR; ++r) y[k * y_ts + r] = hsum_float_8(acc[r][k]) + summs[r][k];
 }
 
-// Q8_0 / Q4_0 x Q8_0: mul_sum_i8_pairs_float(qx, qy) = maddubs(|qx|, sign(qy, qx)).
-SR_AVX2_INLINE void q8_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, int is_q4,
+// Q8_0 / Q4_0 / Q5_0 x Q8_0: mul_sum_i8_pairs_float(qx, qy) = maddubs(|qx|, sign(qy, qx)).
+// kind: 0 Q8_0, 1 Q4_0, 2 Q5_0.
+SR_AVX2_INLINE void q8_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, int kind,
                             const char *act, size_t a_rb, float *y, size_t y_ts, const int NR, const int NA) {
     __m256 acc[SR_TILE_MAX][SR_TILE_MAX];
     for (int r = 0; r < NR; ++r)
@@ -197,7 +219,8 @@ SR_AVX2_INLINE void q8_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, 
             const uint8_t *xb = (const uint8_t *)w + r * w_rb + (size_t)ib * xbb;
             sr_prefetch(xb, SR_DENSE_PF_TILES * NR * w_rb);
             dx[r] = h2f(sr_rd16(xb));
-            if (is_q4) qx[r] = _mm256_sub_epi8(bytes_from_nibbles_32(xb + 2), _mm256_set1_epi8(8));
+            if (kind == 1) qx[r] = _mm256_sub_epi8(bytes_from_nibbles_32(xb + 2), _mm256_set1_epi8(8));
+            else if (kind == 2) qx[r] = q5_bytes(xb + 2, xb + 6, 1);
             else qx[r] = _mm256_loadu_si256((const __m256i *)(xb + 2));
         }
         for (int k = 0; k < NA; ++k) {
@@ -265,56 +288,39 @@ SR_AVX2_INLINE void q8_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, 
     default: SR_TILE_ROWS(BODY, 4, __VA_ARGS__)                                              \
     }
 
-#define Q41_BODY(off, NR, NA) q4_1_tile(nb, (const char *)w + (off) * w_rb, w_rb, act, a_rb, y + (off), y_ts, NR, NA)
-#define Q8_BODY(off, bb, isq4, NR, NA) \
-    q8_tile(nb, (const char *)w + (off) * w_rb, w_rb, bb, isq4, act, a_rb, y + (off), y_ts, NR, NA)
-
-SR_AVX2 static void tile_q4_1(int64_t n, const void *w, size_t w_rb, int nr, const void *act, size_t a_rb,
-                              int na, float *y, size_t y_ts) {
-    const int64_t nb = n / SR_QK4_1;
-#ifdef SR_QUANT_VNNI
-    SR_TILE_DISPATCH_ALL(Q41_BODY, 0)
-#endif
-    // na >= 3 with nr >= 2: handled two rows at a time
-    for (int off = 0; off < nr;) {
-        const int rem = nr - off;
-        if (na <= 2 || rem == 1) {
-            const int nr0 = nr;
-            nr = rem;
-            SR_TILE_DISPATCH(Q41_BODY, off)
-            nr = nr0;
-            return;
-        }
-        if (na == 3) Q41_BODY(off, 2, 3);
-        else Q41_BODY(off, 2, 4);
-        off += 2;
-    }
-}
+#define Q41_BODY(off, bb, isq5, NR, NA) \
+    q4_1_tile(nb, (const char *)w + (off) * w_rb, w_rb, bb, isq5, act, a_rb, y + (off), y_ts, NR, NA)
+#define Q8_BODY(off, bb, kind, NR, NA) \
+    q8_tile(nb, (const char *)w + (off) * w_rb, w_rb, bb, kind, act, a_rb, y + (off), y_ts, NR, NA)
 
 #ifdef SR_QUANT_VNNI
-#define SR_Q8_TILE_WIDE(...) SR_TILE_DISPATCH_ALL(__VA_ARGS__)
+#define SR_TILE_WIDE(...) SR_TILE_DISPATCH_ALL(__VA_ARGS__)
 #else
-#define SR_Q8_TILE_WIDE(...)
+#define SR_TILE_WIDE(...)
 #endif
-#define SR_Q8_TILE(name, bb, isq4, qk)                                                                  \
+// AVX2: na >= 3 with nr >= 2 runs two rows at a time (16 registers)
+#define SR_Q_TILE(name, BODY, bb, kind, qk)                                                             \
     SR_AVX2 static void name(int64_t n, const void *w, size_t w_rb, int nr, const void *act, size_t a_rb, \
                              int na, float *y, size_t y_ts) {                                          \
         const int64_t nb = n / (qk);                                                                   \
-        SR_Q8_TILE_WIDE(Q8_BODY, 0, bb, isq4)                                                          \
+        SR_TILE_WIDE(BODY, 0, bb, kind)                                                                \
         for (int off = 0; off < nr;) {                                                                 \
             const int rem = nr - off;                                                                  \
             if (na <= 2 || rem == 1) {                                                                 \
                 nr = rem;                                                                              \
-                SR_TILE_DISPATCH(Q8_BODY, off, bb, isq4)                                               \
+                SR_TILE_DISPATCH(BODY, off, bb, kind)                                                  \
                 return;                                                                                \
             }                                                                                          \
-            if (na == 3) Q8_BODY(off, bb, isq4, 2, 3);                                                 \
-            else Q8_BODY(off, bb, isq4, 2, 4);                                                         \
+            if (na == 3) BODY(off, bb, kind, 2, 3);                                                    \
+            else BODY(off, bb, kind, 2, 4);                                                            \
             off += 2;                                                                                  \
         }                                                                                              \
     }
-SR_Q8_TILE(tile_q8_0, sizeof(sr_block_q8_0), 0, SR_QK8_0)
-SR_Q8_TILE(tile_q4_0, sizeof(sr_block_q4_0), 1, SR_QK4_0)
+SR_Q_TILE(tile_q4_1, Q41_BODY, sizeof(sr_block_q4_1), 0, SR_QK4_1)
+SR_Q_TILE(tile_q5_1, Q41_BODY, sizeof(sr_block_q5_1), 1, SR_QK5_1)
+SR_Q_TILE(tile_q8_0, Q8_BODY, sizeof(sr_block_q8_0), 0, SR_QK8_0)
+SR_Q_TILE(tile_q4_0, Q8_BODY, sizeof(sr_block_q4_0), 1, SR_QK4_0)
+SR_Q_TILE(tile_q5_0, Q8_BODY, sizeof(sr_block_q5_0), 2, SR_QK5_0)
 
 // ---------------------------------------------------------------- K-quants (one token at a time)
 
@@ -335,6 +341,16 @@ static const uint8_t k_shuffle_q6[128] = {
     12,12,12,12,12,12,12,12,13,13,13,13,13,13,13,13, 14,14,14,14,14,14,14,14,15,15,15,15,15,15,15,15,
 };
 
+// Q2_K / Q3_K: shuffle i picks 16-bit scale 2i for the low 128-bit lane (elements 0..15 of a
+// 32-element group) and 2i + 1 for the high lane, from a register holding 8 scales twice.
+static const uint8_t k_shuffle_q3k[128] = {
+     0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,   2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+     4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5,   6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7,
+     8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9,  10,11,10,11,10,11,10,11,10,11,10,11,10,11,10,11,
+    12,13,12,13,12,13,12,13,12,13,12,13,12,13,12,13,  14,15,14,15,14,15,14,15,14,15,14,15,14,15,14,15,
+};
+
+SR_AVX2_INLINE __m256i scale_shuffle_q3k(int i) { return _mm256_loadu_si256((const __m256i *)k_shuffle_q3k + i); }
 SR_AVX2_INLINE __m256i scale_shuffle_k4(int i) { return _mm256_loadu_si256((const __m256i *)k_shuffle_k4 + i); }
 SR_AVX2_INLINE __m128i scale_shuffle_q6(int i) { return _mm_loadu_si128((const __m128i *)k_shuffle_q6 + i); }
 
@@ -454,6 +470,108 @@ SR_AVX2 static float dot_q5_K(int64_t n, const void *vx, const void *vy) {
     return hsum_float_8(acc) + summs;
 }
 
+// 16 int8 scales -> two registers of 8 int16 scales, each repeated in both 128-bit lanes
+SR_AVX2_INLINE void k_scales_16(__m128i s8, __m256i out[2]) {
+    const __m256i all = _mm256_cvtepi8_epi16(s8);
+    const __m128i lo = _mm256_extracti128_si256(all, 0), hi = _mm256_extracti128_si256(all, 1);
+    out[0] = _mm256_set_m128i(lo, lo);
+    out[1] = _mm256_set_m128i(hi, hi);
+}
+
+// One Q2_K row against NA tokens (the 2-bit codes and scales unpacked once): per token, per
+// super-block ggml_vec_dot_q2_K_q8_K's fma(dmin, mins . bsums, acc) then fma(d, sumi, acc).
+// The int32 lane sums are exact (no maddubs saturation with 2-bit values), so only the two
+// FMAs and the final hsum round.
+SR_AVX2_INLINE void q2_K_tile(int64_t nsb, const sr_block_q2_K *x, const char *act, size_t a_rb,
+                              float *y, size_t y_ts, const int NA) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0xF);
+    __m256 acc[SR_TILE_MAX];
+    for (int k = 0; k < NA; ++k) acc[k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; ++i) {
+        const float xd = h2f(sr_rd16(&x[i].d)), xdmin = h2f(sr_rd16(&x[i].dmin));
+        const __m128i packed = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i mins = _mm256_cvtepi8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), m4));
+        __m256i scales[2];
+        k_scales_16(_mm_and_si128(packed, m4), scales);
+        __m256i sumi[SR_TILE_MAX];
+        for (int k = 0; k < NA; ++k) sumi[k] = _mm256_setzero_si256();
+        for (int j = 0; j < SR_QK_K / 128; ++j) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
+            __m256i q2[4], sc[4];
+            for (int g = 0; g < 4; ++g) {
+                q2[g] = _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * g)), m3);
+                sc[g] = _mm256_shuffle_epi8(scales[j], scale_shuffle_q3k(g));
+            }
+            for (int k = 0; k < NA; ++k) {
+                const int8_t *q8 = ((const sr_block_q8_K *)(act + k * a_rb))[i].qs + 128 * j;
+                __m256i p[4];
+                for (int g = 0; g < 4; ++g)
+                    p[g] = _mm256_madd_epi16(sc[g], _mm256_maddubs_epi16(q2[g], _mm256_loadu_si256((const __m256i *)(q8 + 32 * g))));
+                sumi[k] = _mm256_add_epi32(sumi[k], _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3])));
+            }
+        }
+        for (int k = 0; k < NA; ++k) {
+            const sr_block_q8_K *yb = (const sr_block_q8_K *)(act + k * a_rb) + i;
+            float yd;
+            memcpy(&yd, &yb->d, 4);
+            const float d = yd * xd, dmin = -yd * xdmin;
+            const __m256i prod = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)yb->bsums));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc[k]);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
+        }
+    }
+    for (int k = 0; k < NA; ++k) y[k * y_ts] = hsum_float_8(acc[k]);
+}
+
+// One Q3_K row against NA tokens: value = low 2 bits - (high bit clear ? 4 : 0), summed as
+// maddubs(low, q8) - maddubs(4 or 0, q8) with signed 6-bit scales, like ggml's AVX2 kernel;
+// again exact integers, then fma(d, sumi, acc) per super-block.
+SR_AVX2_INLINE void q3_K_tile(int64_t nsb, const sr_block_q3_K *x, const char *act, size_t a_rb,
+                              float *y, size_t y_ts, const int NA) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i four = _mm256_set1_epi8(4);
+    __m256 acc[SR_TILE_MAX];
+    for (int k = 0; k < NA; ++k) acc[k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; ++i) {
+        const float xd = h2f(sr_rd16(&x[i].d));
+        int8_t sc16[16];
+        sr_scales_q3_K(x[i].scales, sc16);
+        __m256i scales[2];
+        k_scales_16(_mm_loadu_si128((const __m128i *)sc16), scales);
+        const __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        __m256i sumi[SR_TILE_MAX];
+        for (int k = 0; k < NA; ++k) sumi[k] = _mm256_setzero_si256();
+        for (int j = 0; j < SR_QK_K / 128; ++j) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
+            __m256i ql[4], qh[4], sc[4];
+            for (int g = 0; g < 4; ++g) {
+                const __m256i hb = _mm256_and_si256(hbits, _mm256_set1_epi8((char)(1 << (4 * j + g))));
+                ql[g] = _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * g)), m3);
+                qh[g] = _mm256_and_si256(_mm256_cmpeq_epi8(hb, _mm256_setzero_si256()), four);
+                sc[g] = _mm256_shuffle_epi8(scales[j], scale_shuffle_q3k(g));
+            }
+            for (int k = 0; k < NA; ++k) {
+                const int8_t *q8 = ((const sr_block_q8_K *)(act + k * a_rb))[i].qs + 128 * j;
+                __m256i p[4];
+                for (int g = 0; g < 4; ++g) {
+                    const __m256i q8g = _mm256_loadu_si256((const __m256i *)(q8 + 32 * g));
+                    const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(ql[g], q8g), _mm256_maddubs_epi16(qh[g], q8g));
+                    p[g] = _mm256_madd_epi16(sc[g], p16);
+                }
+                sumi[k] = _mm256_add_epi32(sumi[k], _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3])));
+            }
+        }
+        for (int k = 0; k < NA; ++k) {
+            const sr_block_q8_K *yb = (const sr_block_q8_K *)(act + k * a_rb) + i;
+            float yd;
+            memcpy(&yd, &yb->d, 4);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(yd * xd), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
+        }
+    }
+    for (int k = 0; k < NA; ++k) y[k * y_ts] = hsum_float_8(acc[k]);
+}
+
 // One Q6_K row against NA tokens, as q4_K_tile: the row's 6-bit codes and scales are unpacked
 // once per 128 values; each token's sums follow ggml_vec_dot_q6_K_q8_K's AVX2 operations.
 SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *act, size_t a_rb,
@@ -522,6 +640,8 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
         }                                                                                              \
     }
 SR_K_TILE(tile_q4_K, sr_block_q4_K, q4_K_tile)
+SR_K_TILE(tile_q2_K, sr_block_q2_K, q2_K_tile)
+SR_K_TILE(tile_q3_K, sr_block_q3_K, q3_K_tile)
 SR_K_TILE(tile_q6_K, sr_block_q6_K, q6_K_tile)
 
 // ---------------------------------------------------------------- float types
@@ -742,6 +862,10 @@ int SR_KERNELS_INIT(sr_kernels *k) {
     k->tile[SR_TYPE_Q4_0] = tile_q4_0;
     k->tile[SR_TYPE_Q4_1] = tile_q4_1;
     k->tile[SR_TYPE_Q8_0] = tile_q8_0;
+    k->tile[SR_TYPE_Q5_0] = tile_q5_0;
+    k->tile[SR_TYPE_Q5_1] = tile_q5_1;
+    k->tile[SR_TYPE_Q2_K] = tile_q2_K;
+    k->tile[SR_TYPE_Q3_K] = tile_q3_K;
     k->tile[SR_TYPE_Q4_K] = tile_q4_K;
     k->tile[SR_TYPE_Q5_K] = tile_q5_K;
     k->tile[SR_TYPE_Q6_K] = tile_q6_K;
@@ -757,9 +881,9 @@ int SR_KERNELS_INIT(sr_kernels *k) {
     k->softmax_exp = softmax_exp_avx2;
     k->swiglu = swiglu_avx2;
     // Tile shapes measured on Zen 3 (EPYC, 2 vCPU): decode (n_tok == 1) interleaves 4 rows of
-    // the compute-bound 4-bit types, while Q8_0 is memory-bound and streams best one row at a
+    // the compute-bound 4-bit types (Q5_0 / Q5_1 take their shapes unmeasured), while Q8_0 is memory-bound and streams best one row at a
     // time. Prompt: 2 rows x 3 tokens (4-bit) / 2 x 2 (Q8_0) independent accumulators.
-    const sr_type fast[] = {SR_TYPE_Q4_0, SR_TYPE_Q4_1, SR_TYPE_Q8_0};
+    const sr_type fast[] = {SR_TYPE_Q4_0, SR_TYPE_Q4_1, SR_TYPE_Q5_0, SR_TYPE_Q5_1, SR_TYPE_Q8_0};
     for (size_t i = 0; i < sizeof fast / sizeof fast[0]; ++i) {
         const bool q8 = fast[i] == SR_TYPE_Q8_0;
         k->tile_rows1[fast[i]] = q8 ? 1 : 4;

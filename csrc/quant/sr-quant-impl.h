@@ -18,6 +18,8 @@
 
 #define SR_QK4_0 32
 #define SR_QK4_1 32
+#define SR_QK5_0 32
+#define SR_QK5_1 32
 #define SR_QK8_0 32
 #define SR_QK8_1 32
 #define SR_QK_K 256
@@ -26,8 +28,21 @@
 // Block layouts, byte-identical to ggml-common.h (all little-endian, fp16 stored as bits).
 typedef struct { uint16_t d; uint8_t qs[SR_QK4_0 / 2]; } sr_block_q4_0;             // 18 B
 typedef struct { uint16_t d, m; uint8_t qs[SR_QK4_1 / 2]; } sr_block_q4_1;          // 20 B
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[SR_QK5_0 / 2]; } sr_block_q5_0;  // 22 B: qh = 5th bits
+typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[SR_QK5_1 / 2]; } sr_block_q5_1; // 24 B
 typedef struct { uint16_t d; int8_t qs[SR_QK8_0]; } sr_block_q8_0;                  // 34 B
 typedef struct { uint16_t d, s; int8_t qs[SR_QK8_1]; } sr_block_q8_1;               // 36 B: s = d*sum(qs)
+typedef struct {
+    uint8_t scales[SR_QK_K / 16];      // 4-bit scale (low) and min (high) per 16 elements
+    uint8_t qs[SR_QK_K / 4];           // 2-bit quants
+    uint16_t d, dmin;                  // super-block scales for the scales / mins
+} sr_block_q2_K;                                                                    // 84 B
+typedef struct {
+    uint8_t hmask[SR_QK_K / 8];        // high bit (set: +0, clear: -4)
+    uint8_t qs[SR_QK_K / 4];           // low 2 bits
+    uint8_t scales[12];                // 16 6-bit scales, stored +32
+    uint16_t d;
+} sr_block_q3_K;                                                                    // 110 B
 typedef struct {
     uint16_t d, dmin;                  // super-block scales for the 6-bit scales / mins
     uint8_t scales[SR_K_SCALE_SIZE];   // 8 scales + 8 mins, 6 bits each
@@ -53,8 +68,12 @@ typedef struct {
 
 _Static_assert(sizeof(sr_block_q4_0) == 18, "q4_0 layout");
 _Static_assert(sizeof(sr_block_q4_1) == 20, "q4_1 layout");
+_Static_assert(sizeof(sr_block_q5_0) == 22, "q5_0 layout");
+_Static_assert(sizeof(sr_block_q5_1) == 24, "q5_1 layout");
 _Static_assert(sizeof(sr_block_q8_0) == 34, "q8_0 layout");
 _Static_assert(sizeof(sr_block_q8_1) == 36, "q8_1 layout");
+_Static_assert(sizeof(sr_block_q2_K) == 84, "q2_K layout");
+_Static_assert(sizeof(sr_block_q3_K) == 110, "q3_K layout");
 _Static_assert(sizeof(sr_block_q4_K) == 144, "q4_K layout");
 _Static_assert(sizeof(sr_block_q5_K) == 176, "q5_K layout");
 _Static_assert(sizeof(sr_block_q6_K) == 210, "q6_K layout");
@@ -133,6 +152,23 @@ static inline void sr_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t 
         *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
         *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
     }
+}
+
+// The 16 signed scales of a Q3_K block (6 bits stored +32: low 4 bits in bytes 0..7, the top
+// 2 bits packed in bytes 8..11), in element order; the same bytes ggml's kmask shuffle builds.
+static inline void sr_scales_q3_K(const uint8_t *s, int8_t out[16]) {
+    uint32_t aux[3];
+    const uint32_t km1 = 0x03030303u, km2 = 0x0f0f0f0fu;
+    memcpy(aux, s, 12);
+    const uint32_t w[4] = {
+        (aux[0] & km2) | (((aux[2] >> 0) & km1) << 4),
+        (aux[1] & km2) | (((aux[2] >> 2) & km1) << 4),
+        ((aux[0] >> 4) & km2) | (((aux[2] >> 4) & km1) << 4),
+        ((aux[1] >> 4) & km2) | (((aux[2] >> 6) & km1) << 4),
+    };
+    uint8_t b[16];
+    memcpy(b, w, 16);
+    for (int j = 0; j < 16; ++j) out[j] = (int8_t)(b[j] - 32);
 }
 
 // Kernel table. A tile kernel computes y[k*y_ts + r] = dot(w + r*w_rb, act + k*a_rb) for

@@ -23,6 +23,11 @@ static inline int32_t lane_i8_i8(const int8_t x[4], const int8_t y[4]) {
     return sat16(prod_i8(x[0], y[0]) + prod_i8(x[1], y[1])) + sat16(prod_i8(x[2], y[2]) + prod_i8(x[3], y[3]));
 }
 
+// sum over 4 bytes of u8 * s8 (maddubs pairs cannot saturate for 2..6-bit unsigned values)
+static inline int32_t lane_u_s(const uint8_t u[4], const int8_t s[4]) {
+    return u[0] * s[0] + u[1] * s[1] + u[2] * s[2] + u[3] * s[3];
+}
+
 // hsum_float_8: (hi + lo), then (0+2, 1+3), then the two.
 static inline float hsum8(const float a[8]) {
     const float r0 = a[4] + a[0], r1 = a[5] + a[1], r2 = a[6] + a[2], r3 = a[7] + a[3];
@@ -189,6 +194,47 @@ static float dot_q4_1(int64_t n, const void *vx, const void *vy) {
     return hsum8(acc) + summs;
 }
 
+// ggml_vec_dot_q5_0_q8_0 (AVX2): as Q4_0 with the 5th bit from qh, values nibble + 16*bit - 16.
+static float dot_q5_0(int64_t n, const void *vx, const void *vy) {
+    const sr_block_q5_0 *x = vx;
+    const sr_block_q8_0 *y = vy;
+    float acc[8] = {0};
+    for (int64_t ib = 0; ib < n / SR_QK5_0; ++ib) {
+        const float d = sr_h2f(sr_rd16(&x[ib].d)) * sr_h2f(sr_rd16(&y[ib].d));
+        uint32_t qh;
+        memcpy(&qh, x[ib].qh, 4);
+        int8_t q[32];
+        for (int j = 0; j < 16; ++j) {
+            q[j] = (int8_t)(((x[ib].qs[j] & 0x0F) | (((qh >> j) & 1u) << 4)) - 16);
+            q[j + 16] = (int8_t)(((x[ib].qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) - 16);
+        }
+        for (int l = 0; l < 8; ++l) acc[l] = fmaf(d, (float)lane_i8_i8(q + 4 * l, y[ib].qs + 4 * l), acc[l]);
+    }
+    return hsum8(acc);
+}
+
+// ggml_vec_dot_q5_1_q8_1 (AVX2): unsigned 5-bit values x signed bytes, fma(dx*dy, lane, acc);
+// summs = fma(m, s, summs) as for Q4_1; result hsum + summs.
+static float dot_q5_1(int64_t n, const void *vx, const void *vy) {
+    const sr_block_q5_1 *x = vx;
+    const sr_block_q8_1 *y = vy;
+    float acc[8] = {0};
+    float summs = 0;
+    for (int64_t ib = 0; ib < n / SR_QK5_1; ++ib) {
+        const float dxdy = sr_h2f(sr_rd16(&x[ib].d)) * sr_h2f(sr_rd16(&y[ib].d));
+        summs = fmaf(sr_h2f(sr_rd16(&x[ib].m)), sr_h2f(sr_rd16(&y[ib].s)), summs);
+        uint32_t qh;
+        memcpy(&qh, x[ib].qh, 4);
+        uint8_t u[32];
+        for (int j = 0; j < 16; ++j) {
+            u[j] = (uint8_t)((x[ib].qs[j] & 0x0F) | (((qh >> j) & 1u) << 4));
+            u[j + 16] = (uint8_t)((x[ib].qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4));
+        }
+        for (int l = 0; l < 8; ++l) acc[l] = fmaf(dxdy, (float)lane_u_s(u + 4 * l, y[ib].qs + 4 * l), acc[l]);
+    }
+    return hsum8(acc) + summs;
+}
+
 // ggml_vec_dot_q8_0_q8_0 (AVX2)
 static float dot_q8_0(int64_t n, const void *vx, const void *vy) {
     const sr_block_q8_0 *x = vx;
@@ -205,9 +251,76 @@ static inline void unpack_scales_k4(const uint8_t *s, uint8_t sc[8], uint8_t mn[
     for (int j = 0; j < 8; ++j) sr_scale_min_k4(j, s, &sc[j], &mn[j]);
 }
 
-// sum over 4 bytes of u8 * s8 (maddubs pairs cannot saturate for 4/5/6-bit unsigned values)
-static inline int32_t lane_u_s(const uint8_t u[4], const int8_t s[4]) {
-    return u[0] * s[0] + u[1] * s[1] + u[2] * s[2] + u[3] * s[3];
+
+// ggml_vec_dot_q2_K_q8_K (AVX2). Int32 lane l of a 32-element group holds elements 4l..4l+3,
+// whose 16-element scale is 8h + 2k + l/4 (half h, group k). Per super-block the mins term
+// goes in first: lane l = fma(dmin, mins . bsums over bsums 2l and 2l+1, acc), then
+// fma(d, sumi, acc), both on the same 8 accumulators.
+static float dot_q2_K(int64_t n, const void *vx, const void *vy) {
+    const sr_block_q2_K *x = vx;
+    const sr_block_q8_K *y = vy;
+    float acc[8] = {0};
+    for (int64_t i = 0; i < n / SR_QK_K; ++i) {
+        float yd;
+        memcpy(&yd, &y[i].d, 4);
+        const float d = yd * sr_h2f(sr_rd16(&x[i].d));
+        const float dmin = -yd * sr_h2f(sr_rd16(&x[i].dmin));
+        const uint8_t *sc = x[i].scales;
+        int16_t bs[16];
+        memcpy(bs, y[i].bsums, sizeof bs);
+        for (int l = 0; l < 8; ++l) {
+            const int32_t prod = (sc[2 * l] >> 4) * bs[2 * l] + (sc[2 * l + 1] >> 4) * bs[2 * l + 1];
+            acc[l] = fmaf(dmin, (float)prod, acc[l]);
+        }
+        int32_t sumi[8] = {0};
+        for (int h = 0; h < 2; ++h) {
+            for (int k = 0; k < 4; ++k) {
+                const uint8_t *q2 = x[i].qs + 32 * h;
+                const int8_t *q8 = y[i].qs + 128 * h + 32 * k;
+                for (int l = 0; l < 8; ++l) {
+                    uint8_t u[4];
+                    for (int b = 0; b < 4; ++b) u[b] = (uint8_t)((q2[4 * l + b] >> (2 * k)) & 3);
+                    sumi[l] += (sc[8 * h + 2 * k + l / 4] & 0xF) * lane_u_s(u, q8 + 4 * l);
+                }
+            }
+        }
+        for (int l = 0; l < 8; ++l) acc[l] = fmaf(d, (float)sumi[l], acc[l]);
+    }
+    return hsum8(acc);
+}
+
+// ggml_vec_dot_q3_K_q8_K (AVX2): the lanes of Q2_K with signed 6-bit scales and values
+// (low 2 bits) - (high bit clear ? 4 : 0); every partial sum is an exact integer.
+static float dot_q3_K(int64_t n, const void *vx, const void *vy) {
+    const sr_block_q3_K *x = vx;
+    const sr_block_q8_K *y = vy;
+    float acc[8] = {0};
+    for (int64_t i = 0; i < n / SR_QK_K; ++i) {
+        float yd;
+        memcpy(&yd, &y[i].d, 4);
+        const float d = yd * sr_h2f(sr_rd16(&x[i].d));
+        int8_t sc[16];
+        sr_scales_q3_K(x[i].scales, sc);
+        int32_t sumi[8] = {0};
+        for (int h = 0; h < 2; ++h) {
+            for (int k = 0; k < 4; ++k) {
+                const uint8_t *q3 = x[i].qs + 32 * h;
+                const int8_t *q8 = y[i].qs + 128 * h + 32 * k;
+                const int bit = 4 * h + k;
+                for (int l = 0; l < 8; ++l) {
+                    int32_t s = 0;
+                    for (int b = 0; b < 4; ++b) {
+                        const int e = 4 * l + b;
+                        const int q = ((q3[e] >> (2 * k)) & 3) - (((x[i].hmask[e] >> bit) & 1) ? 0 : 4);
+                        s += q * q8[e];
+                    }
+                    sumi[l] += sc[8 * h + 2 * k + l / 4] * s;
+                }
+            }
+        }
+        for (int l = 0; l < 8; ++l) acc[l] = fmaf(d, (float)sumi[l], acc[l]);
+    }
+    return hsum8(acc);
 }
 
 // ggml_vec_dot_q4_K_q8_K (AVX2)
@@ -396,6 +509,10 @@ static float dot_f32(int64_t n, const void *vx, const void *vy) {
 SR_TILE_FROM_DOT(tile_q4_0, dot_q4_0)
 SR_TILE_FROM_DOT(tile_q4_1, dot_q4_1)
 SR_TILE_FROM_DOT(tile_q8_0, dot_q8_0)
+SR_TILE_FROM_DOT(tile_q5_0, dot_q5_0)
+SR_TILE_FROM_DOT(tile_q5_1, dot_q5_1)
+SR_TILE_FROM_DOT(tile_q2_K, dot_q2_K)
+SR_TILE_FROM_DOT(tile_q3_K, dot_q3_K)
 SR_TILE_FROM_DOT(tile_q4_K, dot_q4_K)
 SR_TILE_FROM_DOT(tile_q5_K, dot_q5_K)
 SR_TILE_FROM_DOT(tile_q6_K, dot_q6_K)
@@ -455,6 +572,10 @@ void sr_kernels_init_portable(sr_kernels *k) {
     k->tile[SR_TYPE_Q4_0] = tile_q4_0;
     k->tile[SR_TYPE_Q4_1] = tile_q4_1;
     k->tile[SR_TYPE_Q8_0] = tile_q8_0;
+    k->tile[SR_TYPE_Q5_0] = tile_q5_0;
+    k->tile[SR_TYPE_Q5_1] = tile_q5_1;
+    k->tile[SR_TYPE_Q2_K] = tile_q2_K;
+    k->tile[SR_TYPE_Q3_K] = tile_q3_K;
     k->tile[SR_TYPE_Q4_K] = tile_q4_K;
     k->tile[SR_TYPE_Q5_K] = tile_q5_K;
     k->tile[SR_TYPE_Q6_K] = tile_q6_K;

@@ -19,8 +19,12 @@ static type_info info_of(sr_type t) {
     case SR_TYPE_BF16: return (type_info){1, 2};
     case SR_TYPE_Q4_0: return (type_info){SR_QK4_0, sizeof(sr_block_q4_0)};
     case SR_TYPE_Q4_1: return (type_info){SR_QK4_1, sizeof(sr_block_q4_1)};
+    case SR_TYPE_Q5_0: return (type_info){SR_QK5_0, sizeof(sr_block_q5_0)};
+    case SR_TYPE_Q5_1: return (type_info){SR_QK5_1, sizeof(sr_block_q5_1)};
     case SR_TYPE_Q8_0: return (type_info){SR_QK8_0, sizeof(sr_block_q8_0)};
     case SR_TYPE_Q8_1: return (type_info){SR_QK8_1, sizeof(sr_block_q8_1)};
+    case SR_TYPE_Q2_K: return (type_info){SR_QK_K, sizeof(sr_block_q2_K)};
+    case SR_TYPE_Q3_K: return (type_info){SR_QK_K, sizeof(sr_block_q3_K)};
     case SR_TYPE_Q4_K: return (type_info){SR_QK_K, sizeof(sr_block_q4_K)};
     case SR_TYPE_Q5_K: return (type_info){SR_QK_K, sizeof(sr_block_q5_K)};
     case SR_TYPE_Q6_K: return (type_info){SR_QK_K, sizeof(sr_block_q6_K)};
@@ -32,7 +36,8 @@ static type_info info_of(sr_type t) {
 bool sr_type_supported(int type) {
     switch (type) {
     case SR_TYPE_F32: case SR_TYPE_F16: case SR_TYPE_BF16: case SR_TYPE_Q4_0: case SR_TYPE_Q4_1:
-    case SR_TYPE_Q8_0: case SR_TYPE_Q4_K: case SR_TYPE_Q5_K: case SR_TYPE_Q6_K:
+    case SR_TYPE_Q5_0: case SR_TYPE_Q5_1: case SR_TYPE_Q8_0: case SR_TYPE_Q2_K: case SR_TYPE_Q3_K:
+    case SR_TYPE_Q4_K: case SR_TYPE_Q5_K: case SR_TYPE_Q6_K:
         return true;
     default:
         return false;
@@ -49,9 +54,10 @@ size_t sr_row_bytes(sr_type t, int64_t n) {
 
 sr_type sr_act_type_for(sr_type w) {
     switch (w) {
-    case SR_TYPE_Q4_0: case SR_TYPE_Q8_0: return SR_TYPE_Q8_0;
-    case SR_TYPE_Q4_1: return SR_TYPE_Q8_1;
-    case SR_TYPE_Q4_K: case SR_TYPE_Q5_K: case SR_TYPE_Q6_K: return SR_TYPE_Q8_K;
+    case SR_TYPE_Q4_0: case SR_TYPE_Q5_0: case SR_TYPE_Q8_0: return SR_TYPE_Q8_0;
+    case SR_TYPE_Q4_1: case SR_TYPE_Q5_1: return SR_TYPE_Q8_1;
+    case SR_TYPE_Q2_K: case SR_TYPE_Q3_K: case SR_TYPE_Q4_K: case SR_TYPE_Q5_K: case SR_TYPE_Q6_K:
+        return SR_TYPE_Q8_K;
     case SR_TYPE_F16: return SR_TYPE_F16;
     case SR_TYPE_BF16: return SR_TYPE_BF16;
     default: return SR_TYPE_F32;
@@ -95,6 +101,38 @@ static void deq_q4_1(const void *src, float *y, int64_t n) {
     }
 }
 
+// Q5_0 / Q5_1: element j takes bit j of qh as its 5th bit (j + 16 for the high nibbles).
+static void deq_q5_0(const void *src, float *y, int64_t n) {
+    const sr_block_q5_0 *x = src;
+    for (int64_t i = 0; i < n / SR_QK5_0; ++i, y += SR_QK5_0) {
+        const float d = sr_h2f(sr_rd16(&x[i].d));
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, 4);
+        for (int j = 0; j < 16; ++j) {
+            const int x0 = (int)((x[i].qs[j] & 0x0F) | (((qh >> j) & 1u) << 4)) - 16;
+            const int x1 = (int)((x[i].qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) - 16;
+            y[j] = (float)x0 * d;
+            y[j + 16] = (float)x1 * d;
+        }
+    }
+}
+
+static void deq_q5_1(const void *src, float *y, int64_t n) {
+    const sr_block_q5_1 *x = src;
+    for (int64_t i = 0; i < n / SR_QK5_1; ++i, y += SR_QK5_1) {
+        const float d = sr_h2f(sr_rd16(&x[i].d));
+        const float m = sr_h2f(sr_rd16(&x[i].m));
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, 4);
+        for (int j = 0; j < 16; ++j) {
+            const float a = (float)((x[i].qs[j] & 0x0F) | (((qh >> j) & 1u) << 4)) * d;
+            const float b = (float)((x[i].qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) * d;
+            y[j] = a + m;
+            y[j + 16] = b + m;
+        }
+    }
+}
+
 static void deq_q8_0(const void *src, float *y, int64_t n) {
     const sr_block_q8_0 *x = src;
     for (int64_t i = 0; i < n / SR_QK8_0; ++i, y += SR_QK8_0) {
@@ -108,6 +146,39 @@ static void deq_q8_1(const void *src, float *y, int64_t n) {
     for (int64_t i = 0; i < n / SR_QK8_1; ++i, y += SR_QK8_1) {
         const float d = sr_h2f(sr_rd16(&x[i].d));
         for (int j = 0; j < 32; ++j) y[j] = (float)x[i].qs[j] * d;
+    }
+}
+
+// Element 128*h + 32*k + l (h < 2, k < 4, l < 32) is bits 2k..2k+1 of qs[32*h + l], with
+// scale / min byte 8*h + 2*k + l/16.
+static void deq_q2_K(const void *src, float *y, int64_t n) {
+    const sr_block_q2_K *x = src;
+    for (int64_t i = 0; i < n / SR_QK_K; ++i) {
+        const float d = sr_h2f(sr_rd16(&x[i].d));
+        const float min = sr_h2f(sr_rd16(&x[i].dmin));
+        for (int e = 0; e < SR_QK_K; ++e) {
+            const int h = e / 128, k = (e / 32) % 4, l = e % 32;
+            const uint8_t sc = x[i].scales[e / 16];
+            const float dl = d * (float)(sc & 0xF), ml = min * (float)(sc >> 4);
+            const float a = dl * (float)((x[i].qs[32 * h + l] >> (2 * k)) & 3);
+            *y++ = a - ml;
+        }
+    }
+}
+
+// Q3_K: the same 2-bit layout; bit e/32 of hmask[e % 32] clear means -4.
+static void deq_q3_K(const void *src, float *y, int64_t n) {
+    const sr_block_q3_K *x = src;
+    for (int64_t i = 0; i < n / SR_QK_K; ++i) {
+        const float d = sr_h2f(sr_rd16(&x[i].d));
+        int8_t sc[16];
+        sr_scales_q3_K(x[i].scales, sc);
+        for (int e = 0; e < SR_QK_K; ++e) {
+            const int h = e / 128, k = (e / 32) % 4, l = e % 32;
+            const int q = ((x[i].qs[32 * h + l] >> (2 * k)) & 3) - ((x[i].hmask[l] >> (e / 32)) & 1 ? 0 : 4);
+            const float dl = d * (float)sc[e / 16];
+            *y++ = dl * (float)q;
+        }
     }
 }
 
@@ -198,8 +269,12 @@ void sr_dequantize_row(sr_type t, const void *src, float *dst, int64_t n) {
     case SR_TYPE_BF16: { const uint16_t *h = src; for (int64_t i = 0; i < n; ++i) dst[i] = sr_bf2f(sr_rd16(h + i)); } break;
     case SR_TYPE_Q4_0: deq_q4_0(src, dst, n); break;
     case SR_TYPE_Q4_1: deq_q4_1(src, dst, n); break;
+    case SR_TYPE_Q5_0: deq_q5_0(src, dst, n); break;
+    case SR_TYPE_Q5_1: deq_q5_1(src, dst, n); break;
     case SR_TYPE_Q8_0: deq_q8_0(src, dst, n); break;
     case SR_TYPE_Q8_1: deq_q8_1(src, dst, n); break;
+    case SR_TYPE_Q2_K: deq_q2_K(src, dst, n); break;
+    case SR_TYPE_Q3_K: deq_q3_K(src, dst, n); break;
     case SR_TYPE_Q4_K: deq_q4_K(src, dst, n); break;
     case SR_TYPE_Q5_K: deq_q5_K(src, dst, n); break;
     case SR_TYPE_Q6_K: deq_q6_K(src, dst, n); break;

@@ -27,8 +27,12 @@ typedef enum sr_type {
     SR_TYPE_F16  = 1,
     SR_TYPE_Q4_0 = 2,
     SR_TYPE_Q4_1 = 3,
+    SR_TYPE_Q5_0 = 6,
+    SR_TYPE_Q5_1 = 7,
     SR_TYPE_Q8_0 = 8,
-    SR_TYPE_Q8_1 = 9,   // activation-only (vec_dot_type of Q4_1)
+    SR_TYPE_Q8_1 = 9,   // activation-only (vec_dot_type of Q4_1 and Q5_1)
+    SR_TYPE_Q2_K = 10,
+    SR_TYPE_Q3_K = 11,
     SR_TYPE_Q4_K = 12,
     SR_TYPE_Q5_K = 13,
     SR_TYPE_Q6_K = 14,
@@ -36,16 +40,16 @@ typedef enum sr_type {
     SR_TYPE_BF16 = 30,
 } sr_type;
 
-/// True for the weight types the kernels accept: F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K,
-/// Q5_K, Q6_K (Q8_1 and Q8_K only occur as activation types). Takes an int so that any ggml
-/// type id read from a file can be checked.
+/// True for the weight types the kernels accept: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,
+/// Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (Q8_1 and Q8_K only occur as activation types). Takes
+/// an int so that any ggml type id read from a file can be checked.
 SR_API bool sr_type_supported(int type);
 
 /// Elements per block (1 for F32/F16/BF16, 32 for Q4_0..Q8_1, 256 for the K-quants);
 /// 0 for an unknown type.
 SR_API int64_t sr_type_block_elems(sr_type t);
 
-/// Bytes per block (e.g. Q4_1: 20, Q8_0: 34, Q4_K: 144); 0 for an unknown type.
+/// Bytes per block (e.g. Q4_1: 20, Q5_0: 22, Q8_0: 34, Q2_K: 84, Q4_K: 144); 0 for an unknown type.
 SR_API size_t sr_type_block_bytes(sr_type t);
 
 /// Bytes of a row of n elements; n must be a multiple of sr_type_block_elems(t).
@@ -68,7 +72,7 @@ SR_API uint16_t sr_fp32_to_bf16(float f);
 SR_API void sr_dequantize_row(sr_type t, const void *src, float *dst, int64_t n);
 
 /// The activation type a weight type is multiplied with (ggml's vec_dot_type):
-/// Q4_0->Q8_0, Q4_1->Q8_1, Q8_0->Q8_0, Q4_K/Q5_K/Q6_K->Q8_K, F16->F16, BF16->BF16, F32->F32.
+/// Q4_0/Q5_0/Q8_0->Q8_0, Q4_1/Q5_1->Q8_1, Q2_K..Q6_K->Q8_K, F16->F16, BF16->BF16, F32->F32.
 SR_API sr_type sr_act_type_for(sr_type weight_type);
 
 /// Bytes of one quantized activation row of n elements for weight_type.
