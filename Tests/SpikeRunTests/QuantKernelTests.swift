@@ -29,7 +29,8 @@ private func floats(_ b: [UInt8]) -> [Float] {
 /// Weight types with their names as used in the fixtures.
 private let quantWeightTypes: [(String, sr_type)] = [
     ("F32", SR_TYPE_F32), ("F16", SR_TYPE_F16), ("BF16", SR_TYPE_BF16),
-    ("Q4_0", SR_TYPE_Q4_0), ("Q4_1", SR_TYPE_Q4_1), ("Q8_0", SR_TYPE_Q8_0),
+    ("Q4_0", SR_TYPE_Q4_0), ("Q4_1", SR_TYPE_Q4_1), ("Q5_0", SR_TYPE_Q5_0), ("Q5_1", SR_TYPE_Q5_1),
+    ("Q8_0", SR_TYPE_Q8_0), ("Q2_K", SR_TYPE_Q2_K), ("Q3_K", SR_TYPE_Q3_K),
     ("Q4_K", SR_TYPE_Q4_K), ("Q5_K", SR_TYPE_Q5_K), ("Q6_K", SR_TYPE_Q6_K),
 ]
 
@@ -71,8 +72,12 @@ private func randomWeightRow(_ t: sr_type, _ n: Int, _ rng: inout SplitMix64) ->
     for blk in 0..<(n / be) {
         let o = blk * bb
         switch t {
-        case SR_TYPE_Q4_0, SR_TYPE_Q8_0: put16(&b, o, rng.half(1e-4, 0.05))
-        case SR_TYPE_Q4_1: put16(&b, o, rng.half(1e-4, 0.02, signed: false)); put16(&b, o + 2, rng.half(0, 0.2))
+        case SR_TYPE_Q4_0, SR_TYPE_Q5_0, SR_TYPE_Q8_0: put16(&b, o, rng.half(1e-4, 0.05))
+        case SR_TYPE_Q4_1, SR_TYPE_Q5_1:
+            put16(&b, o, rng.half(1e-4, 0.02, signed: false)); put16(&b, o + 2, rng.half(0, 0.2))
+        case SR_TYPE_Q2_K:
+            put16(&b, o + 80, rng.half(1e-4, 0.01, signed: false)); put16(&b, o + 82, rng.half(1e-4, 0.01, signed: false))
+        case SR_TYPE_Q3_K: put16(&b, o + 108, rng.half(1e-4, 0.01))
         case SR_TYPE_Q4_K, SR_TYPE_Q5_K:
             put16(&b, o, rng.half(1e-4, 0.01, signed: false)); put16(&b, o + 2, rng.half(1e-4, 0.01, signed: false))
         case SR_TYPE_Q6_K: put16(&b, o + 208, rng.half(1e-4, 0.01))
@@ -133,7 +138,9 @@ struct QuantTypeTests {
         let expect: [(sr_type, Int64, Int, sr_type)] = [
             (SR_TYPE_F32, 1, 4, SR_TYPE_F32), (SR_TYPE_F16, 1, 2, SR_TYPE_F16), (SR_TYPE_BF16, 1, 2, SR_TYPE_BF16),
             (SR_TYPE_Q4_0, 32, 18, SR_TYPE_Q8_0), (SR_TYPE_Q4_1, 32, 20, SR_TYPE_Q8_1),
-            (SR_TYPE_Q8_0, 32, 34, SR_TYPE_Q8_0), (SR_TYPE_Q4_K, 256, 144, SR_TYPE_Q8_K),
+            (SR_TYPE_Q5_0, 32, 22, SR_TYPE_Q8_0), (SR_TYPE_Q5_1, 32, 24, SR_TYPE_Q8_1),
+            (SR_TYPE_Q8_0, 32, 34, SR_TYPE_Q8_0), (SR_TYPE_Q2_K, 256, 84, SR_TYPE_Q8_K),
+            (SR_TYPE_Q3_K, 256, 110, SR_TYPE_Q8_K), (SR_TYPE_Q4_K, 256, 144, SR_TYPE_Q8_K),
             (SR_TYPE_Q5_K, 256, 176, SR_TYPE_Q8_K), (SR_TYPE_Q6_K, 256, 210, SR_TYPE_Q8_K),
         ]
         for (t, be, bb, at) in expect {
@@ -145,7 +152,7 @@ struct QuantTypeTests {
         }
         #expect(sr_type_block_bytes(SR_TYPE_Q8_1) == 36 && sr_type_block_bytes(SR_TYPE_Q8_K) == 292)
         #expect(sr_act_row_bytes(SR_TYPE_Q4_K, 512) == 2 * 292)
-        for bad: Int32 in [-1, 6, 7, 9, 10, 11, 15, 16, 29, 31, 1000] { #expect(!sr_type_supported(bad)) }
+        for bad: Int32 in [-1, 4, 5, 9, 15, 16, 29, 31, 1000] { #expect(!sr_type_supported(bad)) }
     }
 
     @Test("fp16 -> fp32 exhaustive, round trip of all 65536 halves")
@@ -295,9 +302,9 @@ struct QuantKernelTests {
                 let a0 = withLevel(0) { quantizeAct(t, x) }
                 if simdLevels.dropFirst().contains(where: { l in withLevel(l) { quantizeAct(t, x) } != a0 }) { badQ += 1 }
                 var a = a0
-                if r % 7 == 3, t == SR_TYPE_Q4_0 || t == SR_TYPE_Q8_0 || t == SR_TYPE_Q4_1 {
+                if r % 7 == 3, [SR_TYPE_Q4_0, SR_TYPE_Q5_0, SR_TYPE_Q8_0, SR_TYPE_Q4_1, SR_TYPE_Q5_1].contains(t) {
                     // raw int8 quants incl. -128 (sign-trick wrap and maddubs saturation edges)
-                    let blk = sr_type_block_bytes(sr_act_type_for(t)), off = t == SR_TYPE_Q4_1 ? 4 : 2
+                    let blk = sr_type_block_bytes(sr_act_type_for(t)), off = sr_act_type_for(t) == SR_TYPE_Q8_1 ? 4 : 2
                     for b in 0..<(n / 32) { for j in 0..<32 { a[b * blk + off + j] = UInt8(truncatingIfNeeded: rng.next()) } }
                 }
                 let s0 = withLevel(0) { vecDot(t, n, w, a) }
@@ -323,11 +330,12 @@ struct QuantKernelTests {
                         let wd = dequant(t, w, n), ad = dequant(sr_act_type_for(t), a, n)
                         var ref = 0.0, mag = 0.0
                         for i in 0..<n { ref += Double(wd[i]) * Double(ad[i]); mag += abs(Double(wd[i]) * Double(ad[i])) }
-                        // Q4_1: the m*s term uses s = fp16(d*sum(q)) with the unrounded d
+                        // Q4_1 / Q5_1: the m*s term uses s = fp16(d*sum(q)) with the unrounded d
                         var extra = 0.0
-                        if t == SR_TYPE_Q4_1 {
+                        if t == SR_TYPE_Q4_1 || t == SR_TYPE_Q5_1 {
+                            let bb = sr_type_block_bytes(t)
                             for b in 0..<(n / 32) {
-                                let m = Double(abs(sr_fp16_to_fp32(UInt16(w[b * 20 + 2]) | UInt16(w[b * 20 + 3]) << 8)))
+                                let m = Double(abs(sr_fp16_to_fp32(UInt16(w[b * bb + 2]) | UInt16(w[b * bb + 3]) << 8)))
                                 extra += m * (0..<32).reduce(0.0) { $0 + abs(Double(ad[b * 32 + $1])) }
                             }
                         }
