@@ -256,7 +256,8 @@ print("\n".join(out))
 
     @Test func supportedSet() {
         #expect(Set(GGMLType.allCases.filter(\.isSupported)) ==
-                [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q4_K, .q5_K, .q6_K, .i8, .i16, .i32])
+                [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K,
+                 .i8, .i16, .i32])
         #expect(GGMLType.q4_1.name == "Q4_1" && GGMLType.iq2_xxs.name == "IQ2_XXS" && GGMLType.q6_K.name == "Q6_K")
         #expect(GGMLType.q4_0.byteCount(elements: 64) == 36)
         #expect(GGMLType.q4_0.byteCount(elements: 33) == nil)
@@ -526,8 +527,8 @@ print("\n".join(out))
          "tensor 'blk.0.attn_k.weight' has shape [32, 32], expected [32, 16]"),
         ("transposed down", { s in s.setTensor("blk.0.ffn_down.weight", shape: [32, 64]) }, .format,
          "tensor 'blk.0.ffn_down.weight' has shape [32, 64], expected [64, 32]"),
-        ("Q5_0 weight", { s in s.setTensor("blk.1.attn_q.weight", type: .q5_0) }, .unsupported,
-         "tensor 'blk.1.attn_q.weight' has type Q5_0, which spikerun cannot compute with"),
+        ("IQ4_NL weight", { s in s.setTensor("blk.1.attn_q.weight", type: .iq4_nl) }, .unsupported,
+         "tensor 'blk.1.attn_q.weight' has type IQ4_NL, which spikerun cannot compute with"),
         ("IQ4_NL output", { s in s.tensors.append(("output.weight", [32, 16], .iq4_nl)) }, .unsupported,
          "tensor 'output.weight' has type IQ4_NL"),
         ("F16 norm", { s in s.setTensor("output_norm.weight", type: .f16) }, .unsupported, "norm weights must be F32"),

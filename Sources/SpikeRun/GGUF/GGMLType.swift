@@ -15,7 +15,8 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
 
     /// The types spikerun can load and compute with.
     public static let supported: [GGMLType] = [
-        .f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q4_K, .q5_K, .q6_K, .i8, .i16, .i32,
+        .f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K,
+        .i8, .i16, .i32,
     ]
 
     /// The name llama.cpp prints for this type, e.g. `"Q4_1"` or `"IQ2_XXS"`.
