@@ -31,6 +31,9 @@ struct Convert: AsyncParsableCommand {
     @Option(name: .customLong("site-k"), help: "Mean rule: k per site kind, e.g. A=8,O=3,F=8,D=4,H=8 (A: q/k/v input, O: o input, F: gate/up input, D: down input, H: head input); unnamed kinds use -k.")
     var siteK: String?
 
+    @Option(name: .customLong("thrifty"), help: "Mean rule with NAF trains: of the two integers next to x/s, take the one that fires fewer spikes when it lies within 0.5 + TAU steps (0 = plain rounding; default \(ConversionOptions.defaultTau)).")
+    var thrifty: Float?
+
     @Option(name: .customLong("calib"), help: "Calibration text file (default: the corpus shipped with spikerun, \(CalibrationCorpus.name)).")
     var calib: String?
 
@@ -66,6 +69,7 @@ struct Convert: AsyncParsableCommand {
         if !(2...16).contains(attentionQBits) { throw ValidationError("--attention-q-bits must be in 2...16, got \(attentionQBits)") }
         if !(2...16).contains(attentionPBits) { throw ValidationError("--attention-p-bits must be in 2...16, got \(attentionPBits)") }
         if let t = threads, t <= 0 { throw ValidationError("threads must be positive, got \(t)") }
+        if let t = thrifty, !(t >= 0 && t <= 0.5) { throw ValidationError("--thrifty must be in 0...0.5, got \(t)") }
     }
 
     func options() throws(SpikeRunError) -> ConversionOptions {
@@ -82,6 +86,12 @@ struct Convert: AsyncParsableCommand {
             throw .invalidArgument("unknown --weights '\(weights)' (int4, int8, ternary)")
         }
         o.weights = w
+        if let t = thrifty {
+            guard t == 0 || (o.encoding == .naf && timesteps == nil) else {
+                throw .invalidArgument("--thrifty needs NAF trains and the mean rule (not --timesteps or --encoding \(encoding ?? "bitwise"))")
+            }
+            o.tau = t
+        }
         if k != nil && siteK == nil { o.siteK = [:] }  // -k alone: one k at every site
         if let spec = siteK {
             o.siteK = [:]

@@ -406,12 +406,14 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
     }
 }
 
-/// Bounds of the default conversion's quality test (ConversionTests). Measured 2026-12-02 (the
-/// test's own setting: 256 calibration tokens, Botchan 2 chunks of 256): KLD 0.0468, paired ppl
-/// ratio 1.0505 [1.0064, 1.0966], SPA 1.428. The bounds leave ~25% on the KLD, the interval's
-/// width on the ratio and 5% on SPA: a regression of the converter or the kernels trips them.
+/// Bounds of the default conversion's quality test (ConversionTests). Measured 2026-12-03 with
+/// the thrifty rounding (tau 0.35) in the test's own setting (256 calibration tokens, Botchan
+/// 2 chunks of 256): KLD 0.0413, paired ppl ratio 0.9928 [0.9566, 1.0302], SPA 1.199 (before
+/// it, 2026-12-02: KLD 0.0468, ratio 1.0505, SPA 1.428). The bounds leave ~25% on the KLD, the
+/// interval's width on the ratio and 5% on SPA: a regression of the converter or the kernels
+/// trips them.
 enum DefaultConversionBounds {
-    static let kld = 0.06
+    static let kld = 0.052
     static let pplRatio = 1.08
-    static let spikesPerActivation = 1.5
+    static let spikesPerActivation = 1.26
 }

@@ -338,6 +338,62 @@ struct SpikeKernelTests {
         #expect(code(sr_spike_encode_max(x, 4, &p, &n, &s)) == St.invalidArg.rawValue)
     }
 
+    @Test("spike-thrifty rounding: the neighbour with fewer NAF digits within 0.5 + tau steps")
+    func thriftyRounding() {
+        // NAF weights from the definition (digits from the low end), against the shift/mask form.
+        func nafDigits(_ m: Int) -> Int {
+            var m = m, w = 0
+            while m != 0 { if m & 1 == 1 { m -= 2 - (m & 3); w += 1 }; m >>= 1 }
+            return w
+        }
+        for m in 0..<70_000 { #expect(Int(sr_spike_naf_weight(UInt32(m))) == nafDigits(m)) }
+        #expect(sr_spike_naf_weight(0x7fff_ffff) == 2)   // 2^31 - 1 = 2^31 - 2^0
+        // tau = 0.25: hi = 0.75, lo = 0.25. 6.7: 6 = 8-2 and 7 = 8-1 both fire twice: rhaz -> 7.
+        // 2.7: 2 fires once, 3 = 4-1 twice, 0.7 <= 0.75 -> 2. 2.8: beyond the margin -> 3.
+        // 6.3: 7 does not beat 6 -> 6. 7.3: 8 (one digit) beats 7 (two), 0.3 >= 0.25 -> 8.
+        // 0.6: 0 fires nothing, 0.6 <= 0.75 -> 0. -4.7: 4 beats 5 = 4+1 -> -4. clip 7 caps 8.
+        let (th, lo, hi): (Float, Float, Float) = (0.5, 0.25, 0.75)
+        let v: [Float] = [6.7, 2.7, 2.8, 6.3, 7.3, 0.6, -4.7, 0.2, 1e9]
+        #expect(v.map { sr_spike_round_thrifty($0, th, lo, hi, 32767) } == [7, 2, 3, 6, 8, 0, -4, 0, 32767])
+        #expect(sr_spike_round_thrifty(7.3, th, lo, hi, 7) == 7)
+        // Through the mean encoder at every SIMD level, on random activations: equal to the
+        // scalar rule, never more digits than plain rounding, never more than 0.5 + tau off.
+        var rng = SplitMix64(17)
+        for it in 0..<200 {
+            let n = rng.int(1, 150)
+            let x = (0..<n).map { _ in rng.laplace() * pow(10, Float(rng.int(-2, 2))) }
+            let tau: Float = [0.1, 0.25, 0.35, 0.5][it % 4]
+            let k: Float = [2, 4, 8, 12][(it / 4) % 4]
+            var sDef: Float = 0, inv: Float = 0
+            let ok = sr_spike_scale_mean(sr_spike_sum_abs(x, Int32(n)), Int32(n), k, &sDef, &inv)
+            let def = x.map { sr_spike_round_thrifty($0 * inv, 0.5, 0.5 - tau, 0.5 + tau, 32767) }
+            let plain = x.map { sr_spike_round_clip($0 * inv, 0.5, 32767) }
+            // never more NAF digits than plain rounding, never more than 0.5 + tau steps off
+            for j in 0..<n {
+                #expect(sr_spike_naf_weight(def[j].magnitude) <= sr_spike_naf_weight(plain[j].magnitude))
+                #expect(abs(Double(x[j]) * Double(inv) - Double(def[j])) <= 0.5 + Double(tau) + 1e-6)
+            }
+            for level: Int32 in hasAVX2 ? [0, 1, 2] : [0] {
+                let old = sr_spike_get_simd_level()
+                sr_spike_set_simd_level(level)
+                var mp = sr_spike_mean_default_params(k)
+                mp.tau = tau
+                var c = [Int32](repeating: 0, count: n)
+                var s: Float = 0
+                #expect(code(sr_spike_encode_mean_ex(x, Int32(n), &mp, &c, &s)) == 0)
+                if ok == 1 { #expect(s.bitPattern == sDef.bitPattern && c == def, "it \(it) level \(level)") }
+                sr_spike_set_simd_level(old)
+            }
+        }
+        var mp = sr_spike_mean_default_params(8)
+        var c = [Int32](repeating: 0, count: 4)
+        var s: Float = 0
+        for bad: Float in [-0.1, 0.51, .nan] {
+            mp.tau = bad
+            #expect(code(sr_spike_encode_mean_ex([1, 2, 3, 4], 4, &mp, &c, &s)) == St.invalidArg.rawValue)
+        }
+    }
+
     @Test("example 4: W n = [13, -10] by planes, Horner and SOP counts")
     func example4() {
         // W = [[3, -1, 2], [0, 4, -2]] as int8 rows (inputs padded to 32 with zero codes)

@@ -105,6 +105,11 @@ static sr_status check_site(const sr_spike_site_cfg *c, int32_t i) {
     }
     if (!(c->rho >= 0.0f && c->rho < 0.5f))
         return sr_fail(SR_ERR_INVALID_ARG, "site %d: rho must be in [0, 0.5)", i);
+    if (!(c->tau >= 0.0f && c->tau <= 0.5f))
+        return sr_fail(SR_ERR_INVALID_ARG, "site %d: tau must be in [0, 0.5]", i);
+    // The thrifty rounding counts NAF digits: with another code it would save nothing.
+    if (c->tau > 0.0f && (c->rule != SR_SPIKE_RULE_MEAN || c->encoding != SR_SPIKE_NAF))
+        return sr_fail(SR_ERR_INVALID_ARG, "site %d: tau > 0 needs the mean rule with NAF trains", i);
     return SR_OK;
 }
 
@@ -314,6 +319,7 @@ static sr_status encode(sr_spike_net *net, const sr_spike_site_cfg *c, const flo
     if (c->rule == SR_SPIKE_RULE_MEAN) {
         sr_spike_mean_params mp = sr_spike_mean_default_params(c->k);
         mp.rho = c->rho;
+        mp.tau = c->tau;
         if ((s = sr_spike_encode_mean_ex(x, n, &mp, net->counts, net->scales)) != SR_OK) return s;
         T = sr_spike_min_planes(net->counts, n, (sr_spike_encoding)c->encoding, 0);
         if (T < 0) return sr_fail(SR_ERR_NUMERIC, "counts exceed the planes of the encoding");
@@ -683,6 +689,7 @@ static spk_desc encode_desc(const sr_spike_site_cfg *c, uint32_t src, uint32_t n
         d.enc = SPK_RULE_MEAN | (uint32_t)c->encoding << 4;
         d.f0 = fbits(c->k);
         d.f1 = fbits(c->rho);
+        d.f2 = fbits(c->tau);
     } else {
         d.enc = SPK_RULE_MAX | (uint32_t)c->encoding << 4 | (uint32_t)c->bits << 8 | (uint32_t)c->clip << 16;
         d.f0 = fbits(c->gamma);

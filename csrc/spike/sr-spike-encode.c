@@ -42,6 +42,7 @@ sr_spike_mean_params sr_spike_mean_default_params(float k) {
     p.cap = SR_SPIKE_MEAN_CAP;
     p.k = k;
     p.rho = 0.0f;
+    p.tau = 0.0f;
     return p;
 }
 
@@ -94,8 +95,9 @@ sr_status sr_spike_encode_mean_ex(const float *x, int32_t n, const sr_spike_mean
     if (cap < 1 || cap > SR_SPIKE_MEAN_CAP) return sr_fail(SR_ERR_INVALID_ARG, "spike encoder: cap %d is outside 1..32767", cap);
     if (!(p->k > 0.0f && p->k <= 3.40282347e38f)) return sr_fail(SR_ERR_INVALID_ARG, "spike encoder: k must be positive and finite");
     if ((st = sr_check_rho(p->rho)) != SR_OK) return st;
+    if (!(p->tau >= 0.0f && p->tau <= 0.5f)) return sr_fail(SR_ERR_INVALID_ARG, "spike encoder: tau must be in [0, 0.5]");
     if (sr_spike_max_abs_bits_(x, n) >= 0x7f800000u) return sr_fail(SR_ERR_NUMERIC, "spike encoder: activation contains NaN or Inf");
-    const float th = 0.5f + p->rho;
+    const float th = 0.5f + p->rho, lo = 0.5f - p->tau, hi = 0.5f + p->tau;
     // Scales first: an overflowing group is an error before anything is written.
     for (int32_t j0 = 0; j0 < n; j0 += G) {
         float sum = sr_spike_sum_abs_(x + j0, G);
@@ -111,7 +113,14 @@ sr_status sr_spike_encode_mean_ex(const float *x, int32_t n, const sr_spike_mean
             scales[g] = 1.0f;
             continue;
         }
-        sr_spike_quantize_(x + j0, G, inv, th, cap, counts + j0);
+        if (p->tau > 0.0f) {
+            // Scalar at every SIMD level: the NAF weights of both neighbours decide, and the
+            // encoder is O(n) against the accumulation's O(n * n_out).
+            for (int32_t j = 0; j < G; j++)
+                counts[j0 + j] = sr_spike_round_thrifty(x[j0 + j] * inv, th, lo, hi, cap);
+        } else {
+            sr_spike_quantize_(x + j0, G, inv, th, cap, counts + j0);
+        }
         scales[g] = s;
     }
     return SR_OK;

@@ -62,7 +62,7 @@ enum spk_op {
 #define SPK_F_KQ     2u   // ENCODE: the slot scale is s * f1 (attention q: kq_scale)
 
 /// Encoder selector of ENCODE (`enc`): rule | encoding << 4 | bits << 8 | clip << 16.
-///   rule 0 mean (k = f0, rho = f1 unless SPK_F_KQ, cap 32767, bitwise codes, T = fewest),
+///   rule 0 mean (k = f0, rho = f1, thrifty margin tau = f2, cap 32767, bitwise codes, T = fewest),
 ///   rule 1 max (Q = 2^(bits-1) - 1, clip (0 = Q), gamma = f0, rho = f2; T fixed by the code),
 ///   rule 2 unsigned (bits; sign-magnitude, T = bits, scale 1/P).
 #define SPK_RULE_MEAN 0u

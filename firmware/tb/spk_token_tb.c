@@ -132,10 +132,11 @@ static sr_spike_net *spike_net(model *m) {
     const sr_spike_site_cfg mean_sm = {SR_SPIKE_RULE_MEAN, SR_SPIKE_SIGN_MAGNITUDE, 8.0f, 0, 0.0f, 0, 0.0f, 0};
     const sr_spike_site_cfg mean_naf = {SR_SPIKE_RULE_MEAN, SR_SPIKE_NAF, 12.0f, 0, 0.0f, 0, 0.1f, 0};
     const sr_spike_site_cfg mean_tc = {SR_SPIKE_RULE_MEAN, SR_SPIKE_TWOS_COMPLEMENT, 4.0f, 0, 0.0f, 0, 0.0f, 0};
+    const sr_spike_site_cfg mean_thrifty = {SR_SPIKE_RULE_MEAN, SR_SPIKE_NAF, 6.0f, 0, 0.0f, 0, 0.0f, 0, 0.35f};
     const sr_spike_site_cfg max_sm = {SR_SPIKE_RULE_MAX, SR_SPIKE_SIGN_MAGNITUDE, 0.0f, 8, 0.95f, 0, 0.0f, 0};
     const sr_spike_site_cfg max_tc = {SR_SPIKE_RULE_MAX, SR_SPIKE_TWOS_COMPLEMENT, 0.0f, 6, 1.0f, 20, 0.2f, 0};
     const sr_spike_site_cfg order[N_LAYER * 4 + 1] = {mean_naf, mean_sm, max_sm, mean_tc,
-                                                      max_tc, mean_naf, mean_sm, mean_naf, mean_sm};
+                                                      max_tc, mean_naf, mean_sm, mean_thrifty, mean_sm};
     memcpy(sites, order, sizeof sites);
     static float v_scales[N_LAYER * N_HEAD_KV * HEAD_DIM];
     for (int i = 0; i < N_LAYER * N_HEAD_KV * HEAD_DIM; i++) v_scales[i] = 0.02f + 0.001f * (float)(i % 13);

@@ -147,12 +147,13 @@ static inline uint32_t sr_spike_max_abs_bits(const float *x, int32_t n) {
 // with the contract's primitives. Each returns 0 on success, -1 on NaN/Inf input.
 
 /// Mean rule, one group: sum = sr_spike_sum_abs; if sum > 0 and sr_spike_scale_mean(...) == 1:
-/// counts_j = sr_spike_round_clip(x_j * inv, 0.5f + rho, cap), scale = s; else all 0, scale 1.
+/// counts_j = sr_spike_round_clip(x_j * inv, 0.5f + rho, cap) (sr_spike_round_thrifty when
+/// tau > 0), scale = s; else all 0, scale 1.
 /// Returns -2 when mean / k overflows float32 (an error on the CPU as well).
-static inline int sr_spike_encode_mean_group(const float *x, int32_t n, float k, float rho, int32_t cap,
-                                             int32_t *counts, float *scale) {
+static inline int sr_spike_encode_mean_group(const float *x, int32_t n, float k, float rho, float tau,
+                                             int32_t cap, int32_t *counts, float *scale) {
     if (sr_spike_max_abs_bits(x, n) >= 0x7f800000u) return -1;
-    const float th = 0.5f + rho;
+    const float th = 0.5f + rho, lo = 0.5f - tau, hi = 0.5f + tau;
     const float sum = sr_spike_sum_abs(x, n);
     float s = 1.0f, inv = 0.0f;
     int ok = sum > 0.0f ? sr_spike_scale_mean(sum, n, k, &s, &inv) : 0;
@@ -162,7 +163,9 @@ static inline int sr_spike_encode_mean_group(const float *x, int32_t n, float k,
         *scale = 1.0f;
         return 0;
     }
-    for (int32_t j = 0; j < n; j++) counts[j] = sr_spike_round_clip(x[j] * inv, th, cap);
+    for (int32_t j = 0; j < n; j++)
+        counts[j] = tau > 0.0f ? sr_spike_round_thrifty(x[j] * inv, th, lo, hi, cap)
+                               : sr_spike_round_clip(x[j] * inv, th, cap);
     *scale = s;
     return 0;
 }

@@ -33,6 +33,7 @@ typedef struct sr_spike_site_cfg {
     int32_t clip;       // membrane clip C (0 = Q)
     float rho;          // dead zone [0, 0.5)
     int32_t group;      // channels per scale (0 = one per token); max rule only
+    float tau;          // mean rule with NAF trains: spike-thrifty rounding margin [0, 0.5]
 } sr_spike_site_cfg;
 
 /// Counters of one site (summed over tokens since the last reset).

@@ -128,11 +128,12 @@ typedef struct sr_spike_mean_params {
     int32_t cap;    // safety cap on |n|, 1..32767; 0 = 32767
     float k;        // resolution, > 0 and finite
     float rho;      // dead-zone rounding offset, [0, 0.5); 0 = plain rhaz
+    float tau;      // spike-thrifty rounding margin [0, 0.5] for NAF trains; 0 = off
 } sr_spike_mean_params;
 
 /// Defaults for a b-bit-equivalent max rule: G = token, Q = C = 2^(b-1)-1, gamma 1, rho 0.
 SR_API sr_spike_max_params sr_spike_max_default_params(int32_t bits);
-/// Defaults for the mean rule: G = token, cap 32767, rho 0.
+/// Defaults for the mean rule: G = token, cap 32767, rho 0, tau 0.
 SR_API sr_spike_mean_params sr_spike_mean_default_params(float k);
 
 /// Max rule. counts: (n); scales: (n / G) floats (one per group, s = 1 for all-zero groups).
@@ -164,6 +165,42 @@ static inline int32_t sr_spike_round_clip(float v, float th, int32_t clip) {
         int32_t r = (int32_t)a;
         float f = a - (float)r;
         mag = r + (f >= th ? 1 : 0);
+        if (mag > clip) mag = clip;
+    }
+    return v < 0.0f ? -mag : mag;
+}
+
+/// Number of non-zero digits of the non-adjacent form of m < 2^31: with h = m >> 1 they are
+/// the set bits of h ^ (m + h). Counted with shifts, masks and adds (no multiply, no builtin).
+static inline int32_t sr_spike_naf_weight(uint32_t m) {
+    const uint32_t h = m >> 1;
+    uint32_t c = h ^ (m + h);
+    c = c - ((c >> 1) & 0x55555555u);
+    c = (c & 0x33333333u) + ((c >> 2) & 0x33333333u);
+    c = (c + (c >> 4)) & 0x0f0f0f0fu;
+    c = c + (c >> 8);
+    c = c + (c >> 16);
+    return (int32_t)(c & 0x3fu);
+}
+
+/// Spike-thrifty rounding (mean rule with NAF trains, §3): like sr_spike_round_clip, except
+/// that of the two neighbours r = trunc(|v|) and r + 1, the one whose NAF fires fewer spikes
+/// is taken whenever it lies within 0.5 + tau steps of |v|: r when f <= hi, r + 1 when f >= lo,
+/// with hi = 0.5f + tau and lo = 0.5f - tau (float32, computed once per site). Equal weights
+/// keep the rhaz choice. The rounding error stays within 0.5 + tau steps; tau = 0 is never
+/// passed here (the plain rule is used).
+static inline int32_t sr_spike_round_thrifty(float v, float th, float lo, float hi, int32_t clip) {
+    float a = v < 0.0f ? -v : v;
+    int32_t mag;
+    if (!(a < 8388608.0f)) {
+        mag = clip;
+    } else {
+        int32_t r = (int32_t)a;
+        float f = a - (float)r;
+        mag = r + (f >= th ? 1 : 0);
+        const int32_t wl = sr_spike_naf_weight((uint32_t)r), wh = sr_spike_naf_weight((uint32_t)r + 1u);
+        if (wl < wh && f <= hi) mag = r;
+        else if (wh < wl && f >= lo) mag = r + 1;
         if (mag > clip) mag = clip;
     }
     return v < 0.0f ? -mag : mag;

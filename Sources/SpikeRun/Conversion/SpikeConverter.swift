@@ -20,6 +20,14 @@ public struct ConversionOptions: Sendable, Hashable {
     /// Mean rule: `k` per site kind ("A", "O", "F", "D", "H"); kinds not named use the mode's `k`.
     public var siteK: [String: Float] = ConversionOptions.defaultSiteK
     public static let defaultSiteK: [String: Float] = ["A": 8, "O": 4, "F": 12, "D": 4, "H": 12]
+    /// Spike-thrifty rounding margin of every mean-rule site when the trains are NAF (§3 of
+    /// docs/spike-algorithms.md; ignored for other codes): measured in docs/benchmarks.md.
+    public var tau: Float = ConversionOptions.defaultTau
+    public static let defaultTau: Float = 0.35
+    /// A mean-rule site at resolution `k` with this recipe's rounding.
+    public func meanSite(k: Float) -> SpikeSiteSetting {
+        .mean(k: k, tau: encoding == .naf ? tau : 0)
+    }
     public var weights: SpikeWeightFormat = .int8
     public var spikeAttention = true
     public var attentionQBits = 8
@@ -365,9 +373,9 @@ public enum SpikeConverter {
         case .mean(let k):
             let kinds = ["A", "O", "F", "D"]
             cfg.sites = (0..<nSites).map { i in
-                .mean(k: options.siteK[i == nSites - 1 ? "H" : kinds[i % 4]] ?? k)
+                options.meanSite(k: options.siteK[i == nSites - 1 ? "H" : kinds[i % 4]] ?? k)
             }
-            report.mode = "mean k=\(k)" + (options.siteK.isEmpty ? "" : " " + options.siteK.sorted { $0.key < $1.key }
+            report.mode = "mean k=\(k)" + (options.encoding == .naf && options.tau > 0 ? " tau=\(options.tau)" : "") + (options.siteK.isEmpty ? "" : " " + options.siteK.sorted { $0.key < $1.key }
                 .map { "\($0.key)\($0.value == $0.value.rounded() ? String(Int($0.value)) : String($0.value))" }.joined(separator: " "))
         case .timesteps(let T):
             let (bits, clip) = try ConversionOptions.maxRuleBits(encoding: options.encoding, timesteps: T)
@@ -438,7 +446,7 @@ public enum SpikeConverter {
 
     /// Spikes per token of one site's sampled dense inputs at mean-rule resolution `k`
     /// (the encoder's rule in double precision: an estimate for the allocation, not the kernel).
-    static func spikesPerToken(_ rows: [[Float]], k: Float, encoding: SpikeEncoding) -> Double {
+    static func spikesPerToken(_ rows: [[Float]], k: Float, encoding: SpikeEncoding, tau: Float = 0) -> Double {
         guard !rows.isEmpty else { return 0 }
         var total = 0
         for x in rows {
@@ -448,7 +456,13 @@ public enum SpikeConverter {
             guard m > 0 else { continue }
             let inv = Double(k) / m
             for v in x {
-                let n = Int32(min(32767, (abs(Double(v)) * inv + 0.5).rounded(.down)))
+                let a = abs(Double(v)) * inv
+                var n = Int32(min(32767, (a + 0.5).rounded(.down)))
+                if tau > 0, a < 32767 {  // the thrifty rule of sr_spike_round_thrifty
+                    let r = Int32(a.rounded(.down)), f = a - Double(r)
+                    let wl = SpikeEncoding.naf.spikeCount(r, steps: 16), wh = SpikeEncoding.naf.spikeCount(r + 1, steps: 16)
+                    if wl < wh && f <= 0.5 + Double(tau) { n = r } else if wh < wl && f >= 0.5 - Double(tau) { n = r + 1 }
+                }
                 total += encoding.spikeCount(n, steps: 16)
             }
         }
@@ -492,7 +506,7 @@ public enum SpikeConverter {
             for (i, k) in levels.enumerated() {
                 SOP[u][i] = sitesOf(unit: u).reduce(0.0) { acc, site in
                     let fo = site == c.nLayer * 4 ? c.nVocab : fanOut[site % 4]
-                    return acc + spikesPerToken(rows[site] ?? [], k: k, encoding: options.encoding) * Double(fo)
+                    return acc + spikesPerToken(rows[site] ?? [], k: k, encoding: options.encoding, tau: options.meanSite(k: k).tau) * Double(fo)
                 }
             }
         }
@@ -502,7 +516,7 @@ public enum SpikeConverter {
         var s4 = [Double](repeating: 0, count: units)
         var alpha = 2.0, additivity = 1.0
         var probe = base
-        probe.sites = [SpikeSiteSetting](repeating: .mean(k: probeK), count: nSites)
+        probe.sites = [SpikeSiteSetting](repeating: options.meanSite(k: probeK), count: nSites)
         probe.spikeAttention = false
         let session = try Session(model: model, contextLength: ctx, batchSize: ctx, mode: .spike(SpikeSetup(config: probe)))
         func probeKLD(_ sites: [SpikeSiteSetting]) async throws(SpikeRunError) -> Double {
@@ -525,7 +539,7 @@ public enum SpikeConverter {
         } else {
             for u in 0..<units {
                 var sites = [SpikeSiteSetting](repeating: .dense, count: nSites)
-                for s in sitesOf(unit: u) { sites[s] = .mean(k: probeK) }
+                for s in sitesOf(unit: u) { sites[s] = options.meanSite(k: probeK) }
                 s4[u] = max(1e-9, try await probeKLD(sites))
                 done += 1
                 probeProgress?(done, total)
@@ -535,7 +549,7 @@ public enum SpikeConverter {
             for u in checkUnits {
                 for k: Float in [2, 8] {
                     var sites = [SpikeSiteSetting](repeating: .dense, count: nSites)
-                    for s in sitesOf(unit: u) { sites[s] = .mean(k: k) }
+                    for s in sitesOf(unit: u) { sites[s] = options.meanSite(k: k) }
                     let measured = try await probeKLD(sites)
                     checks.append([Double(u), Double(k), 0, measured])
                     if measured > 0 { logs.append((log(Double(probeK / k)), log(measured / s4[u]))) }
@@ -554,7 +568,7 @@ public enum SpikeConverter {
             // Single-unit divergences do not add up (each also carries part of the dense
             // reference's own rounding): scale them so that their sum matches one measurement
             // of every unit at the finest level together.
-            let together = try await probeKLD(Array(repeating: .mean(k: levels[0]), count: nSites))
+            let together = try await probeKLD(Array(repeating: options.meanSite(k: levels[0]), count: nSites))
             let sum = S.reduce(0.0) { $0 + $1[0] }
             additivity = sum > 0 ? min(1, max(0.02, together / sum)) : 1
             for u in 0..<units { for i in levels.indices { S[u][i] *= additivity } }
@@ -588,8 +602,8 @@ public enum SpikeConverter {
         }
         func config() -> SpikeConfig {
             var cfg = base
-            var sites = [SpikeSiteSetting](repeating: .mean(k: levels[0]), count: nSites)
-            for u in 0..<units { for s in sitesOf(unit: u) { sites[s] = .mean(k: levels[idx[u]]) } }
+            var sites = [SpikeSiteSetting](repeating: options.meanSite(k: levels[0]), count: nSites)
+            for u in 0..<units { for s in sitesOf(unit: u) { sites[s] = options.meanSite(k: levels[idx[u]]) } }
             cfg.sites = sites
             return cfg
         }

@@ -49,9 +49,34 @@ public struct SpikeSiteSetting: Sendable, Hashable, Codable {
     public var rho: Float
     /// Channels per activation scale (0 = one scale per token).
     public var group: Int
+    /// Mean rule with NAF trains: spike-thrifty rounding margin in [0, 0.5] (0 = plain rhaz).
+    /// Of the two integers next to x/s, the one whose NAF fires fewer spikes is taken when it
+    /// lies within 0.5 + tau steps (docs/spike-algorithms.md §3).
+    public var tau: Float = 0
 
-    public static func mean(k: Float) -> SpikeSiteSetting {
-        .init(rule: .mean, k: k, bits: 0, gamma: 1, clip: 0, rho: 0, group: 0)
+    public init(rule: Rule, k: Float, bits: Int, gamma: Float, clip: Int, rho: Float, group: Int, tau: Float = 0) {
+        self.rule = rule
+        self.k = k
+        self.bits = bits
+        self.gamma = gamma
+        self.clip = clip
+        self.rho = rho
+        self.group = group
+        self.tau = tau
+    }
+
+    enum CodingKeys: String, CodingKey { case rule, k, bits, gamma, clip, rho, group, tau }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(rule: try c.decode(Rule.self, forKey: .rule), k: try c.decode(Float.self, forKey: .k),
+                  bits: try c.decode(Int.self, forKey: .bits), gamma: try c.decode(Float.self, forKey: .gamma),
+                  clip: try c.decode(Int.self, forKey: .clip), rho: try c.decode(Float.self, forKey: .rho),
+                  group: try c.decode(Int.self, forKey: .group),
+                  tau: try c.decodeIfPresent(Float.self, forKey: .tau) ?? 0)  // reports before tau
+    }
+
+    public static func mean(k: Float, tau: Float = 0) -> SpikeSiteSetting {
+        .init(rule: .mean, k: k, bits: 0, gamma: 1, clip: 0, rho: 0, group: 0, tau: tau)
     }
     public static func max(bits: Int, gamma: Float = 1, group: Int = 32) -> SpikeSiteSetting {
         .init(rule: .max, k: 0, bits: bits, gamma: gamma, clip: 0, rho: 0, group: group)
@@ -117,7 +142,10 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
         let clips = try need(md.ints("spike.site.clip"), "spike.site.clip")
         let rhos = try need(md.floats("spike.site.rho"), "spike.site.rho")
         let groups = try need(md.ints("spike.site.group"), "spike.site.group")
-        guard [rules.count, ks.count, bits.count, gammas.count, clips.count, rhos.count, groups.count]
+        // Files written before the thrifty rounding have no tau: plain rhaz everywhere.
+        let taus = md["spike.site.tau"] == nil ? [Float](repeating: 0, count: n)
+            : try need(md.floats("spike.site.tau"), "spike.site.tau")
+        guard [rules.count, taus.count, ks.count, bits.count, gammas.count, clips.count, rhos.count, groups.count]
             .allSatisfy({ $0 == n }) else {
             throw .format("spike.site.* arrays must have \(n) entries (4 per block + head)")
         }
@@ -127,7 +155,7 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
                 throw .format("unknown spike.site.rule '\(rules[i])'")
             }
             sites.append(.init(rule: r, k: ks[i], bits: bits[i], gamma: gammas[i], clip: clips[i],
-                               rho: rhos[i], group: groups[i]))
+                               rho: rhos[i], group: groups[i], tau: taus[i]))
         }
         var prov: [String: String] = [:]
         for key in md.keys where key.hasPrefix("spike.source.") || key.hasPrefix("spike.calibration.") {
@@ -153,6 +181,7 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
         try w.set("spike.site.clip", .array(sites.map { .int32(Int32($0.clip)) }))
         try w.set("spike.site.rho", .array(sites.map { .float32($0.rho) }))
         try w.set("spike.site.group", .array(sites.map { .int32(Int32($0.group)) }))
+        try w.set("spike.site.tau", .array(sites.map { .float32($0.tau) }))
         try w.set("spike.attention", .bool(spikeAttention))
         try w.set("spike.attention.q_bits", .int32(Int32(attentionQBits)))
         try w.set("spike.attention.p_bits", .int32(Int32(attentionPBits)))
@@ -168,7 +197,7 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
                 rule: Int32($0.rule == .mean ? SR_SPIKE_RULE_MEAN.rawValue
                             : $0.rule == .max ? SR_SPIKE_RULE_MAX.rawValue : SR_SPIKE_RULE_DENSE.rawValue),
                 encoding: encoding.cValue, k: $0.k, bits: Int32($0.bits), gamma: $0.gamma,
-                clip: Int32($0.clip), rho: $0.rho, group: Int32($0.group))
+                clip: Int32($0.clip), rho: $0.rho, group: Int32($0.group), tau: $0.tau)
         }
     }
 }
