@@ -53,7 +53,7 @@ struct Info: AsyncParsableCommand {
             print("architecture: \(c.architecture)\(m.info.isSpikeModel ? " (spike-converted)" : "")")
             print("parameters:   \(String(format: "%.1f", Double(m.info.parameterCount) / 1e6)) M, weights \(String(format: "%.1f", Double(m.info.weightBytes) / 1048576)) MiB")
             print("layers \(c.nLayer), embedding \(c.nEmbd), ffn \(c.nFF), heads \(c.nHead) (kv \(c.nHeadKV)), head dim \(c.headDim)")
-            print("context \(c.contextLength), rope base \(c.ropeFreqBase) (dims \(c.ropeDimensionCount)), rms eps \(c.rmsNormEps), output \(c.tiedOutput ? "tied to token_embd" : "separate")")
+            print("context \(c.contextLength), rope \(c.ropeType.rawValue) base \(c.ropeFreqBase) (dims \(c.ropeDimensionCount)), q/k/v bias \(c.hasQKVBias ? "yes" : "no"), rms eps \(c.rmsNormEps), output \(c.tiedOutput ? "tied to token_embd" : "separate")")
             print("tensor types: " + m.info.tensorTypes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             let tok = m.tokenizer
             print("vocabulary:   \(tok.vocabularySize) tokens (\(m.file.metadata.string("tokenizer.ggml.model") ?? "?"), pre '\(m.file.metadata.string("tokenizer.ggml.pre") ?? "default")'), bos \(tok.bosToken.map(String.init) ?? "-"), eos \(tok.eosToken.map(String.init) ?? "-"), add bos \(tok.addBOS)")

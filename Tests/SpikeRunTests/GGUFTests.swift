@@ -497,10 +497,55 @@ print("\n".join(out))
         #expect(c.nHeadKV == 4)
     }
 
+    @Test func tinyQwen2() throws {
+        // the tiny llama with its keys under 'qwen2.' and F32 q/k/v biases
+        var spec = GGUFSamples.tinyLlama()
+        for k in spec.metadata.keys where k.hasPrefix("llama.") {
+            spec.metadata["qwen2." + k.dropFirst(6)] = spec.metadata[k]
+            spec.metadata[k] = nil
+        }
+        spec.metadata["general.architecture"] = .string("qwen2")
+        for l in 0..<2 {
+            spec.tensors += [("blk.\(l).attn_q.bias", [32], .f32), ("blk.\(l).attn_k.bias", [16], .f32),
+                             ("blk.\(l).attn_v.bias", [16], .f32)]
+        }
+        let c = try ModelConfig(gguf: try spec.file())
+        #expect(c == ModelConfig(architecture: "qwen2", nLayer: 2, nEmbd: 32, nFF: 64, nHead: 4, nHeadKV: 2, headDim: 8,
+                                 nVocab: 16, contextLength: 128, ropeFreqBase: 10000, ropeDimensionCount: 8,
+                                 rmsNormEps: 1e-5, tiedOutput: true, ropeType: .neox, hasQKVBias: true))
+        // qwen2 requires its biases, with the projections' widths
+        var broken = spec
+        broken.removeTensor("blk.1.attn_v.bias")
+        #expect(throws: SpikeRunError.self) { try ModelConfig(gguf: try broken.file()) }
+        broken = spec
+        broken.setTensor("blk.0.attn_k.bias", shape: [32])
+        do {
+            _ = try ModelConfig(gguf: try broken.file())
+            Issue.record("a mis-shaped bias loaded")
+        } catch let e as SpikeRunError {
+            #expect(e.message.contains("tensor 'blk.0.attn_k.bias' has shape [32], expected [16]"), "\(e.message)")
+        }
+        // a llama file with all three biases keeps NORM RoPE and uses them (as llama.cpp does)
+        var llama = GGUFSamples.tinyLlama()
+        llama.tensors += [("blk.0.attn_q.bias", [32], .f32), ("blk.0.attn_k.bias", [16], .f32), ("blk.0.attn_v.bias", [16], .f32),
+                          ("blk.1.attn_q.bias", [32], .f32), ("blk.1.attn_k.bias", [16], .f32), ("blk.1.attn_v.bias", [16], .f32)]
+        let lc = try ModelConfig(gguf: try llama.file())
+        #expect(lc.ropeType == .norm && lc.hasQKVBias)
+    }
+
     /// One broken thing per row, and the substring the error must contain.
     static let brokenModels: [(String, @Sendable (inout GGUFSamples.LlamaSpec) -> Void, SpikeRunError.Kind, String)] = [
-        ("qwen2 architecture", { s in s.metadata["general.architecture"] = .string("qwen2") },
-         .unsupported, "architecture 'qwen2' is not supported"),
+        ("gemma architecture", { s in s.metadata["general.architecture"] = .string("gemma") },
+         .unsupported, "architecture 'gemma' is not supported (supported: 'llama', 'qwen2')"),
+        // qwen2 keys under 'qwen2.' and biases are required; the llama keys are not read
+        ("qwen2 without its keys", { s in s.metadata["general.architecture"] = .string("qwen2") },
+         .format, "'qwen2.block_count' is missing"),
+        ("half the q/k/v biases", { s in s.tensors.append(("blk.0.attn_q.bias", [32], .f32)) }, .format,
+         "tensor 'blk.0.attn_k.bias' is missing"),
+        ("F16 bias", { s in for n in ["q", "k", "v"] { s.tensors.append(("blk.0.attn_\(n).bias", [n == "q" ? 32 : 16], .f16)) } },
+         .unsupported, "attn_q.bias' has type F16; norm weights must be F32 (biases too)"),
+        ("ffn bias", { s in s.tensors.append(("blk.1.ffn_up.bias", [64], .f32)) }, .unsupported,
+         "tensor 'blk.1.ffn_up.bias' (a bias) is not supported"),
         ("no architecture", { s in s.metadata["general.architecture"] = nil }, .format, "'general.architecture' is missing"),
         ("no block count", { s in s.metadata["llama.block_count"] = nil }, .format, "'llama.block_count' is missing"),
         ("string head count", { s in s.metadata["llama.attention.head_count"] = .string("4") }, .format,

@@ -1,4 +1,4 @@
-// Llama-family forward pass. Numerics follow llama.cpp's x86 CPU build (AVX2, FMA) bit for bit:
+// Llama-family forward pass (llama; qwen2 adds q/k/v biases and NEOX RoPE). Numerics follow llama.cpp's x86 CPU build (AVX2, FMA) bit for bit:
 // RMSNorm sums squares in double, RoPE angles are built by repeated float multiplication and
 // rotated with the one FMA per output that GCC contracts ggml's expression into, K/V are
 // cached as fp16, q and the attention weights are rounded to fp16 before their dot products,
@@ -95,7 +95,7 @@ sr_status sr_engine_create(const sr_engine_params *p, const sr_engine_weights *w
     if (p->n_layer <= 0 || p->n_embd <= 0 || p->n_head <= 0 || p->n_head_kv <= 0 ||
         p->head_dim <= 0 || p->n_ff <= 0 || p->n_vocab <= 0 || p->n_ctx <= 0 || p->n_batch <= 0 ||
         p->n_seq < 0 || p->n_head % p->n_head_kv != 0 || p->rope_dim <= 0 || p->rope_dim > p->head_dim ||
-        p->rope_dim % 2 != 0)
+        p->rope_dim % 2 != 0 || (p->rope_mode != SR_ROPE_NORM && p->rope_mode != SR_ROPE_NEOX))
         return sr_fail(SR_ERR_INVALID_ARG, "engine parameters are inconsistent");
     const int32_t q_dim = p->n_head * p->head_dim, kv_dim = p->n_head_kv * p->head_dim;
     if (!w->tok_embd || !sr_type_supported(w->tok_embd_type) || !w->output_norm ||
@@ -252,7 +252,7 @@ uint64_t sr_engine_memory_bytes(const sr_engine *e) { return e->mem_bytes; }
 // ---------------------------------------------------------------------------------------------
 // Elementwise pieces
 
-// RMSNorm (sr_rms_norm), RoPE (sr_rope_angles, sr_rope_apply): the shared definitions of
+// RMSNorm (sr_rms_norm), RoPE (sr_rope_angles, sr_rope_apply[_neox]): the shared definitions of
 // include/spikerun/sr-spike-float.h, which the FPGA token program runs too.
 static void rope_angles(const sr_engine *e, int32_t pos, float *cs, float *sn) {
     sr_rope_angles(e->p.rope_freq_base, e->p.rope_dim, pos, cs, sn);
@@ -413,11 +413,19 @@ static sr_status forward(sr_engine *e, const int32_t *tokens, int32_t n, const s
             float *ys[3] = {e->q, e->k, e->v};
             if ((s = linear_group(e, l, SR_SITE_A, 3, lins, projs, ys, e->xn, n)) != SR_OK) return s;
         }
+        // qwen2: ggml_add of each bias right after its projection (dense or hooked), before RoPE
+        for (int32_t t = 0; t < n; t++) {
+            if (b->q_bias) sr_add_inplace(e->q + (size_t)t * e->q_dim, b->q_bias, e->q_dim);
+            if (b->k_bias) sr_add_inplace(e->k + (size_t)t * e->kv_dim, b->k_bias, e->kv_dim);
+            if (b->v_bias) sr_add_inplace(e->v + (size_t)t * e->kv_dim, b->v_bias, e->kv_dim);
+        }
         if (e->tap) e->tap(e->tap_user, l, SR_TAP_V, e->v, n, e->kv_dim);
+        void (*const rope)(float *, int32_t, int32_t, int32_t, const float *, const float *) =
+            p->rope_mode == SR_ROPE_NEOX ? sr_rope_apply_neox : sr_rope_apply;
         for (int32_t t = 0; t < n; t++) {
             const float *cs = e->rope_cos + (size_t)t * half, *sn = e->rope_sin + (size_t)t * half;
-            sr_rope_apply(e->q + (size_t)t * e->q_dim, p->n_head, hd, p->rope_dim, cs, sn);
-            sr_rope_apply(e->k + (size_t)t * e->kv_dim, p->n_head_kv, hd, p->rope_dim, cs, sn);
+            rope(e->q + (size_t)t * e->q_dim, p->n_head, hd, p->rope_dim, cs, sn);
+            rope(e->k + (size_t)t * e->kv_dim, p->n_head_kv, hd, p->rope_dim, cs, sn);
         }
         if (e->attn_seq_hook || e->attn_hook) {
             for (int32_t i = 0; i < n_segs; i++) {

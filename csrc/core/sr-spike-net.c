@@ -662,6 +662,12 @@ static const char *token_unsupported(const sr_spike_net *net) {
         return "a vector exceeds 16384 values";
     const sr_engine_params *ep = sr_engine_get_params(net->engine);
     if (ep->rope_dim > p->head_dim || ep->rope_dim / 2 > (int32_t)SPK_MAX_TILE) return "unsupported RoPE";
+    // the token program's ROPE op rotates adjacent pairs and it has no bias op (qwen2 needs both)
+    if (ep->rope_mode != SR_ROPE_NORM) return "NEOX RoPE (qwen2) is not in the token program";
+    for (int32_t l = 0; l < p->n_layer; l++) {
+        const sr_block_weights *b = sr_engine_block(net->engine, l);
+        if (b->q_bias || b->k_bias || b->v_bias) return "q/k/v biases (qwen2) are not in the token program";
+    }
     const sr_engine_weights *w = sr_engine_get_weights(net->engine);
     const sr_spike_weights *head = &net->lin[lin_index(net, p->n_layer, SR_PROJ_HEAD)];
     if (w->output.w != w->tok_embd || w->tok_embd_type != SR_TYPE_Q8_0 || head->format != SR_SPIKE_W_Q8_0 ||

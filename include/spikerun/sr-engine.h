@@ -1,4 +1,5 @@
-// The transformer forward pass of the Llama family (dense reference and spike models).
+// The transformer forward pass of the Llama family (dense reference and spike models): llama
+// and qwen2 (the same graph plus q/k/v biases and NEOX RoPE).
 //
 // Swift owns loading (GGUF mmap, tokenizer) and hands the engine borrowed pointers to the
 // weights; the engine owns the KV cache, scratch buffers and the thread pool. Every linear
@@ -58,7 +59,17 @@ typedef struct sr_block_weights {
     sr_linear q, k, v, o;    // q: n_embd -> n_head*head_dim; k, v: -> n_head_kv*head_dim
     const float *ffn_norm;   // (n_embd)
     sr_linear gate, up, down;
+    // Biases added to the q, k, v projections' outputs before RoPE (qwen2); NULL = none.
+    const float *q_bias;     // (n_head*head_dim)
+    const float *k_bias;     // (n_head_kv*head_dim)
+    const float *v_bias;     // (n_head_kv*head_dim)
 } sr_block_weights;
+
+/// Which dimensions RoPE rotates together (ggml's rope modes).
+typedef enum sr_rope_mode {
+    SR_ROPE_NORM = 0,  // adjacent pairs (2i, 2i+1): llama
+    SR_ROPE_NEOX = 2,  // pairs (i, i + rope_dim/2): qwen2 (GGML_ROPE_TYPE_NEOX = 2)
+} sr_rope_mode;
 
 typedef struct sr_engine_params {
     int32_t n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
@@ -73,6 +84,7 @@ typedef struct sr_engine_params {
     bool hooked_linears;    // a linear hook will compute every linear: weight types are not
                             // checked (spike models store int8/ternary codes the dense path
                             // cannot read)
+    sr_rope_mode rope_mode; // SR_ROPE_NORM (0, zero-initialized default) or SR_ROPE_NEOX
 } sr_engine_params;
 
 typedef struct sr_engine_weights {
@@ -85,7 +97,8 @@ typedef struct sr_engine_weights {
 
 /// A linear hook computes, for the `count` layers reading `site` of block `layer` (layer ==
 /// n_layer for the head; q,k,v for A and gate,up for F share one call, so the activation is
-/// encoded once), ys[i][t*n_out + o] from the n_tok activation rows x[t*n_in + j].
+/// encoded once), ys[i][t*n_out + o] from the n_tok activation rows x[t*n_in + j]. The hook
+/// computes the product only: the engine adds q/k/v biases afterwards, as on the dense path.
 /// Return SR_OK, or an error to abort the evaluation.
 typedef sr_status (*sr_linear_hook)(void *user, int32_t layer, sr_site site, int32_t count,
                                     const sr_proj *projs, const sr_linear *const *lins,

@@ -75,6 +75,22 @@ static inline void sr_rope_apply(float *v, int32_t n_heads, int32_t head_dim, in
     }
 }
 
+/// NEOX RoPE (ggml's rope_f32 with GGML_ROPE_TYPE_NEOX: rotate_pairs with n_offset =
+/// rope_dim/2, the same cos/sin cache and expression as the normal mode): pair i is
+/// (x_i, x_{i+rope_dim/2}); x0' = fmaf(x0, c, -(x1 * s)), x1' = fmaf(x0, s, x1 * c).
+static inline void sr_rope_apply_neox(float *v, int32_t n_heads, int32_t head_dim, int32_t rope_dim,
+                                      const float *cs, const float *sn) {
+    const int32_t half = rope_dim / 2;
+    for (int32_t h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * (size_t)head_dim;
+        for (int32_t i = 0; i < half; i++) {
+            const float x0 = x[i], x1 = x[i + half];
+            x[i] = fmaf(x0, cs[i], -(x1 * sn[i]));
+            x[i + half] = fmaf(x0, sn[i], x1 * cs[i]);
+        }
+    }
+}
+
 // float32 constants by their bits (hex float literals are not C++14)
 #define SR_F32(u) sr_spike_float_from_bits(u)
 

@@ -134,8 +134,11 @@ public enum SpikeConverter {
             throw .invalidArgument("'\(model.info.path)' is already a converted spike model (it has spike.version); convert the dense original")
         }
         let c = model.config
-        guard c.architecture == "llama" else {
-            throw .unsupported("architecture '\(c.architecture)' is not supported (only 'llama')")
+        // the graph's architectures; the writer copies the metadata (architecture, rope keys)
+        // and every non-linear tensor (norms, qwen2's q/k/v biases) unchanged
+        guard ModelConfig.supportedArchitectures.contains(c.architecture) else {
+            throw .unsupported("architecture '\(c.architecture)' is not supported (supported: "
+                + ModelConfig.supportedArchitectures.map { "'\($0)'" }.joined(separator: ", ") + ")")
         }
         switch options.mode {
         case .mean, .pplBudget:

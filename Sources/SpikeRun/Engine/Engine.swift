@@ -43,7 +43,8 @@ final class Engine: @unchecked Sendable {
             rope_dim: Int32(c.ropeDimensionCount), rope_freq_base: Float(c.ropeFreqBase),
             rms_eps: Float(c.rmsNormEps),
             act_mode: model.options.activationMode == .q8 ? SR_ACT_Q8 : SR_ACT_F32,
-            n_threads: Int32(model.options.threads ?? 0), hooked_linears: false)
+            n_threads: Int32(model.options.threads ?? 0), hooked_linears: false,
+            rope_mode: c.ropeType == .neox ? SR_ROPE_NEOX : SR_ROPE_NORM)
         let setup: SpikeSetup?
         switch mode {
         case .model: setup = model.spike

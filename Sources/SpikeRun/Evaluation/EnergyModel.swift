@@ -79,7 +79,8 @@ public struct EnergyEstimate: Sendable, Hashable, Codable {
 /// - `MAC_rest` = per-group/row rescale multiplies + one quantizer multiply per encoded
 ///   activation + attention MACs when attention stays float + the float ops of §6 (RMSNorm
 ///   3·d per norm, RoPE 3 per rotated element, SiLU·gate 3 per FFN channel, softmax 3 per
-///   score, residual adds 2·d per block), each counted as one MAC-equivalent (conservative).
+///   score, residual adds 2·d per block, q/k/v bias adds of qwen2 1 per output), each counted
+///   as one MAC-equivalent (conservative).
 public struct EnergyReport: Sendable, Codable {
     public var tokens: Int
     public var meanAttendedPositions: Double
@@ -96,7 +97,7 @@ public struct EnergyReport: Sendable, Codable {
     /// per-block rescaling of each site's outputs: A = q/k/v, O = o, F = gate/up, D = down,
     /// H = head, Q = attention scores, P = attention output), `quantizer`, `attention_float`
     /// (float attention products when attention does not spike), `rmsnorm`, `rope`, `silu_gate`,
-    /// `softmax`, `residual`. Empty for a dense run.
+    /// `softmax`, `residual`, `bias` (q/k/v biases, when the model has them). Empty for a dense run.
     public var floatOpsPerTokenByPart: [String: Double]
     public var sopsPerDenseMAC: Double
     public var conventionA: EnergyEstimate
@@ -128,7 +129,8 @@ public struct EnergyReport: Sendable, Codable {
         let silu = Double(c.nLayer) * 3 * ff
         let softmax = Double(c.nLayer) * 3 * Double(c.nHead) * meanAttendedPositions
         let residual = Double(c.nLayer) * 2 * d
-        otherFloatOpsPerToken = norms + rope + silu + softmax + residual
+        let bias = c.hasQKVBias ? Double(c.nLayer) * (qd + 2 * kv) : 0
+        otherFloatOpsPerToken = norms + rope + silu + softmax + residual + bias
         var parts: [String: Double] = [:]
         if spiking {
             for st in stats { parts["rescale." + st.site, default: 0] += Double(st.rescaleMultiplies) / t }
@@ -139,6 +141,7 @@ public struct EnergyReport: Sendable, Codable {
             parts["silu_gate"] = silu
             parts["softmax"] = softmax
             parts["residual"] = residual
+            if bias > 0 { parts["bias"] = bias }
             macRestPerToken = rescaleMultipliesPerToken + quantizerMultipliesPerToken + floatAttentionMACsPerToken + otherFloatOpsPerToken
         } else {
             // A dense run: no spikes; its arithmetic is the dense MACs (energy ratio 1).

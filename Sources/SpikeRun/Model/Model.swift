@@ -71,7 +71,7 @@ public final class Model: Sendable {
     /// Spike settings of a converted model (nil for a dense model); sessions run it spike-driven.
     public let spike: SpikeSetup?
 
-    /// Loads a GGUF model of the Llama family.
+    /// Loads a GGUF model of the Llama family (`llama`, `qwen2`).
     public static func load(_ path: String, options: ModelOptions = .init()) throws(SpikeRunError) -> Model {
         let file = try openFile(path)
         do throws(SpikeRunError) {
@@ -165,7 +165,10 @@ public final class Model: Sendable {
                 v: try linear(p + "attn_v.weight"), o: try linear(p + "attn_output.weight"),
                 ffn_norm: try floats(p + "ffn_norm.weight"),
                 gate: try linear(p + "ffn_gate.weight"), up: try linear(p + "ffn_up.weight"),
-                down: try linear(p + "ffn_down.weight")))
+                down: try linear(p + "ffn_down.weight"),
+                q_bias: config.hasQKVBias ? try floats(p + "attn_q.bias") : nil,
+                k_bias: config.hasQKVBias ? try floats(p + "attn_k.bias") : nil,
+                v_bias: config.hasQKVBias ? try floats(p + "attn_v.bias") : nil))
         }
         let embd = try tensor("token_embd.weight")
         let head = config.tiedOutput ? try linear("token_embd.weight") : try linear("output.weight")

@@ -1,10 +1,19 @@
-/// Hyperparameters of a Llama-family model, read from GGUF metadata and checked against the
-/// tensors the graph will use.
+/// Which dimensions RoPE rotates together (ggml's rope types).
+public enum RopeType: String, Sendable, Hashable, Codable {
+    /// Adjacent pairs (2i, 2i+1): llama (GGML_ROPE_TYPE_NORMAL).
+    case norm
+    /// Pairs (i, i + rope_dim/2): qwen2 (GGML_ROPE_TYPE_NEOX).
+    case neox
+}
+
+/// Hyperparameters of a Llama-family model (architectures `llama` and `qwen2`), read from GGUF
+/// metadata and checked against the tensors the graph will use.
 ///
 /// `init(gguf:)` validates everything the engine relies on — so the C side can trust sizes
 /// and pointers — and names the offending key or tensor when something is wrong.
 public struct ModelConfig: Sendable, Hashable, Codable {
-    /// `general.architecture` (always `"llama"` for now).
+    /// `general.architecture`: one of `ModelConfig.supportedArchitectures`. Keys below are
+    /// named for llama; a qwen2 file has the same keys under `qwen2.`.
     public var architecture: String
     /// Transformer blocks (`llama.block_count`).
     public var nLayer: Int
@@ -30,11 +39,20 @@ public struct ModelConfig: Sendable, Hashable, Codable {
     public var rmsNormEps: Float
     /// True when there is no `output.weight` and the output projection reuses `token_embd.weight`.
     public var tiedOutput: Bool
+    /// RoPE pairing: `.norm` for llama, `.neox` for qwen2 (llama.cpp's rope type per architecture).
+    public var ropeType: RopeType
+    /// True when every block has F32 `attn_q.bias`, `attn_k.bias`, `attn_v.bias` (always for
+    /// qwen2; a llama file may have them too, as llama.cpp's llama graph allows).
+    public var hasQKVBias: Bool
+
+    /// The architectures the graph computes: llama, and qwen2 (q/k/v biases, NEOX RoPE).
+    public static let supportedArchitectures = ["llama", "qwen2"]
 
     /// Memberwise initializer (no validation; for tests and synthetic models).
     public init(architecture: String = "llama", nLayer: Int, nEmbd: Int, nFF: Int, nHead: Int,
                 nHeadKV: Int, headDim: Int, nVocab: Int, contextLength: Int, ropeFreqBase: Float,
-                ropeDimensionCount: Int, rmsNormEps: Float, tiedOutput: Bool) {
+                ropeDimensionCount: Int, rmsNormEps: Float, tiedOutput: Bool,
+                ropeType: RopeType = .norm, hasQKVBias: Bool = false) {
         self.architecture = architecture
         self.nLayer = nLayer
         self.nEmbd = nEmbd
@@ -48,6 +66,8 @@ public struct ModelConfig: Sendable, Hashable, Codable {
         self.ropeDimensionCount = ropeDimensionCount
         self.rmsNormEps = rmsNormEps
         self.tiedOutput = tiedOutput
+        self.ropeType = ropeType
+        self.hasQKVBias = hasQKVBias
     }
 
     /// Reads and validates the configuration of a Llama-family GGUF. Throws `.unsupported` for
@@ -58,9 +78,12 @@ public struct ModelConfig: Sendable, Hashable, Codable {
         guard let arch = meta.string("general.architecture") else {
             throw .format("metadata key 'general.architecture' is missing or not a string")
         }
-        guard arch == "llama" else {
-            throw .unsupported("model architecture \(ggufQuoted(arch)) is not supported (only 'llama')")
+        guard Self.supportedArchitectures.contains(arch) else {
+            throw .unsupported("model architecture \(ggufQuoted(arch)) is not supported (supported: "
+                + Self.supportedArchitectures.map { "'\($0)'" }.joined(separator: ", ") + ")")
         }
+        // llama.cpp's graph for each: qwen2 = llama + q/k/v biases + NEOX RoPE (build_qwen2)
+        let isQwen2 = arch == "qwen2"
         let keys = Keys(meta: meta, prefix: arch)
 
         // Features the plain Llama graph does not implement.
@@ -120,6 +143,10 @@ public struct ModelConfig: Sendable, Hashable, Codable {
             ("output_norm.weight", [nEmbd], true),
         ]
         let tied = gguf.tensor("output.weight") == nil
+        // q/k/v biases: qwen2 always has them; llama.cpp adds them to llama too when present
+        // (then all three are required here, so a half-converted file is an error, not ignored)
+        let hasBias = isQwen2 || gguf.tensor("blk.0.attn_q.bias") != nil
+            || gguf.tensor("blk.0.attn_k.bias") != nil || gguf.tensor("blk.0.attn_v.bias") != nil
         if !tied { required.append(("output.weight", [nEmbd, nVocab], false)) }
         for l in 0..<nLayer {
             let p = "blk.\(l)."
@@ -134,6 +161,21 @@ public struct ModelConfig: Sendable, Hashable, Codable {
                 (p + "ffn_up.weight", [nEmbd, nFF], false),
                 (p + "ffn_down.weight", [nFF, nEmbd], false),
             ]
+            if hasBias {
+                required += [
+                    (p + "attn_q.bias", [q], true),
+                    (p + "attn_k.bias", [kv], true),
+                    (p + "attn_v.bias", [kv], true),
+                ]
+            }
+            // biases llama.cpp would add but this graph does not: refuse rather than ignore them
+            for name in ["attn_output.bias", "ffn_gate.bias", "ffn_up.bias", "ffn_down.bias"]
+            where gguf.tensor(p + name) != nil {
+                throw .unsupported("tensor '\(p + name)' (a bias) is not supported")
+            }
+        }
+        if gguf.tensor("output.bias") != nil {
+            throw .unsupported("tensor 'output.bias' (a bias) is not supported")
         }
         for (name, shape, mustBeF32) in required {
             guard let t = gguf.tensor(name) else { throw .format("tensor '\(name)' is missing") }
@@ -142,7 +184,7 @@ public struct ModelConfig: Sendable, Hashable, Codable {
             }
             if mustBeF32 {
                 guard t.type == .f32 else {
-                    throw .unsupported("tensor '\(name)' has type \(t.type.name); norm weights must be F32")
+                    throw .unsupported("tensor '\(name)' has type \(t.type.name); norm weights must be F32 (biases too)")
                 }
             } else {
                 guard t.type.isSupported else {
@@ -158,7 +200,7 @@ public struct ModelConfig: Sendable, Hashable, Codable {
         self.init(architecture: arch, nLayer: nLayer, nEmbd: nEmbd, nFF: nFF, nHead: nHead,
                   nHeadKV: nHeadKV, headDim: headDim, nVocab: nVocab, contextLength: contextLength,
                   ropeFreqBase: Float(ropeBase), ropeDimensionCount: ropeDim, rmsNormEps: Float(eps),
-                  tiedOutput: tied)
+                  tiedOutput: tied, ropeType: isQwen2 ? .neox : .norm, hasQKVBias: hasBias)
     }
 
     /// Drops trailing 1s so `[576, 1]` compares equal to `[576]`, as ggml treats them.
