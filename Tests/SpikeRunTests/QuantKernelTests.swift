@@ -122,10 +122,8 @@ private func withLevel<T>(_ lvl: Int32, _ body: () throws -> T) rethrows -> T {
 }
 
 /// Every kernel level this CPU runs: 0 portable, 1 AVX2, 2 AVX-512 VNNI.
-private let simdLevels: [Int32] = {
-    sr_set_simd_level(Int32.max)
-    return Array(0...Int32(sr_simd_level()))
-}()
+/// Every kernel level this CPU can run (0 portable, 1 AVX2, 2 AVX-512 VNNI, 3 AVX-VNNI).
+private let simdLevels: [Int32] = (0...3).filter { sr_simd_level_available($0) }
 
 private var hasAVX2: Bool { simdLevels.count > 1 }
 
@@ -234,6 +232,24 @@ struct QuantKernelTests {
         }
     }
 
+    @Test("the kernel levels follow the CPU's flags, and the default is the best of them")
+    func levelsFollowCPUFlags() throws {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return }
+        let flags = Set(line.split(separator: " ").map(String.init))
+        let avx2 = flags.isSuperset(of: ["avx2", "fma", "f16c"])
+        #expect(sr_simd_level_available(1) == avx2)
+        #expect(sr_simd_level_available(2) == (avx2 && flags.isSuperset(of: ["avx512f", "avx512vl", "avx512bw", "avx512_vnni"])))
+        #expect(sr_simd_level_available(3) == (avx2 && flags.contains("avx_vnni")))
+        let saved = sr_simd_level()
+        defer { sr_set_simd_level(saved) }
+        sr_set_simd_level(Int32.max)
+        let best: Int32 = sr_simd_level_available(2) ? 2 : sr_simd_level_available(3) ? 3 : avx2 ? 1 : 0
+        #expect(sr_simd_level() == best)
+        sr_set_simd_level(3)   // unavailable levels fall back to the best one below them
+        #expect(sr_simd_level() == (sr_simd_level_available(3) ? 3 : sr_simd_level_available(2) ? 2 : avx2 ? 1 : 0))
+    }
+
     @Test("sr_quantize_act_row equals the llama.cpp rule (zeros, ties, outliers) at every SIMD level")
     func actQuantMatchesLlamaRule() throws {
         let x = floats(try quantFixture("act_in.f32"))
@@ -286,7 +302,7 @@ struct QuantKernelTests {
         }
     }
 
-    @Test("portable == AVX2 == AVX-512 VNNI bit for bit: activation quantization and sr_vec_dot on thousands of random rows",
+    @Test("portable == AVX2 == AVX-512 VNNI == AVX-VNNI bit for bit: activation quantization and sr_vec_dot on thousands of random rows",
           .requires(.avx2))
     func everyLevelEqualsPortable() {
         guard Prerequisite.avx2.check() else { return }

@@ -8,10 +8,17 @@
 // the u8 x s8 pair sums by one vpdpbusd instead of maddubs + madd (the same integers: the
 // unsigned operand is at most 128, so each product lies in [-16384, 16256] and a pair sum in
 // [-32768, 32512], where maddubs never saturates), and 32 vector registers, so larger tiles
-// stay out of memory.
-#ifdef SR_QUANT_VNNI
+// stay out of memory. sr-quant-avxvnni.c compiles it a third time for AVX-VNNI machines
+// without AVX-512 (Alder Lake and later client cores): the VEX vpdpbusd, 16 registers, so the
+// AVX2 tile shapes.
+#if defined(SR_QUANT_VNNI)
 #define SR_TARGET "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni"
 #define SR_KERNELS_INIT sr_kernels_init_vnni
+#define SR_DPBUSD(ax, sy) _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy)
+#elif defined(SR_QUANT_AVXVNNI)
+#define SR_TARGET "avx2,fma,f16c,avxvnni"
+#define SR_KERNELS_INIT sr_kernels_init_avxvnni
+#define SR_DPBUSD(ax, sy) _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), ax, sy)
 #else
 #define SR_TARGET "avx2,fma,f16c"
 #define SR_KERNELS_INIT sr_kernels_init_avx2
@@ -86,8 +93,8 @@ SR_AVX2_INLINE __m256i q5_bytes(const uint8_t *qh, const uint8_t *qs, int is_sig
 
 // Sums of 4 adjacent u8 x s8 products per int32 lane (ggml's sum_i16_pairs of maddubs).
 SR_AVX2_INLINE __m256i dot_us8_quads(__m256i ax, __m256i sy) {
-#ifdef SR_QUANT_VNNI
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy);
+#ifdef SR_DPBUSD
+    return SR_DPBUSD(ax, sy);
 #else
     return _mm256_madd_epi16(_mm256_set1_epi16(1), _mm256_maddubs_epi16(ax, sy));
 #endif

@@ -199,6 +199,7 @@ typedef struct sr_kernels {
 void sr_kernels_init_portable(sr_kernels *k);
 int  sr_kernels_init_avx2(sr_kernels *k);   // returns 0 when not compiled for x86-64
 int  sr_kernels_init_vnni(sr_kernels *k);   // the same for AVX-512 VNNI (+VL, BW)
+int  sr_kernels_init_avxvnni(sr_kernels *k); // the same for AVX-VNNI (VEX, no AVX-512)
 
 // Scalar pieces shared by every level (identical arithmetic).
 void sr_quantize_q8_K_ref(const float *x, void *dst, int64_t n);

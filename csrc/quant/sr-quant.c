@@ -284,26 +284,42 @@ void sr_dequantize_row(sr_type t, const void *src, float *dst, int64_t n) {
 
 // ---------------------------------------------------------------- dispatch
 
-static sr_kernels g_kern[3];      // portable, AVX2, AVX-512 VNNI; written once under g_once
+// Levels: 0 portable, 1 AVX2, 2 AVX-512 VNNI, 3 AVX-VNNI without AVX-512. Not nested (an Ice
+// Lake Xeon has 2 but not 3, an Alder Lake 3 but not 2), so availability is a bit mask and the
+// default is the best one present: 2, else 3, else 1, else 0.
+static sr_kernels g_kern[4];      // written once under g_once
 static atomic_int g_level = -1;   // -1 = not initialized
-static int g_max_level;
+static unsigned g_avail = 1;      // bit l: level l can run here
+static int g_best;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static int level_at_most(int lvl) {   // the best available level <= lvl, in preference order
+    static const int order[] = {2, 3, 1, 0};
+    if (lvl >= 0 && lvl <= 3 && (g_avail >> lvl) & 1u) return lvl;
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        if (order[i] < lvl && ((g_avail >> order[i]) & 1u)) return order[i];
+    return 0;
+}
 
 static void init_once(void) {
     sr_kernels_init_portable(&g_kern[0]);
-    int max = 0;
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        max = sr_kernels_init_avx2(&g_kern[1]) ? 1 : 0;
-    if (max == 1 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni"))
-        max = sr_kernels_init_vnni(&g_kern[2]) ? 2 : 1;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+        sr_kernels_init_avx2(&g_kern[1])) {
+        g_avail |= 1u << 1;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni") &&
+            sr_kernels_init_vnni(&g_kern[2]))
+            g_avail |= 1u << 2;
+        if (__builtin_cpu_supports("avxvnni") && sr_kernels_init_avxvnni(&g_kern[3]))
+            g_avail |= 1u << 3;
+    }
 #endif
-    g_max_level = max;
-    const char *env = getenv("SPIKERUN_SIMD");   // debugging aid: force a lower level
-    int lvl = max;
-    if (env && env[0] >= '0' && env[0] <= '9' && env[0] - '0' < lvl) lvl = env[0] - '0';
+    g_best = level_at_most(2) == 2 ? 2 : level_at_most(3);
+    const char *env = getenv("SPIKERUN_SIMD");   // debugging aid: force another level
+    int lvl = g_best;
+    if (env && env[0] >= '0' && env[0] <= '9' && env[1] == '\0') lvl = level_at_most(env[0] - '0');
     atomic_store(&g_level, lvl);
 }
 
@@ -321,11 +337,14 @@ int sr_simd_level(void) {
     return atomic_load(&g_level);
 }
 
+bool sr_simd_level_available(int lvl) {
+    (void)kern();
+    return lvl >= 0 && lvl <= 3 && ((g_avail >> lvl) & 1u);
+}
+
 void sr_set_simd_level(int lvl) {
     (void)kern();
-    if (lvl < 0) lvl = 0;
-    if (lvl > g_max_level) lvl = g_max_level;
-    atomic_store(&g_level, lvl);
+    atomic_store(&g_level, lvl > 3 ? g_best : level_at_most(lvl));
 }
 
 // ---------------------------------------------------------------- row ops

@@ -139,10 +139,16 @@ SR_API void sr_matmul_f32(struct sr_pool *pool, sr_type weight_type, const void 
                           int64_t n_in, int64_t n_out, const float *x, int64_t n_tok, float *y);
 
 /// Current kernel level: 0 portable C, 1 AVX2 (+FMA+F16C), 2 the same kernels with AVX-512
-/// VNNI (+VL, BW). All levels give bit-identical results.
+/// VNNI (+VL, BW), 3 the same with AVX-VNNI (VEX, no AVX-512). All levels give bit-identical
+/// results. The default is the best level the CPU has: 2, else 3, else 1, else 0
+/// (`SPIKERUN_SIMD=N` in the environment picks another).
 SR_API int sr_simd_level(void);
 
-/// Forces a kernel level (tests use 0 to compare); clamped to what the CPU supports.
+/// True when level `lvl` can run on this CPU (0 always can; 2 and 3 are independent).
+SR_API bool sr_simd_level_available(int lvl);
+
+/// Forces a kernel level (tests use 0 to compare): `lvl` if available, else the best
+/// available one below it in the order 2, 3, 1, 0; above 3 means the default.
 SR_API void sr_set_simd_level(int lvl);
 
 #ifdef __cplusplus
