@@ -20,6 +20,8 @@ struct SyntheticFixture: Decodable {
     var greedy: [Int32]
     var step_top10: [[[Double]]]
     var top2_gaps: [Double]
+    /// Tensor type of every matrix (absent in the F32 fixtures written before the typed models).
+    var type: String?
 
     static func load(_ name: String) throws -> SyntheticFixture {
         let url = TestPaths.fixtures.appendingPathComponent("synthetic/\(name).json")
@@ -31,7 +33,9 @@ struct SyntheticFixture: Decodable {
 /// script copies the 151936-token qwen2 vocabulary) and reused while they still match the
 /// fixtures' sha256; a fresh generation goes to a private directory and is renamed into place.
 enum SyntheticModels {
-    static let names = ["qwen2", "qwen2-tied", "llama"]
+    /// The F32 architecture models, then one llama per tensor type and a Q4_K qwen2.
+    static let types = ["F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+    static let names = ["qwen2", "qwen2-tied", "llama"] + types.map { "llama-" + $0 } + ["qwen2-Q4_K"]
 
     /// (path, sha256) per model name.
     static let result: Result<[String: (path: String, sha256: String)], SpikeRunError> = {
@@ -105,6 +109,27 @@ enum SyntheticModels {
 // greedy tokens are compared exactly.
 let syntheticLogitTolerance: Float = 2e-4
 
+/// The tolerance of one model, from what was measured (2026-12-03, llama.cpp with repacking off):
+/// - 0 for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: every logit bit for bit, prompt and decode;
+/// - 2e-4 (above) for F32;
+/// - F16 0.01 and BF16 0.05 (measured 0.0047 / 0.022): llama.cpp's float matmuls take
+///   tinyBLAS' order, and these 256-wide models amplify the last-bit differences;
+/// - the K-quants 0.5 (measured: prompt logits within 6e-6, decode steps up to 0.12 Q4_K, 0.15
+///   Q5_K, 0.24 Q3_K, 0.30 Q6_K, Q2_K 2e-6). Their dot products and dequantization are bit for bit
+///   llama.cpp's (QuantKernelTests, and token_embd rows checked against libggml-base's
+///   dequantize_row_q4_K), and some decode steps are exact, so the difference is in how
+///   llama.cpp runs the one-token K-quant products; it is not found yet (issue 14's note). A
+///   wrong kernel moves logits by O(1), and greedy tokens are compared exactly everywhere.
+func syntheticTolerance(_ fixture: SyntheticFixture) -> Float {
+    switch fixture.type ?? "F32" {
+    case "F32": syntheticLogitTolerance
+    case "F16": 0.01
+    case "BF16": 0.05
+    case "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K": 0.5
+    default: 0
+    }
+}
+
 @Suite("Synthetic models vs llama.cpp", .serialized)
 struct SyntheticModelTests {
     @Test(arguments: SyntheticModels.names)
@@ -112,13 +137,19 @@ struct SyntheticModelTests {
         let (model, fixture) = try SyntheticModels.load(name)
         let c = model.config
         #expect(c.architecture == fixture.architecture)
-        #expect(c.nLayer == 2 && c.nEmbd == 64 && c.nHead == 2 && c.nHeadKV == 1 && c.headDim == 32 && c.nFF == 128)
+        if let t = fixture.type, t != "F32" {
+            #expect(c.nLayer == 2 && c.nEmbd == 256 && c.nHead == 4 && c.nHeadKV == 2 && c.headDim == 64 && c.nFF == 512)
+            let types = Set(model.file.tensors.filter { $0.name.hasSuffix(".weight") && $0.shape.count == 2 }.map(\.type.name))
+            #expect(types == [t], "\(name): matrix types \(types)")
+        } else {
+            #expect(c.nLayer == 2 && c.nEmbd == 64 && c.nHead == 2 && c.nHeadKV == 1 && c.headDim == 32 && c.nFF == 128)
+        }
         #expect(c.nVocab == model.tokenizer.vocabularySize)
         if fixture.architecture == "qwen2" {
             #expect(c.ropeType == .neox && c.hasQKVBias && c.ropeFreqBase == 1e6 && c.nVocab == 151936)
             #expect(c.tiedOutput == (name == "qwen2-tied"))
         } else {
-            #expect(c.ropeType == .norm && !c.hasQKVBias && c.ropeFreqBase == 10000 && c.tiedOutput)
+            #expect(c.ropeType == .norm && !c.hasQKVBias && c.ropeFreqBase == 10000 && c.tiedOutput == (name == "llama"))
         }
     }
 
@@ -131,8 +162,10 @@ struct SyntheticModelTests {
     @Test(arguments: SyntheticModels.names)
     func logitsAndGreedyEqualLlamaCpp(_ name: String) throws {
         let (model, fixture) = try SyntheticModels.load(name)
-        // a logit difference within the tolerance cannot reorder the oracle's two best tokens
-        #expect(fixture.top2_gaps.min()! > 10 * Double(syntheticLogitTolerance))
+        let tolerance = syntheticTolerance(fixture)
+        // a logit difference within a tight tolerance cannot reorder the oracle's two best
+        // tokens (the loose ones rely on the exact greedy comparison below)
+        if tolerance <= syntheticLogitTolerance { #expect(fixture.top2_gaps.min()! > 10 * Double(tolerance)) }
         // the prompt in one pass (batch path), then one token per pass on the cache, as the oracle
         let engine = try Engine(model: model, contextLength: fixture.n_ctx, batchSize: fixture.n_ctx)
         var logits = try engine.eval(fixture.prompt_tokens, at: 0)
@@ -143,7 +176,7 @@ struct SyntheticModelTests {
                 // float32 values written as doubles: Float(...) is exact
                 let diff = abs(logits[Int(pair[0])] - Float(pair[1]))
                 worst = max(worst, diff)
-                #expect(diff <= syntheticLogitTolerance, "\(name) \(what): token \(Int(pair[0])) ours \(logits[Int(pair[0])]) vs \(pair[1])")
+                #expect(diff <= tolerance, "\(name) \(what): token \(Int(pair[0])) ours \(logits[Int(pair[0])]) vs \(pair[1])")
             }
             #expect(Sampler.argmax(logits) == Int(top[0][0]), "\(name) \(what): best token")
         }
@@ -174,6 +207,24 @@ struct SyntheticModelTests {
             if case .info(let i) = e { info = i }
         }
         #expect(try #require(info).tokens == fixture.greedy)
+    }
+
+    @Test("every tensor type converts to a spike model (int8 rows from its dequantized rows) that runs",
+          arguments: SyntheticModels.types)
+    func everyTypeConverts(_ type: String) async throws {
+        let (model, _) = try SyntheticModels.load("llama-" + type)
+        let dir = try SyntheticLlama.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var o = ConversionOptions()
+        o.calibrationTokens = 64
+        o.calibrationContext = 32
+        let out = dir + "/spike.gguf"
+        _ = try await SpikeConverter.convert(model: model, options: o, calibrationText: SyntheticLlama.calibrationText, to: out)
+        let conv = try Model.load(out, options: .init(threads: 2))
+        let session = try Session(model: conv, contextLength: 64)
+        #expect(session.isSpikeDriven)
+        let logits = try await session.logits(for: conv.tokenizer.encode("the rain in spain", addSpecialTokens: true, parseSpecial: false))
+        #expect(logits.count == conv.config.nVocab && logits.allSatisfy { $0.isFinite })
     }
 
     @Test("a spike conversion of the qwen2 model keeps its biases and RoPE, runs and is deterministic")
