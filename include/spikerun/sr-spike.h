@@ -190,19 +190,16 @@ static inline int32_t sr_spike_naf_weight(uint32_t m) {
 /// keep the rhaz choice. The rounding error stays within 0.5 + tau steps; tau = 0 is never
 /// passed here (the plain rule is used).
 static inline int32_t sr_spike_round_thrifty(float v, float th, float lo, float hi, int32_t clip) {
-    float a = v < 0.0f ? -v : v;
+    const float a = v < 0.0f ? -v : v;
+    if (!(a < 8388608.0f)) return sr_spike_round_clip(v, th, clip);
+    const int32_t r = (int32_t)a;
+    const float f = a - (float)r;
+    const int32_t wl = sr_spike_naf_weight((uint32_t)r), wh = sr_spike_naf_weight((uint32_t)r + 1u);
     int32_t mag;
-    if (!(a < 8388608.0f)) {
-        mag = clip;
-    } else {
-        int32_t r = (int32_t)a;
-        float f = a - (float)r;
-        mag = r + (f >= th ? 1 : 0);
-        const int32_t wl = sr_spike_naf_weight((uint32_t)r), wh = sr_spike_naf_weight((uint32_t)r + 1u);
-        if (wl < wh && f <= hi) mag = r;
-        else if (wh < wl && f >= lo) mag = r + 1;
-        if (mag > clip) mag = clip;
-    }
+    if (wl < wh && f <= hi) mag = r;
+    else if (wh < wl && f >= lo) mag = r + 1;
+    else return sr_spike_round_clip(v, th, clip);   // equal weights or too far: plain rule
+    if (mag > clip) mag = clip;
     return v < 0.0f ? -mag : mag;
 }
 
