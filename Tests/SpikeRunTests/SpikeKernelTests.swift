@@ -621,7 +621,7 @@ struct SpikeKernelTests {
             #expect(code(sr_spike_planes_from_trains(&Q.p, tr, Int32(n), enc, Int32(T), Int32(z), nil, 0)) == 0)
             #expect(Q.counts() == c)
             // the packed planes and derived fields do not depend on the path (AVX2 fast path
-            // for sign-magnitude counts, portable counts path, generic trains path)
+            // for sign-magnitude and NAF counts, portable counts path, generic trains path)
             func fields(_ x: sr_spike_planes) -> [Int64] {
                 let nw = Int(x.n_words)
                 var f = (0..<(T * 2 * nw)).map { Int64(x.bits[$0]) }

@@ -245,6 +245,12 @@ sr_status sr_spike_planes_from_counts(sr_spike_planes *p, const int32_t *counts,
             if (sr_spike_planes_sm_fast_(p, counts, n, T)) return SR_OK;
         }
     }
+    if (enc == SR_SPIKE_NAF && n > 0) {
+        // fast path: it declines (generic path and its error) when a count does not fit T
+        sr_status st = sr_planes_setup(p, n, enc, T, offset, scales, group);
+        if (st != SR_OK) return st;
+        if (sr_spike_planes_naf_fast_(p, counts, n, T)) return SR_OK;
+    }
     for (int32_t j = 0; j < n; j++)
         if (!sr_spike_count_fits(counts[j], (int32_t)enc, T, offset))
             return sr_fail(SR_ERR_INVALID_ARG, "spike planes: count %d of input %d does not fit %d planes of encoding %d", counts[j], j, T, (int)enc);

@@ -31,6 +31,9 @@ uint32_t sr_spike_max_abs_bits_(const float *x, int32_t n);
 // Sign-magnitude counts (already checked to fit T planes) -> bits and derived fields of an
 // already set-up planes object. Returns 1 if done, 0 if no fast path (use the generic one).
 int sr_spike_planes_sm_fast_(sr_spike_planes *p, const int32_t *counts, int32_t n, int32_t T);
+// NAF counts -> bits and derived fields (AVX2); 0 when not taken (generic path, which also
+// reports a count that does not fit T planes).
+int sr_spike_planes_naf_fast_(sr_spike_planes *p, const int32_t *counts, int32_t n, int32_t T);
 
 // Row-format matvec with an explicit activation scale sx0 overriding x->scale[0]
 // (attention scores: sx0 = s_q * kq_scale). sx0_override = 0 uses x->scale.

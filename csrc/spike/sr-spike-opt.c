@@ -223,6 +223,75 @@ SR_AVX2 static int sr_planes_sm_avx2(sr_spike_planes *p, const int32_t *counts, 
 }
 #endif
 
+#if SR_SPIKE_X86
+// Counts -> NAF planes and the derived fields in one pass. For m = |n|, h = m >> 1,
+// x3 = m + h, c = h ^ x3: the NAF's +1 digits are x3 & c and its -1 digits h & c (bit k =
+// digit k), so plane T-1-k's masks come from movemasks as in the sign-magnitude path, with
+// the polarities swapped for negative counts. The digits' total weight sum_k 2^k |d_k| is
+// P + M (blk_abs) and their value P - M = m (blk_sum = the counts' sum). Same bits and
+// fields as the generic path; returns 0 (generic path) when a digit does not fit T planes.
+SR_AVX2 static int sr_planes_naf_avx2(sr_spike_planes *p, const int32_t *counts, int32_t n, int32_t T) {
+    const int32_t nw = p->n_words;
+    const size_t stride = (size_t)nw * 2;
+    uint64_t spikes = 0;
+    _Alignas(32) int32_t buf[32];
+    for (int32_t b = 0; b < nw; b++) {
+        const int32_t *c = counts + (size_t)b * 32;
+        if (n - b * 32 < 32) {
+            memset(buf, 0, sizeof buf);
+            memcpy(buf, c, (size_t)(n - b * 32) * sizeof *buf);
+            c = buf;
+        }
+        __m256i P[4], M[4], sv = _mm256_setzero_si256(), sa = sv, mx = sv;
+        uint32_t neg = 0;
+        for (int i = 0; i < 4; i++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(c + 8 * i));
+            neg |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(v)) << (8 * i);
+            const __m256i m = _mm256_abs_epi32(v), h = _mm256_srli_epi32(m, 1);
+            const __m256i x3 = _mm256_add_epi32(m, h), cc = _mm256_xor_si256(h, x3);
+            P[i] = _mm256_and_si256(x3, cc);
+            M[i] = _mm256_and_si256(h, cc);
+            sv = _mm256_add_epi32(sv, v);
+            sa = _mm256_add_epi32(sa, _mm256_add_epi32(P[i], M[i]));
+            mx = _mm256_or_si256(mx, _mm256_or_si256(P[i], M[i]));
+        }
+        _Alignas(32) int32_t la[8], ls[8], lm[8];
+        _mm256_store_si256((__m256i *)la, sa);
+        _mm256_store_si256((__m256i *)ls, sv);
+        _mm256_store_si256((__m256i *)lm, mx);
+        int32_t babs = 0, bsum = 0;
+        uint32_t bor = 0;
+        for (int i = 0; i < 8; i++) { babs += la[i]; bsum += ls[i]; bor |= (uint32_t)lm[i]; }
+        if (T < 32 && (bor >> T)) return 0;
+        p->blk_abs[b] = babs;
+        p->blk_sum[b] = bsum;
+        p->blk_tfirst[b] = bor ? T - 32 + __builtin_clz(bor) : T;
+        uint32_t *pm = p->bits + (size_t)b;
+        for (int32_t t = 0; t < T; t++, pm += stride) {
+            const __m128i sh = _mm_cvtsi32_si128(31 - (T - 1 - t));
+            uint32_t mp = 0, mm = 0;
+            for (int i = 0; i < 4; i++) {
+                mp |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_sll_epi32(P[i], sh))) << (8 * i);
+                mm |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_sll_epi32(M[i], sh))) << (8 * i);
+            }
+            pm[0] = (mp & ~neg) | (mm & neg);
+            pm[nw] = (mm & ~neg) | (mp & neg);
+            spikes += (uint64_t)__builtin_popcount(mp | mm);
+        }
+    }
+    p->spikes = spikes;
+    return 1;
+}
+#endif
+
+int sr_spike_planes_naf_fast_(sr_spike_planes *p, const int32_t *counts, int32_t n, int32_t T) {
+#if SR_SPIKE_X86
+    if (sr_spike_simd_level_() >= SR_SPIKE_SIMD_AVX2) return sr_planes_naf_avx2(p, counts, n, T);
+#endif
+    (void)p; (void)counts; (void)n; (void)T;
+    return 0;
+}
+
 int sr_spike_planes_sm_fast_(sr_spike_planes *p, const int32_t *counts, int32_t n, int32_t T) {
 #if SR_SPIKE_X86
     if (sr_spike_simd_level_() >= SR_SPIKE_SIMD_AVX2) return sr_planes_sm_avx2(p, counts, n, T);
@@ -466,17 +535,44 @@ SR_AVX512 SR_NOINLINE static void sr_spike_acc_q4_1_i16_avx512(const sr_blk_args
 }
 #undef SR_PAIR_FLUSH512
 
-// int8 codes, int16 lanes: 2 accumulators x 32 rows = 64 rows.
-SR_AVX512 SR_NOINLINE static void sr_spike_acc_i8_i16_avx512(const sr_blk_args *a, int32_t *A) {
-    __m512i c0 = _mm512_setzero_si512(), c1 = c0;
+// int8 codes (Q8_0, I8_ROW): int16 lanes with int32 flushes, exact for any block. The
+// int16 accumulators c hold the Horner sum since the last flush, bounded by B (|code| <= 128
+// times the events added, doubled with every plane); when the next plane could leave int16
+// they are flushed into int32 accumulators F, which are owed `fs` doublings (applied at the
+// next flush and at the end). A block costs no column split and one pass over its planes,
+// whatever its inputs' magnitudes.
+#define SR_I8_LANE_BOUND 32767
+#define SR_I8_EVENT_BOUND 128
+SR_AVX512 SR_NOINLINE static void sr_spike_acc_i8_flush_avx512(const sr_blk_args *a, int32_t *A) {
+    __m512i c0 = _mm512_setzero_si512(), c1 = c0, f[4] = {c0, c0, c0, c0};
+    int32_t B = 0, fs = 0;
     const uint8_t *tile = a->tile;
     const uint32_t *pm = a->pm;
     const int32_t nw = a->nw;
 #define SR_I8Z(off) _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(const void *)(l + (off))))
+#define SR_FLUSH512()                                                                             \
+    do {                                                                                          \
+        const __m128i sh_ = _mm_cvtsi32_si128(fs);                                                \
+        f[0] = _mm512_add_epi32(_mm512_sll_epi32(f[0], sh_), _mm512_cvtepi16_epi32(_mm512_castsi512_si256(c0)));      \
+        f[1] = _mm512_add_epi32(_mm512_sll_epi32(f[1], sh_), _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(c0, 1))); \
+        f[2] = _mm512_add_epi32(_mm512_sll_epi32(f[2], sh_), _mm512_cvtepi16_epi32(_mm512_castsi512_si256(c1)));      \
+        f[3] = _mm512_add_epi32(_mm512_sll_epi32(f[3], sh_), _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(c1, 1))); \
+        c0 = c1 = _mm512_setzero_si512();                                                         \
+        B = fs = 0;                                                                               \
+    } while (0)
     for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
-        if (a->bitwise && t > 0) { c0 = _mm512_add_epi16(c0, c0); c1 = _mm512_add_epi16(c1, c1); }
         uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
         if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
+        const int32_t add = SR_I8_EVENT_BOUND * __builtin_popcount(p | n);
+        if (a->bitwise && t > 0) {
+            if (2 * B + add > SR_I8_LANE_BOUND) SR_FLUSH512();
+            c0 = _mm512_add_epi16(c0, c0); c1 = _mm512_add_epi16(c1, c1);
+            B *= 2;
+            fs++;
+        } else if (B + add > SR_I8_LANE_BOUND) {
+            SR_FLUSH512();
+        }
+        B += add;
         while (p) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
             p &= p - 1u;
@@ -488,11 +584,10 @@ SR_AVX512 SR_NOINLINE static void sr_spike_acc_i8_i16_avx512(const sr_blk_args *
             c0 = _mm512_sub_epi16(c0, SR_I8Z(0)); c1 = _mm512_sub_epi16(c1, SR_I8Z(32));
         }
     }
+    SR_FLUSH512();
+#undef SR_FLUSH512
 #undef SR_I8Z
-    _mm512_storeu_si512((void *)(A + 0), _mm512_cvtepi16_epi32(_mm512_castsi512_si256(c0)));
-    _mm512_storeu_si512((void *)(A + 16), _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(c0, 1)));
-    _mm512_storeu_si512((void *)(A + 32), _mm512_cvtepi16_epi32(_mm512_castsi512_si256(c1)));
-    _mm512_storeu_si512((void *)(A + 48), _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(c1, 1)));
+    for (int32_t k = 0; k < 4; k++) _mm512_storeu_si512((void *)(A + 16 * k), f[k]);
 }
 
 #undef SR_PAIR_EVENTS_MAX
@@ -630,77 +725,61 @@ SR_I32_PASS_KERNEL(sr_spike_acc_q4_1_i32_avx2, 64, 1, SR_Q4F, _mm256_cvtepu16_ep
 // Ternary: a half (128 rows) is two passes, fields 0..3 and 4..7; sign-extending 2-bit fields.
 SR_I32_PASS_KERNEL(sr_spike_acc_ternary_i32_avx2, 128, 2, SR_T2F, _mm256_cvtepu16_epi32)
 
-// int8 codes (Q8_0, I8_ROW), int16 lanes: 4 accumulators x 16 rows = 64 rows.
-SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_i16_avx2(const sr_blk_args *a, int32_t *A) {
+// int8 codes, AVX2: the same int16 lanes with int32 flushes as the AVX-512 kernel above,
+// 4 accumulators x 16 rows; F (8 x 8 rows) lives in memory between flushes.
+SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_flush_avx2(const sr_blk_args *a, int32_t *A) {
     __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0;
+    _Alignas(32) int32_t F[64] = {0};
+    int32_t B = 0, fs = 0;
     const uint8_t *tile = a->tile;
     const uint32_t *pm = a->pm;
     const int32_t nw = a->nw;
+#define SR_I8Y(off) _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)(l + (off))))
+#define SR_FLUSH_HALF(c, r)                                                                       \
+    do {                                                                                          \
+        __m256i *f_ = (__m256i *)(void *)(F + (r));                                               \
+        f_[0] = _mm256_add_epi32(_mm256_sll_epi32(f_[0], sh_), _mm256_cvtepi16_epi32(_mm256_castsi256_si128(c)));      \
+        f_[1] = _mm256_add_epi32(_mm256_sll_epi32(f_[1], sh_), _mm256_cvtepi16_epi32(_mm256_extracti128_si256(c, 1))); \
+    } while (0)
+#define SR_FLUSH256()                                                                             \
+    do {                                                                                          \
+        const __m128i sh_ = _mm_cvtsi32_si128(fs);                                                \
+        SR_FLUSH_HALF(c0, 0); SR_FLUSH_HALF(c1, 16); SR_FLUSH_HALF(c2, 32); SR_FLUSH_HALF(c3, 48); \
+        c0 = c1 = c2 = c3 = _mm256_setzero_si256();                                               \
+        B = fs = 0;                                                                               \
+    } while (0)
     for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
+        uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
+        if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
+        const int32_t add = SR_I8_EVENT_BOUND * __builtin_popcount(p | n);
         if (a->bitwise && t > 0) {
+            if (2 * B + add > SR_I8_LANE_BOUND) SR_FLUSH256();
             c0 = _mm256_add_epi16(c0, c0); c1 = _mm256_add_epi16(c1, c1);
             c2 = _mm256_add_epi16(c2, c2); c3 = _mm256_add_epi16(c3, c3);
+            B *= 2;
+            fs++;
+        } else if (B + add > SR_I8_LANE_BOUND) {
+            SR_FLUSH256();
         }
-        uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
-        if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
+        B += add;
         while (p) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
             p &= p - 1u;
-            c0 = _mm256_add_epi16(c0, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)l)));
-            c1 = _mm256_add_epi16(c1, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)(l + 16))));
-            c2 = _mm256_add_epi16(c2, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)(l + 32))));
-            c3 = _mm256_add_epi16(c3, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)(l + 48))));
+            c0 = _mm256_add_epi16(c0, SR_I8Y(0)); c1 = _mm256_add_epi16(c1, SR_I8Y(16));
+            c2 = _mm256_add_epi16(c2, SR_I8Y(32)); c3 = _mm256_add_epi16(c3, SR_I8Y(48));
         }
         while (n) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
             n &= n - 1u;
-            c0 = _mm256_sub_epi16(c0, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)l)));
-            c1 = _mm256_sub_epi16(c1, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)(l + 16))));
-            c2 = _mm256_sub_epi16(c2, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)(l + 32))));
-            c3 = _mm256_sub_epi16(c3, _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)(l + 48))));
+            c0 = _mm256_sub_epi16(c0, SR_I8Y(0)); c1 = _mm256_sub_epi16(c1, SR_I8Y(16));
+            c2 = _mm256_sub_epi16(c2, SR_I8Y(32)); c3 = _mm256_sub_epi16(c3, SR_I8Y(48));
         }
     }
-    SR_STORE16(A + 0, c0); SR_STORE16(A + 16, c1); SR_STORE16(A + 32, c2); SR_STORE16(A + 48, c3);
-}
-
-// int8 codes, int32 lanes: 8 accumulators x 8 rows = 64 rows.
-SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_i32_avx2(const sr_blk_args *a, int32_t *A) {
-    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-    const uint8_t *tile = a->tile;
-    const uint32_t *pm = a->pm;
-    const int32_t nw = a->nw;
-#define SR_I8W(off) _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(l + (off))))
-    for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
-        if (a->bitwise && t > 0) {
-            c0 = _mm256_add_epi32(c0, c0); c1 = _mm256_add_epi32(c1, c1);
-            c2 = _mm256_add_epi32(c2, c2); c3 = _mm256_add_epi32(c3, c3);
-            c4 = _mm256_add_epi32(c4, c4); c5 = _mm256_add_epi32(c5, c5);
-            c6 = _mm256_add_epi32(c6, c6); c7 = _mm256_add_epi32(c7, c7);
-        }
-        uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
-        if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
-        while (p) {
-            const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
-            p &= p - 1u;
-            c0 = _mm256_add_epi32(c0, SR_I8W(0));  c1 = _mm256_add_epi32(c1, SR_I8W(8));
-            c2 = _mm256_add_epi32(c2, SR_I8W(16)); c3 = _mm256_add_epi32(c3, SR_I8W(24));
-            c4 = _mm256_add_epi32(c4, SR_I8W(32)); c5 = _mm256_add_epi32(c5, SR_I8W(40));
-            c6 = _mm256_add_epi32(c6, SR_I8W(48)); c7 = _mm256_add_epi32(c7, SR_I8W(56));
-        }
-        while (n) {
-            const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
-            n &= n - 1u;
-            c0 = _mm256_sub_epi32(c0, SR_I8W(0));  c1 = _mm256_sub_epi32(c1, SR_I8W(8));
-            c2 = _mm256_sub_epi32(c2, SR_I8W(16)); c3 = _mm256_sub_epi32(c3, SR_I8W(24));
-            c4 = _mm256_sub_epi32(c4, SR_I8W(32)); c5 = _mm256_sub_epi32(c5, SR_I8W(40));
-            c6 = _mm256_sub_epi32(c6, SR_I8W(48)); c7 = _mm256_sub_epi32(c7, SR_I8W(56));
-        }
-    }
-#undef SR_I8W
-    _mm256_storeu_si256((__m256i *)(A + 0), c0);  _mm256_storeu_si256((__m256i *)(A + 8), c1);
-    _mm256_storeu_si256((__m256i *)(A + 16), c2); _mm256_storeu_si256((__m256i *)(A + 24), c3);
-    _mm256_storeu_si256((__m256i *)(A + 32), c4); _mm256_storeu_si256((__m256i *)(A + 40), c5);
-    _mm256_storeu_si256((__m256i *)(A + 48), c6); _mm256_storeu_si256((__m256i *)(A + 56), c7);
+    SR_FLUSH256();
+#undef SR_FLUSH256
+#undef SR_FLUSH_HALF
+#undef SR_I8Y
+    memcpy(A, F, sizeof F);
 }
 #endif  // SR_SPIKE_X86
 
@@ -760,11 +839,11 @@ static sr_kernels sr_pick_kernels(int32_t fmt, int level) {
             k.k32 = sr_spike_acc_q4_1_i32_avx2;
             break;
         case SR_SPIKE_W_TERNARY: k.k16 = sr_spike_acc_ternary_i16_avx2; k.k32 = sr_spike_acc_ternary_i32_avx2; break;
-        default: k.k16 = sr_spike_acc_i8_i16_avx2; k.k32 = sr_spike_acc_i8_i32_avx2; break;
+        default: k.k16 = k.k32 = sr_spike_acc_i8_flush_avx2; break;   // exact for any block: no split
         }
         if (level >= SR_SPIKE_SIMD_AVX512) {
             if (fmt == SR_SPIKE_W_Q4_1) k.k16 = sr_spike_acc_q4_1_i16_avx512;
-            else if (fmt != SR_SPIKE_W_TERNARY) k.k16 = sr_spike_acc_i8_i16_avx512;
+            else if (fmt != SR_SPIKE_W_TERNARY) k.k16 = k.k32 = sr_spike_acc_i8_flush_avx512;
         }
         k.rescale = sr_rescale_block_f16c;
     }
