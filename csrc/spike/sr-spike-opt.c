@@ -13,8 +13,10 @@
 //       row formats:   A added into the segment's int32 sum; rescale at the segment end
 // Only columns that fire are read (work scales with the spike count); the lines of one (c, b)
 // are 2 KiB contiguous and all prefetched right before the block's kernel (SR_PF_DIST).
-// AVX2 / AVX-512 accumulate in int16 lanes when qmax * blk_abs[b] <= 32767 (every partial sum
-// is bounded by that, see sr-spike.h); a block above the bound is split into column groups that
+// AVX2 / AVX-512 accumulate in int16 lanes. The int8 kernels flush them into int32 whenever
+// the next plane could overflow (sr_spike_acc_i8_flush_*), so any block runs in one pass. The
+// Q4_1 and ternary kernels use int16 when qmax * blk_abs[b] <= 32767 (every partial sum is
+// bounded by that, see sr-spike.h); a block above the bound is split into column groups that
 // each fit (usually 2), run as separate int16 passes, and columns that cannot fit alone (an
 // outlier count) go to one int32 pass; the parts are added in int32. Q4_1 tiles whose rows
 // are all in the first half (576 = 4.5 x 128) use a half kernel. The block kernels
