@@ -315,6 +315,7 @@ typedef struct sr_blk_args {
     int32_t neg0;          // plane 0 carries a negative weight (two's complement)
     int32_t halves;        // 2, or 1 when only the first half of the tile's rows is needed
     uint32_t colmask;      // columns jj of the block to include (int16 passes split a block)
+    size_t tile2;          // two-tile kernels: bytes from a line to the same line of the next tile
 } sr_blk_args;
 
 typedef void (*sr_blk_fn)(const sr_blk_args *a, int32_t *A);
@@ -545,21 +546,30 @@ SR_AVX512 SR_NOINLINE static void sr_spike_acc_q4_1_i16_avx512(const sr_blk_args
 // whatever its inputs' magnitudes.
 #define SR_I8_LANE_BOUND 32767
 #define SR_I8_EVENT_BOUND 128
-SR_AVX512 SR_NOINLINE static void sr_spike_acc_i8_flush_avx512(const sr_blk_args *a, int32_t *A) {
-    __m512i c0 = _mm512_setzero_si512(), c1 = c0, f[4] = {c0, c0, c0, c0};
+// NT = 2 runs two tiles (rows 64 apart in the output, tile2 bytes apart in memory) over the
+// same masks: the mask walk, the Horner and flush bookkeeping and the call are shared by 128
+// rows instead of 64. A[64u + r] is row r of tile u.
+SR_AVX512 static inline __attribute__((always_inline)) void sr_i8_flush_avx512(const sr_blk_args *a, int32_t *A,
+                                                                               const int NT) {
+    __m512i c[4], f[8];
+    for (int i = 0; i < 2 * NT; i++) c[i] = _mm512_setzero_si512();
+    for (int i = 0; i < 4 * NT; i++) f[i] = _mm512_setzero_si512();
     int32_t B = 0, fs = 0;
     const uint8_t *tile = a->tile;
+    const size_t t2 = a->tile2;
     const uint32_t *pm = a->pm;
     const int32_t nw = a->nw;
 #define SR_I8Z(off) _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(const void *)(l + (off))))
 #define SR_FLUSH512()                                                                             \
     do {                                                                                          \
         const __m128i sh_ = _mm_cvtsi32_si128(fs);                                                \
-        f[0] = _mm512_add_epi32(_mm512_sll_epi32(f[0], sh_), _mm512_cvtepi16_epi32(_mm512_castsi512_si256(c0)));      \
-        f[1] = _mm512_add_epi32(_mm512_sll_epi32(f[1], sh_), _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(c0, 1))); \
-        f[2] = _mm512_add_epi32(_mm512_sll_epi32(f[2], sh_), _mm512_cvtepi16_epi32(_mm512_castsi512_si256(c1)));      \
-        f[3] = _mm512_add_epi32(_mm512_sll_epi32(f[3], sh_), _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(c1, 1))); \
-        c0 = c1 = _mm512_setzero_si512();                                                         \
+        for (int i_ = 0; i_ < 2 * NT; i_++) {                                                     \
+            f[2 * i_] = _mm512_add_epi32(_mm512_sll_epi32(f[2 * i_], sh_),                        \
+                                         _mm512_cvtepi16_epi32(_mm512_castsi512_si256(c[i_])));   \
+            f[2 * i_ + 1] = _mm512_add_epi32(_mm512_sll_epi32(f[2 * i_ + 1], sh_),                \
+                                             _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(c[i_], 1))); \
+            c[i_] = _mm512_setzero_si512();                                                       \
+        }                                                                                         \
         B = fs = 0;                                                                               \
     } while (0)
     for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
@@ -568,7 +578,7 @@ SR_AVX512 SR_NOINLINE static void sr_spike_acc_i8_flush_avx512(const sr_blk_args
         const int32_t add = SR_I8_EVENT_BOUND * __builtin_popcount(p | n);
         if (a->bitwise && t > 0) {
             if (2 * B + add > SR_I8_LANE_BOUND) SR_FLUSH512();
-            c0 = _mm512_add_epi16(c0, c0); c1 = _mm512_add_epi16(c1, c1);
+            for (int i = 0; i < 2 * NT; i++) c[i] = _mm512_add_epi16(c[i], c[i]);
             B *= 2;
             fs++;
         } else if (B + add > SR_I8_LANE_BOUND) {
@@ -578,18 +588,34 @@ SR_AVX512 SR_NOINLINE static void sr_spike_acc_i8_flush_avx512(const sr_blk_args
         while (p) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
             p &= p - 1u;
-            c0 = _mm512_add_epi16(c0, SR_I8Z(0)); c1 = _mm512_add_epi16(c1, SR_I8Z(32));
+            for (int u = 0; u < NT; u++) {
+                const size_t o_ = u ? t2 : 0;  // no multiply, even in address arithmetic
+                c[2 * u] = _mm512_add_epi16(c[2 * u], SR_I8Z(o_));
+                c[2 * u + 1] = _mm512_add_epi16(c[2 * u + 1], SR_I8Z(o_ + 32));
+            }
         }
         while (n) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
             n &= n - 1u;
-            c0 = _mm512_sub_epi16(c0, SR_I8Z(0)); c1 = _mm512_sub_epi16(c1, SR_I8Z(32));
+            for (int u = 0; u < NT; u++) {
+                const size_t o_ = u ? t2 : 0;  // no multiply, even in address arithmetic
+                c[2 * u] = _mm512_sub_epi16(c[2 * u], SR_I8Z(o_));
+                c[2 * u + 1] = _mm512_sub_epi16(c[2 * u + 1], SR_I8Z(o_ + 32));
+            }
         }
     }
     SR_FLUSH512();
 #undef SR_FLUSH512
 #undef SR_I8Z
-    for (int32_t k = 0; k < 4; k++) _mm512_storeu_si512((void *)(A + 16 * k), f[k]);
+    for (int32_t i = 0; i < 4 * NT; i++) _mm512_storeu_si512((void *)(A + 16 * i), f[i]);
+}
+
+SR_AVX512 SR_NOINLINE static void sr_spike_acc_i8_flush_avx512(const sr_blk_args *a, int32_t *A) {
+    sr_i8_flush_avx512(a, A, 1);
+}
+
+SR_AVX512 SR_NOINLINE static void sr_spike_acc_i8_flush2_avx512(const sr_blk_args *a, int32_t *A) {
+    sr_i8_flush_avx512(a, A, 2);
 }
 
 #undef SR_PAIR_EVENTS_MAX
@@ -728,26 +754,28 @@ SR_I32_PASS_KERNEL(sr_spike_acc_q4_1_i32_avx2, 64, 1, SR_Q4F, _mm256_cvtepu16_ep
 SR_I32_PASS_KERNEL(sr_spike_acc_ternary_i32_avx2, 128, 2, SR_T2F, _mm256_cvtepu16_epi32)
 
 // int8 codes, AVX2: the same int16 lanes with int32 flushes as the AVX-512 kernel above,
-// 4 accumulators x 16 rows; F (8 x 8 rows) lives in memory between flushes.
-SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_flush_avx2(const sr_blk_args *a, int32_t *A) {
-    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0;
-    _Alignas(32) int32_t F[64] = {0};
+// 4 accumulators x 16 rows per tile (NT tiles); F (64 NT int32) lives in memory between flushes.
+SR_AVX2 static inline __attribute__((always_inline)) void sr_i8_flush_avx2(const sr_blk_args *a, int32_t *A,
+                                                                           const int NT) {
+    __m256i c[8];
+    for (int i = 0; i < 4 * NT; i++) c[i] = _mm256_setzero_si256();
+    _Alignas(32) int32_t F[128];
+    memset(F, 0, sizeof(int32_t) * 64 * (size_t)NT);
     int32_t B = 0, fs = 0;
     const uint8_t *tile = a->tile;
+    const size_t t2 = a->tile2;
     const uint32_t *pm = a->pm;
     const int32_t nw = a->nw;
 #define SR_I8Y(off) _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)(l + (off))))
-#define SR_FLUSH_HALF(c, r)                                                                       \
-    do {                                                                                          \
-        __m256i *f_ = (__m256i *)(void *)(F + (r));                                               \
-        f_[0] = _mm256_add_epi32(_mm256_sll_epi32(f_[0], sh_), _mm256_cvtepi16_epi32(_mm256_castsi256_si128(c)));      \
-        f_[1] = _mm256_add_epi32(_mm256_sll_epi32(f_[1], sh_), _mm256_cvtepi16_epi32(_mm256_extracti128_si256(c, 1))); \
-    } while (0)
 #define SR_FLUSH256()                                                                             \
     do {                                                                                          \
         const __m128i sh_ = _mm_cvtsi32_si128(fs);                                                \
-        SR_FLUSH_HALF(c0, 0); SR_FLUSH_HALF(c1, 16); SR_FLUSH_HALF(c2, 32); SR_FLUSH_HALF(c3, 48); \
-        c0 = c1 = c2 = c3 = _mm256_setzero_si256();                                               \
+        for (int i_ = 0; i_ < 4 * NT; i_++) {                                                     \
+            __m256i *f_ = (__m256i *)(void *)(F + 16 * i_);                                       \
+            f_[0] = _mm256_add_epi32(_mm256_sll_epi32(f_[0], sh_), _mm256_cvtepi16_epi32(_mm256_castsi256_si128(c[i_])));      \
+            f_[1] = _mm256_add_epi32(_mm256_sll_epi32(f_[1], sh_), _mm256_cvtepi16_epi32(_mm256_extracti128_si256(c[i_], 1))); \
+            c[i_] = _mm256_setzero_si256();                                                       \
+        }                                                                                         \
         B = fs = 0;                                                                               \
     } while (0)
     for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
@@ -756,8 +784,7 @@ SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_flush_avx2(const sr_blk_args *a,
         const int32_t add = SR_I8_EVENT_BOUND * __builtin_popcount(p | n);
         if (a->bitwise && t > 0) {
             if (2 * B + add > SR_I8_LANE_BOUND) SR_FLUSH256();
-            c0 = _mm256_add_epi16(c0, c0); c1 = _mm256_add_epi16(c1, c1);
-            c2 = _mm256_add_epi16(c2, c2); c3 = _mm256_add_epi16(c3, c3);
+            for (int i = 0; i < 4 * NT; i++) c[i] = _mm256_add_epi16(c[i], c[i]);
             B *= 2;
             fs++;
         } else if (B + add > SR_I8_LANE_BOUND) {
@@ -767,21 +794,26 @@ SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_flush_avx2(const sr_blk_args *a,
         while (p) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
             p &= p - 1u;
-            c0 = _mm256_add_epi16(c0, SR_I8Y(0)); c1 = _mm256_add_epi16(c1, SR_I8Y(16));
-            c2 = _mm256_add_epi16(c2, SR_I8Y(32)); c3 = _mm256_add_epi16(c3, SR_I8Y(48));
+            for (int i = 0; i < 4 * NT; i++) c[i] = _mm256_add_epi16(c[i], SR_I8Y(((i >> 2) ? t2 : 0) + 16 * (size_t)(i & 3)));
         }
         while (n) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
             n &= n - 1u;
-            c0 = _mm256_sub_epi16(c0, SR_I8Y(0)); c1 = _mm256_sub_epi16(c1, SR_I8Y(16));
-            c2 = _mm256_sub_epi16(c2, SR_I8Y(32)); c3 = _mm256_sub_epi16(c3, SR_I8Y(48));
+            for (int i = 0; i < 4 * NT; i++) c[i] = _mm256_sub_epi16(c[i], SR_I8Y(((i >> 2) ? t2 : 0) + 16 * (size_t)(i & 3)));
         }
     }
     SR_FLUSH256();
 #undef SR_FLUSH256
-#undef SR_FLUSH_HALF
 #undef SR_I8Y
-    memcpy(A, F, sizeof F);
+    memcpy(A, F, sizeof(int32_t) * 64 * (size_t)NT);
+}
+
+SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_flush_avx2(const sr_blk_args *a, int32_t *A) {
+    sr_i8_flush_avx2(a, A, 1);
+}
+
+SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_flush2_avx2(const sr_blk_args *a, int32_t *A) {
+    sr_i8_flush_avx2(a, A, 2);
 }
 #endif  // SR_SPIKE_X86
 
@@ -791,6 +823,7 @@ typedef struct sr_kernels {
     sr_blk_fn k16;       // used when qmax * blk_abs[b] <= 32767 (int16 lanes), may equal k32
     sr_blk_fn k32;       // always safe (int32 lanes)
     sr_blk_fn k16_half;  // int16, first half of the tile only (or NULL)
+    sr_blk_fn k2;        // row formats: two tiles at once, exact for any block (or NULL)
     // sr_spike_rescale_block on the block's fp16 scales d, m (m NULL for Q8_0), n rows
     void (*rescale)(float *acc, const int32_t *A, const uint16_t *d, const uint16_t *m, int32_t N,
                     float sxg, int grouped, int32_t n);
@@ -827,6 +860,7 @@ SR_AVX2 static void sr_rescale_block_f16c(float *acc, const int32_t *A, const ui
 static sr_kernels sr_pick_kernels(int32_t fmt, int level) {
     sr_kernels k;
     k.k16_half = NULL;
+    k.k2 = NULL;
     k.rescale = sr_rescale_block_portable;
     switch (fmt) {
     case SR_SPIKE_W_Q4_1: k.k16 = k.k32 = sr_spike_acc_q4_1_portable; break;
@@ -843,9 +877,11 @@ static sr_kernels sr_pick_kernels(int32_t fmt, int level) {
         case SR_SPIKE_W_TERNARY: k.k16 = sr_spike_acc_ternary_i16_avx2; k.k32 = sr_spike_acc_ternary_i32_avx2; break;
         default: k.k16 = k.k32 = sr_spike_acc_i8_flush_avx2; break;   // exact for any block: no split
         }
+        if (fmt == SR_SPIKE_W_I8_ROW) k.k2 = sr_spike_acc_i8_flush2_avx2;
         if (level >= SR_SPIKE_SIMD_AVX512) {
             if (fmt == SR_SPIKE_W_Q4_1) k.k16 = sr_spike_acc_q4_1_i16_avx512;
             else if (fmt != SR_SPIKE_W_TERNARY) k.k16 = k.k32 = sr_spike_acc_i8_flush_avx512;
+            if (fmt == SR_SPIKE_W_I8_ROW) k.k2 = sr_spike_acc_i8_flush2_avx512;
         }
         k.rescale = sr_rescale_block_f16c;
     }
@@ -900,6 +936,23 @@ static void sr_make_split(const sr_spike_planes *x, int32_t b, int32_t qmax, int
     }
 }
 
+// Kernel arguments of block b (a non-silent block of x) for the tile whose lines start at `tile`.
+static inline sr_blk_args sr_blk_setup(const sr_spike_planes *x, int32_t b, const uint8_t *tile) {
+    sr_blk_args a;
+    a.tile = tile;
+    a.stride = (size_t)x->n_words * 2;
+    a.pm = x->bits + a.stride * (size_t)x->blk_tfirst[b] + (size_t)b;
+    a.nw = x->n_words;
+    a.t0 = x->blk_tfirst[b];
+    a.T = x->T;
+    a.bitwise = sr_spike_encoding_is_bitwise(x->encoding);
+    a.neg0 = x->encoding == SR_SPIKE_TWOS_COMPLEMENT;
+    a.halves = 2;
+    a.colmask = 0xffffffffu;
+    a.tile2 = 0;
+    return a;
+}
+
 // Integer sums of block b for the tile whose lines start at `tile` (A: tile_w int32).
 static inline void sr_run_block(const sr_spike_weights *w, const sr_spike_planes *x, sr_kernels k,
                                 const sr_split *sp, const uint8_t *tile, int32_t b,
@@ -908,15 +961,7 @@ static inline void sr_run_block(const sr_spike_weights *w, const sr_spike_planes
     if (sp->n16 == 0 && sp->m32 == 0) {
         memset(A, 0, (size_t)tw * sizeof *A);
     } else {
-        sr_blk_args a;
-        a.tile = tile;
-        a.stride = (size_t)x->n_words * 2;
-        a.pm = x->bits + a.stride * (size_t)x->blk_tfirst[b] + (size_t)b;
-        a.nw = x->n_words;
-        a.t0 = x->blk_tfirst[b];
-        a.T = x->T;
-        a.bitwise = sr_spike_encoding_is_bitwise(x->encoding);
-        a.neg0 = x->encoding == SR_SPIKE_TWOS_COMPLEMENT;
+        sr_blk_args a = sr_blk_setup(x, b, tile);
         a.halves = rn * 2 <= tw ? 1 : 2;
         _Alignas(64) int32_t T2[SR_SPIKE_MAX_TILE];
         for (int32_t i = 0; i <= sp->n16; i++) {
@@ -986,6 +1031,30 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
                 if (++gb == bpg) { gb = 0; g++; }
             }
             sr_spike_rescale_block_finish(y + row0, yacc, s0, grouped, rn);
+        } else if (k.k2 && !grouped && c + 1 < c1 && !(x->encoding == SR_SPIKE_BINARY && x->offset != 0)) {
+            // tiles c and c + 1 together (one scale per token: a single segment)
+            const size_t next = (size_t)nb * tile_bytes;
+            const int32_t rn2 = o1 - (row0 + tw) < tw ? o1 - (row0 + tw) : tw;
+            for (int32_t r = 0; r < 2 * tw; r++) Aseg[r] = 0;
+            for (int32_t b = 0; b < nb && b < x->n_words; b++) {
+                const uint8_t *tb = tile + (size_t)b * tile_bytes;
+                SR_PREFETCH(tb);
+                SR_PREFETCH(tb + next);
+                if (x->blk_tfirst[b] >= x->T) continue;  // silent block
+                sr_blk_args a = sr_blk_setup(x, b, tb);
+                a.tile2 = next;
+                k.k2(&a, A);
+                for (int32_t r = 0; r < 2 * tw; r++) Aseg[r] += A[r];
+            }
+            if (acc) {
+                memcpy(acc + (size_t)row0, Aseg, (size_t)rn * sizeof *Aseg);
+                memcpy(acc + (size_t)row0 + (size_t)tw, Aseg + tw, (size_t)rn2 * sizeof *Aseg);
+            }
+            sr_spike_rescale_rows(y + row0, Aseg, w->row_scale + row0, s0, rn);
+            sr_spike_rescale_rows(y + row0 + tw, Aseg + tw, w->row_scale + row0 + tw, s0, rn2);
+            tile += 2 * next;
+            bv += 2 * (size_t)nb * (size_t)tw;
+            c++;
         } else {
             int32_t s = 0;
             for (int32_t b0 = 0; b0 < nb; b0 += bpg, s++) {
