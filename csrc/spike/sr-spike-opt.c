@@ -546,17 +546,17 @@ SR_AVX512 SR_NOINLINE static void sr_spike_acc_q4_1_i16_avx512(const sr_blk_args
 // whatever its inputs' magnitudes.
 #define SR_I8_LANE_BOUND 32767
 #define SR_I8_EVENT_BOUND 128
-// NT = 2 runs two tiles (rows 64 apart in the output, tile2 bytes apart in memory) over the
-// same masks: the mask walk, the Horner and flush bookkeeping and the call are shared by 128
-// rows instead of 64. A[64u + r] is row r of tile u.
+// NT = 2 or 4 runs that many tiles (rows 64 apart in the output, tile2 bytes apart in memory)
+// over the same masks: the mask walk, the Horner and flush bookkeeping and the call are shared
+// by 64 NT rows. A[64u + r] is row r of tile u.
 SR_AVX512 static inline __attribute__((always_inline)) void sr_i8_flush_avx512(const sr_blk_args *a, int32_t *A,
                                                                                const int NT) {
-    __m512i c[4], f[8];
+    __m512i c[8], f[16];
+    const size_t tu[4] = {0, a->tile2, a->tile2 + a->tile2, a->tile2 + a->tile2 + a->tile2};
     for (int i = 0; i < 2 * NT; i++) c[i] = _mm512_setzero_si512();
     for (int i = 0; i < 4 * NT; i++) f[i] = _mm512_setzero_si512();
     int32_t B = 0, fs = 0;
     const uint8_t *tile = a->tile;
-    const size_t t2 = a->tile2;
     const uint32_t *pm = a->pm;
     const int32_t nw = a->nw;
 #define SR_I8Z(off) _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(const void *)(l + (off))))
@@ -589,7 +589,7 @@ SR_AVX512 static inline __attribute__((always_inline)) void sr_i8_flush_avx512(c
             const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
             p &= p - 1u;
             for (int u = 0; u < NT; u++) {
-                const size_t o_ = u ? t2 : 0;  // no multiply, even in address arithmetic
+                const size_t o_ = tu[u];  // no multiply, even in address arithmetic
                 c[2 * u] = _mm512_add_epi16(c[2 * u], SR_I8Z(o_));
                 c[2 * u + 1] = _mm512_add_epi16(c[2 * u + 1], SR_I8Z(o_ + 32));
             }
@@ -598,7 +598,7 @@ SR_AVX512 static inline __attribute__((always_inline)) void sr_i8_flush_avx512(c
             const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
             n &= n - 1u;
             for (int u = 0; u < NT; u++) {
-                const size_t o_ = u ? t2 : 0;  // no multiply, even in address arithmetic
+                const size_t o_ = tu[u];  // no multiply, even in address arithmetic
                 c[2 * u] = _mm512_sub_epi16(c[2 * u], SR_I8Z(o_));
                 c[2 * u + 1] = _mm512_sub_epi16(c[2 * u + 1], SR_I8Z(o_ + 32));
             }
@@ -616,6 +616,10 @@ SR_AVX512 SR_NOINLINE static void sr_spike_acc_i8_flush_avx512(const sr_blk_args
 
 SR_AVX512 SR_NOINLINE static void sr_spike_acc_i8_flush2_avx512(const sr_blk_args *a, int32_t *A) {
     sr_i8_flush_avx512(a, A, 2);
+}
+
+SR_AVX512 SR_NOINLINE static void sr_spike_acc_i8_flush4_avx512(const sr_blk_args *a, int32_t *A) {
+    sr_i8_flush_avx512(a, A, 4);
 }
 
 #undef SR_PAIR_EVENTS_MAX
@@ -823,7 +827,7 @@ typedef struct sr_kernels {
     sr_blk_fn k16;       // used when qmax * blk_abs[b] <= 32767 (int16 lanes), may equal k32
     sr_blk_fn k32;       // always safe (int32 lanes)
     sr_blk_fn k16_half;  // int16, first half of the tile only (or NULL)
-    sr_blk_fn k2;        // row formats: two tiles at once, exact for any block (or NULL)
+    sr_blk_fn k2, k4;    // row formats: two / four tiles at once, exact for any block (or NULL)
     // sr_spike_rescale_block on the block's fp16 scales d, m (m NULL for Q8_0), n rows
     void (*rescale)(float *acc, const int32_t *A, const uint16_t *d, const uint16_t *m, int32_t N,
                     float sxg, int grouped, int32_t n);
@@ -860,7 +864,7 @@ SR_AVX2 static void sr_rescale_block_f16c(float *acc, const int32_t *A, const ui
 static sr_kernels sr_pick_kernels(int32_t fmt, int level) {
     sr_kernels k;
     k.k16_half = NULL;
-    k.k2 = NULL;
+    k.k2 = k.k4 = NULL;
     k.rescale = sr_rescale_block_portable;
     switch (fmt) {
     case SR_SPIKE_W_Q4_1: k.k16 = k.k32 = sr_spike_acc_q4_1_portable; break;
@@ -881,7 +885,7 @@ static sr_kernels sr_pick_kernels(int32_t fmt, int level) {
         if (level >= SR_SPIKE_SIMD_AVX512) {
             if (fmt == SR_SPIKE_W_Q4_1) k.k16 = sr_spike_acc_q4_1_i16_avx512;
             else if (fmt != SR_SPIKE_W_TERNARY) k.k16 = k.k32 = sr_spike_acc_i8_flush_avx512;
-            if (fmt == SR_SPIKE_W_I8_ROW) k.k2 = sr_spike_acc_i8_flush2_avx512;
+            if (fmt == SR_SPIKE_W_I8_ROW) { k.k2 = sr_spike_acc_i8_flush2_avx512; k.k4 = sr_spike_acc_i8_flush4_avx512; }
         }
         k.rescale = sr_rescale_block_f16c;
     }
@@ -1032,29 +1036,28 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
             }
             sr_spike_rescale_block_finish(y + row0, yacc, s0, grouped, rn);
         } else if (k.k2 && !grouped && c + 1 < c1 && !(x->encoding == SR_SPIKE_BINARY && x->offset != 0)) {
-            // tiles c and c + 1 together (one scale per token: a single segment)
+            // tiles c .. c + nt - 1 together (one scale per token: a single segment)
+            const int32_t nt = k.k4 && c + 3 < c1 ? 4 : 2;
+            const sr_blk_fn f = nt == 4 ? k.k4 : k.k2;
             const size_t next = (size_t)nb * tile_bytes;
-            const int32_t rn2 = o1 - (row0 + tw) < tw ? o1 - (row0 + tw) : tw;
-            for (int32_t r = 0; r < 2 * tw; r++) Aseg[r] = 0;
+            for (int32_t r = 0; r < nt * tw; r++) Aseg[r] = 0;
             for (int32_t b = 0; b < nb && b < x->n_words; b++) {
                 const uint8_t *tb = tile + (size_t)b * tile_bytes;
-                SR_PREFETCH(tb);
-                SR_PREFETCH(tb + next);
+                for (int32_t u = 0; u < nt; u++) SR_PREFETCH(tb + (size_t)u * next);
                 if (x->blk_tfirst[b] >= x->T) continue;  // silent block
                 sr_blk_args a = sr_blk_setup(x, b, tb);
                 a.tile2 = next;
-                k.k2(&a, A);
-                for (int32_t r = 0; r < 2 * tw; r++) Aseg[r] += A[r];
+                f(&a, A);
+                for (int32_t r = 0; r < nt * tw; r++) Aseg[r] += A[r];
             }
-            if (acc) {
-                memcpy(acc + (size_t)row0, Aseg, (size_t)rn * sizeof *Aseg);
-                memcpy(acc + (size_t)row0 + (size_t)tw, Aseg + tw, (size_t)rn2 * sizeof *Aseg);
+            for (int32_t u = 0; u < nt; u++) {
+                const int32_t ru = row0 + u * tw, rnu = o1 - ru < tw ? o1 - ru : tw;
+                if (acc) memcpy(acc + (size_t)ru, Aseg + u * tw, (size_t)rnu * sizeof *Aseg);
+                sr_spike_rescale_rows(y + ru, Aseg + u * tw, w->row_scale + ru, s0, rnu);
             }
-            sr_spike_rescale_rows(y + row0, Aseg, w->row_scale + row0, s0, rn);
-            sr_spike_rescale_rows(y + row0 + tw, Aseg + tw, w->row_scale + row0 + tw, s0, rn2);
-            tile += 2 * next;
-            bv += 2 * (size_t)nb * (size_t)tw;
-            c++;
+            tile += (size_t)nt * next;
+            bv += (size_t)nt * (size_t)nb * (size_t)tw;
+            c += nt - 1;
         } else {
             int32_t s = 0;
             for (int32_t b0 = 0; b0 < nb; b0 += bpg, s++) {
