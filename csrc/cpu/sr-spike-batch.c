@@ -51,7 +51,8 @@ void sr_spike_batch_run(void *ctx, int ith, int nth) {
         if (!by_tokens) sr_pool_thread_rows(b->pool, w->n_out, w->tile_w, ith, &r0, &r1);
         if (r1 <= r0 || t1 <= t0) continue;
         int64_t group = (int64_t)(SR_BATCH_GROUP_BYTES / row_bytes(w)) / w->tile_w * w->tile_w;
-        if (group < w->tile_w) group = w->tile_w;
+        // at least 4 tiles: the row kernels run up to 4 tiles per call (sr-spike-opt.c)
+        if (group < 4 * (int64_t)w->tile_w) group = 4 * (int64_t)w->tile_w;
         if (t1 - t0 == 1) group = r1 - r0;   // one token: one call over the whole slice
         for (int64_t g0 = r0; g0 < r1 && st == SR_OK; g0 += group) {
             const int64_t g1 = g0 + group < r1 ? g0 + group : r1;
