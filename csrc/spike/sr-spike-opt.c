@@ -173,6 +173,32 @@ uint32_t sr_spike_max_abs_bits_(const float *x, int32_t n) {
 // ---------------------------------------------------------------- sign-magnitude planes (AVX2)
 
 #if SR_SPIKE_X86
+// The 32 counts of block b (zero-padded past n through buf).
+static inline const int32_t *sr_block_counts(const int32_t *counts, int32_t n, int32_t b, int32_t *buf) {
+    const int32_t *c = counts + (size_t)b * 32;
+    if (n - b * 32 >= 32) return c;
+    memset(buf, 0, 32 * sizeof *buf);
+    memcpy(buf, c, (size_t)(n - b * 32) * sizeof *buf);
+    return buf;
+}
+
+// Block b's derived fields from lane vectors: blk_abs = the lanes' sum of sa, blk_sum of sv,
+// blk_tfirst from the top bit of the lanes' OR of mx (returned).
+SR_AVX2 static inline uint32_t sr_block_fields(sr_spike_planes *p, int32_t b, int32_t T, __m256i sa, __m256i sv,
+                                               __m256i mx) {
+    _Alignas(32) int32_t la[8], ls[8], lm[8];
+    _mm256_store_si256((__m256i *)la, sa);
+    _mm256_store_si256((__m256i *)ls, sv);
+    _mm256_store_si256((__m256i *)lm, mx);
+    int32_t babs = 0, bsum = 0;
+    uint32_t bor = 0;
+    for (int i = 0; i < 8; i++) { babs += la[i]; bsum += ls[i]; bor |= (uint32_t)lm[i]; }
+    p->blk_abs[b] = babs;
+    p->blk_sum[b] = bsum;
+    p->blk_tfirst[b] = bor ? T - 32 + __builtin_clz(bor) : T;
+    return bor;
+}
+
 // Counts -> sign-magnitude planes and the derived fields in one pass: per 32-input word,
 // plane t's mask is the movemask of bit T-1-t of |n| shifted into the sign position.
 // Same bits and fields as the generic path (sr_spike_planes_from_counts + finalize).
@@ -182,12 +208,7 @@ SR_AVX2 static int sr_planes_sm_avx2(sr_spike_planes *p, const int32_t *counts, 
     uint64_t spikes = 0;
     _Alignas(32) int32_t buf[32];
     for (int32_t b = 0; b < nw; b++) {
-        const int32_t *c = counts + (size_t)b * 32;
-        if (n - b * 32 < 32) {
-            memset(buf, 0, sizeof buf);
-            memcpy(buf, c, (size_t)(n - b * 32) * sizeof *buf);
-            c = buf;
-        }
+        const int32_t *c = sr_block_counts(counts, n, b, buf);
         __m256i v0 = _mm256_loadu_si256((const __m256i *)(c + 0)), v1 = _mm256_loadu_si256((const __m256i *)(c + 8));
         __m256i v2 = _mm256_loadu_si256((const __m256i *)(c + 16)), v3 = _mm256_loadu_si256((const __m256i *)(c + 24));
         uint32_t neg = (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(v0)) |
@@ -198,16 +219,7 @@ SR_AVX2 static int sr_planes_sm_avx2(sr_spike_planes *p, const int32_t *counts, 
         __m256i sa = _mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3));
         __m256i sv = _mm256_add_epi32(_mm256_add_epi32(v0, v1), _mm256_add_epi32(v2, v3));
         __m256i mx = _mm256_or_si256(_mm256_or_si256(a0, a1), _mm256_or_si256(a2, a3));  // same top bit as max
-        _Alignas(32) int32_t la[8], ls[8], lm[8];
-        _mm256_store_si256((__m256i *)la, sa);
-        _mm256_store_si256((__m256i *)ls, sv);
-        _mm256_store_si256((__m256i *)lm, mx);
-        int32_t babs = 0, bsum = 0;
-        uint32_t bor = 0;
-        for (int i = 0; i < 8; i++) { babs += la[i]; bsum += ls[i]; bor |= (uint32_t)lm[i]; }
-        p->blk_abs[b] = babs;
-        p->blk_sum[b] = bsum;
-        p->blk_tfirst[b] = bor ? T - 32 + __builtin_clz(bor) : T;
+        sr_block_fields(p, b, T, sa, sv, mx);
         uint32_t *pm = p->bits + (size_t)b;
         for (int32_t t = 0; t < T; t++, pm += stride) {
             const __m128i sh = _mm_cvtsi32_si128(31 - (T - 1 - t));
@@ -223,9 +235,7 @@ SR_AVX2 static int sr_planes_sm_avx2(sr_spike_planes *p, const int32_t *counts, 
     p->spikes = spikes;
     return 1;
 }
-#endif
 
-#if SR_SPIKE_X86
 // Counts -> NAF planes and the derived fields in one pass. For m = |n|, h = m >> 1,
 // x3 = m + h, c = h ^ x3: the NAF's +1 digits are x3 & c and its -1 digits h & c (bit k =
 // digit k), so plane T-1-k's masks come from movemasks as in the sign-magnitude path, with
@@ -238,12 +248,7 @@ SR_AVX2 static int sr_planes_naf_avx2(sr_spike_planes *p, const int32_t *counts,
     uint64_t spikes = 0;
     _Alignas(32) int32_t buf[32];
     for (int32_t b = 0; b < nw; b++) {
-        const int32_t *c = counts + (size_t)b * 32;
-        if (n - b * 32 < 32) {
-            memset(buf, 0, sizeof buf);
-            memcpy(buf, c, (size_t)(n - b * 32) * sizeof *buf);
-            c = buf;
-        }
+        const int32_t *c = sr_block_counts(counts, n, b, buf);
         __m256i P[4], M[4], sv = _mm256_setzero_si256(), sa = sv, mx = sv;
         uint32_t neg = 0;
         for (int i = 0; i < 4; i++) {
@@ -257,17 +262,8 @@ SR_AVX2 static int sr_planes_naf_avx2(sr_spike_planes *p, const int32_t *counts,
             sa = _mm256_add_epi32(sa, _mm256_add_epi32(P[i], M[i]));
             mx = _mm256_or_si256(mx, _mm256_or_si256(P[i], M[i]));
         }
-        _Alignas(32) int32_t la[8], ls[8], lm[8];
-        _mm256_store_si256((__m256i *)la, sa);
-        _mm256_store_si256((__m256i *)ls, sv);
-        _mm256_store_si256((__m256i *)lm, mx);
-        int32_t babs = 0, bsum = 0;
-        uint32_t bor = 0;
-        for (int i = 0; i < 8; i++) { babs += la[i]; bsum += ls[i]; bor |= (uint32_t)lm[i]; }
+        const uint32_t bor = sr_block_fields(p, b, T, sa, sv, mx);
         if (T < 32 && (bor >> T)) return 0;
-        p->blk_abs[b] = babs;
-        p->blk_sum[b] = bsum;
-        p->blk_tfirst[b] = bor ? T - 32 + __builtin_clz(bor) : T;
         uint32_t *pm = p->bits + (size_t)b;
         for (int32_t t = 0; t < T; t++, pm += stride) {
             const __m128i sh = _mm_cvtsi32_si128(31 - (T - 1 - t));
