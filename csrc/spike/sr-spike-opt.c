@@ -311,7 +311,7 @@ typedef struct sr_blk_args {
     int32_t neg0;          // plane 0 carries a negative weight (two's complement)
     int32_t halves;        // 2, or 1 when only the first half of the tile's rows is needed
     uint32_t colmask;      // columns jj of the block to include (int16 passes split a block)
-    size_t tile2;          // two-tile kernels: bytes from a line to the same line of the next tile
+    size_t tile2;          // multi-tile kernels: bytes from a line to the same line of the next tile
 } sr_blk_args;
 
 typedef void (*sr_blk_fn)(const sr_blk_args *a, int32_t *A);
