@@ -572,13 +572,12 @@ SR_AVX512 static inline __attribute__((always_inline)) void sr_i8_flush_avx512(c
         uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
         if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
         const int32_t add = SR_I8_EVENT_BOUND * __builtin_popcount(p | n);
-        if (a->bitwise && t > 0) {
-            if (2 * B + add > SR_I8_LANE_BOUND) SR_FLUSH512();
+        const int dbl = a->bitwise && t > 0;   // Horner doubling before this plane
+        if ((dbl ? 2 * B : B) + add > SR_I8_LANE_BOUND) SR_FLUSH512();
+        if (dbl) {
             for (int i = 0; i < 2 * NT; i++) c[i] = _mm512_add_epi16(c[i], c[i]);
             B *= 2;
             fs++;
-        } else if (B + add > SR_I8_LANE_BOUND) {
-            SR_FLUSH512();
         }
         B += add;
         while (p) {
@@ -782,13 +781,12 @@ SR_AVX2 static inline __attribute__((always_inline)) void sr_i8_flush_avx2(const
         uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
         if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
         const int32_t add = SR_I8_EVENT_BOUND * __builtin_popcount(p | n);
-        if (a->bitwise && t > 0) {
-            if (2 * B + add > SR_I8_LANE_BOUND) SR_FLUSH256();
+        const int dbl = a->bitwise && t > 0;   // Horner doubling before this plane
+        if ((dbl ? 2 * B : B) + add > SR_I8_LANE_BOUND) SR_FLUSH256();
+        if (dbl) {
             for (int i = 0; i < 4 * NT; i++) c[i] = _mm256_add_epi16(c[i], c[i]);
             B *= 2;
             fs++;
-        } else if (B + add > SR_I8_LANE_BOUND) {
-            SR_FLUSH256();
         }
         B += add;
         while (p) {
