@@ -709,7 +709,7 @@ sr_status sr_spike_attn_scores(const sr_spike_weights *kc, const sr_spike_planes
                                float kq_scale, float *scores, int32_t *acc, sr_spike_stats *stats) {
     if (!kc || !q || q->n_groups != 1 || kc->format != SR_SPIKE_W_I8_ROW) return sr_fail(SR_ERR_INVALID_ARG, "spike attention: q needs one scale and K an I8_ROW cache");
     float sx = q->scale[0] * kq_scale;
-    return sr_spike_matvec_opt_(kc, q, 0, n_pos, scores, acc, stats, 1, sx);
+    return sr_spike_matvec_opt_(kc, q, 0, n_pos, scores, acc, stats, 1, sx, 0);
 }
 
 sr_status sr_spike_attn_scores_ref(const sr_spike_weights *kc, const sr_spike_planes *q, int32_t n_pos,
@@ -722,7 +722,7 @@ sr_status sr_spike_attn_scores_ref(const sr_spike_weights *kc, const sr_spike_pl
 sr_status sr_spike_attn_pv(const sr_spike_weights *vc, const sr_spike_planes *p, float *out,
                            int32_t *acc, sr_spike_stats *stats) {
     if (!vc || vc->format != SR_SPIKE_W_I8_ROW) return sr_fail(SR_ERR_INVALID_ARG, "spike attention: V must be an I8_ROW cache");
-    return sr_spike_matvec_opt_(vc, p, 0, vc->n_out, out, acc, stats, 0, 0.0f);
+    return sr_spike_matvec_opt_(vc, p, 0, vc->n_out, out, acc, stats, 0, 0.0f, 0);
 }
 
 sr_status sr_spike_attn_pv_ref(const sr_spike_weights *vc, const sr_spike_planes *p, float *out,

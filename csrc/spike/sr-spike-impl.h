@@ -36,10 +36,11 @@ int sr_spike_planes_sm_fast_(sr_spike_planes *p, const int32_t *counts, int32_t 
 int sr_spike_planes_naf_fast_(sr_spike_planes *p, const int32_t *counts, int32_t n, int32_t T);
 
 // Row-format matvec with an explicit activation scale sx0 overriding x->scale[0]
-// (attention scores: sx0 = s_q * kq_scale). sx0_override = 0 uses x->scale.
+// (attention scores: sx0 = s_q * kq_scale). sx0_override = 0 uses x->scale. hot = 1: the
+// weights are cached (no software prefetch; same results).
 sr_status sr_spike_matvec_opt_(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0,
                                int32_t o1, float *y, int32_t *acc, sr_spike_stats *stats,
-                               int sx0_override, float sx0);
+                               int sx0_override, float sx0, int hot);
 sr_status sr_spike_matvec_ref_(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0,
                                int32_t o1, float *y, int32_t *acc, sr_spike_stats *stats,
                                int sx0_override, float sx0);

@@ -985,7 +985,7 @@ static inline void sr_run_block(const sr_spike_weights *w, const sr_spike_planes
 #endif
 static inline __attribute__((always_inline)) sr_status
 sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0, int32_t o1,
-                 float *y, int32_t *acc, float s0, sr_kernels k) {
+                 float *y, int32_t *acc, float s0, sr_kernels k, int hot) {
     const int32_t tw = w->tile_w, nb = w->n_blocks;
     const int block_fmt = sr_spike_is_block_format_(w->format);
     const int grouped = x->n_groups > 1;
@@ -1007,7 +1007,8 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
 #define SR_SPLIT(b) (cached ? &splits[b] : (sr_make_split(x, (b), w->qmax, has16, &one), &one))
 #if SR_PF_DIST >= 0
 #define SR_PREFETCH(tile)                                                                         \
-    for (int32_t i_ = 0; i_ < 32; i_++) __builtin_prefetch((tile) + SR_PF_DIST * tile_bytes + ((size_t)i_ << 6))
+    if (!hot)                                                                                     \
+        for (int32_t i_ = 0; i_ < 32; i_++) __builtin_prefetch((tile) + SR_PF_DIST * tile_bytes + ((size_t)i_ << 6))
 #else
 #define SR_PREFETCH(tile) ((void)0)
 #endif
@@ -1080,21 +1081,21 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
 
 static SR_NOINLINE sr_status sr_matvec_portable(const sr_spike_weights *w, const sr_spike_planes *x,
                                                 int32_t o0, int32_t o1, float *y, int32_t *acc,
-                                                float s0, sr_kernels k) {
-    return sr_matvec_driver(w, x, o0, o1, y, acc, s0, k);
+                                                float s0, sr_kernels k, int hot) {
+    return sr_matvec_driver(w, x, o0, o1, y, acc, s0, k, hot);
 }
 
 #if SR_SPIKE_X86
 SR_AVX2 static SR_NOINLINE sr_status sr_matvec_avx2(const sr_spike_weights *w, const sr_spike_planes *x,
                                                     int32_t o0, int32_t o1, float *y, int32_t *acc,
-                                                    float s0, sr_kernels k) {
-    return sr_matvec_driver(w, x, o0, o1, y, acc, s0, k);
+                                                    float s0, sr_kernels k, int hot) {
+    return sr_matvec_driver(w, x, o0, o1, y, acc, s0, k, hot);
 }
 #endif
 
 sr_status sr_spike_matvec_opt_(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0,
                                int32_t o1, float *y, int32_t *acc, sr_spike_stats *stats,
-                               int sx0_override, float sx0) {
+                               int sx0_override, float sx0, int hot) {
     sr_status st = sr_spike_matvec_check(w, x, o0, o1);
     if (st != SR_OK) return st;
     if (!y) return sr_fail(SR_ERR_INVALID_ARG, "spike matvec: null output");
@@ -1103,10 +1104,10 @@ sr_status sr_spike_matvec_opt_(const sr_spike_weights *w, const sr_spike_planes 
         sr_kernels k = sr_pick_kernels(w->format, level);
         float s0 = sx0_override ? sx0 : x->scale[0];
 #if SR_SPIKE_X86
-        if (level >= SR_SPIKE_SIMD_AVX2) st = sr_matvec_avx2(w, x, o0, o1, y, acc, s0, k);
+        if (level >= SR_SPIKE_SIMD_AVX2) st = sr_matvec_avx2(w, x, o0, o1, y, acc, s0, k, hot);
         else
 #endif
-            st = sr_matvec_portable(w, x, o0, o1, y, acc, s0, k);
+            st = sr_matvec_portable(w, x, o0, o1, y, acc, s0, k, hot);
         if (st != SR_OK) return st;
     }
     sr_spike_fill_stats_(stats, x, o0, o1);
@@ -1115,5 +1116,10 @@ sr_status sr_spike_matvec_opt_(const sr_spike_weights *w, const sr_spike_planes 
 
 sr_status sr_spike_matvec(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0, int32_t o1,
                           float *y, int32_t *acc, sr_spike_stats *stats) {
-    return sr_spike_matvec_opt_(w, x, o0, o1, y, acc, stats, 0, 0.0f);
+    return sr_spike_matvec_opt_(w, x, o0, o1, y, acc, stats, 0, 0.0f, 0);
+}
+
+sr_status sr_spike_matvec_hot(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0, int32_t o1,
+                              float *y, int32_t *acc, sr_spike_stats *stats) {
+    return sr_spike_matvec_opt_(w, x, o0, o1, y, acc, stats, 0, 0.0f, 1);
 }

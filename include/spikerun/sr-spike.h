@@ -649,6 +649,11 @@ static inline int32_t sr_spike_segments(const sr_spike_weights *w, const sr_spik
 /// Optimized: event-driven, SIMD (sr_spike_set_simd_level). Bit-identical to _ref.
 SR_API sr_status sr_spike_matvec(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0,
                                  int32_t o1, float *y, int32_t *acc, sr_spike_stats *stats);
+/// sr_spike_matvec for rows whose weights the caller has just read for another token (a
+/// batch's later tokens over an L2-sized group of rows): the same bits, without the software
+/// prefetch of each block's lines, which only costs instructions when they are already cached.
+SR_API sr_status sr_spike_matvec_hot(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0,
+                                     int32_t o1, float *y, int32_t *acc, sr_spike_stats *stats);
 /// Argument and overflow checks shared by every implementation (CPU ref/opt, FPGA host):
 /// SR_OK, SR_ERR_INVALID_ARG (shapes, alignment, missing row sums, binary code with
 /// x->n != n_in, grouped scales with x->n != n_in or a group not a multiple of 32) or
