@@ -544,9 +544,11 @@ SR_AVX512 SR_NOINLINE static void sr_spike_acc_q4_1_i16_avx512(const sr_blk_args
 #define SR_I8_EVENT_BOUND 128
 // NT = 2 or 4 runs that many tiles (rows 64 apart in the output, tile2 bytes apart in memory)
 // over the same masks: the mask walk, the Horner and flush bookkeeping and the call are shared
-// by 64 NT rows. A[64u + r] is row r of tile u.
+// by 64 NT rows. A[64u + r] is row r of tile u. ADD = 1 adds the block's sums into A (the
+// multi-tile kernels, which the driver runs block after block into one row sum) instead of
+// storing them: reloading a stored block result as narrower lanes stalled store forwarding.
 SR_AVX512 static inline __attribute__((always_inline)) void sr_i8_flush_avx512(const sr_blk_args *a, int32_t *A,
-                                                                               const int NT) {
+                                                                               const int NT, const int ADD) {
     __m512i c[8], f[16];
     const size_t tu[4] = {0, a->tile2, a->tile2 + a->tile2, a->tile2 + a->tile2 + a->tile2};
     for (int i = 0; i < 2 * NT; i++) c[i] = _mm512_setzero_si512();
@@ -602,19 +604,23 @@ SR_AVX512 static inline __attribute__((always_inline)) void sr_i8_flush_avx512(c
     SR_FLUSH512();
 #undef SR_FLUSH512
 #undef SR_I8Z
-    for (int32_t i = 0; i < 4 * NT; i++) _mm512_storeu_si512((void *)(A + 16 * i), f[i]);
+    for (int32_t i = 0; i < 4 * NT; i++) {
+        __m512i *d_ = (__m512i *)(void *)(A + 16 * i);
+        _mm512_storeu_si512(d_, ADD ? _mm512_add_epi32(_mm512_loadu_si512(d_), f[i]) : f[i]);
+    }
 }
 
 SR_AVX512 SR_NOINLINE static void sr_spike_acc_i8_flush_avx512(const sr_blk_args *a, int32_t *A) {
-    sr_i8_flush_avx512(a, A, 1);
+    sr_i8_flush_avx512(a, A, 1, 0);
 }
 
+// the multi-tile kernels add into A (sr_kernels.k2, k4)
 SR_AVX512 SR_NOINLINE static void sr_spike_acc_i8_flush2_avx512(const sr_blk_args *a, int32_t *A) {
-    sr_i8_flush_avx512(a, A, 2);
+    sr_i8_flush_avx512(a, A, 2, 1);
 }
 
 SR_AVX512 SR_NOINLINE static void sr_spike_acc_i8_flush4_avx512(const sr_blk_args *a, int32_t *A) {
-    sr_i8_flush_avx512(a, A, 4);
+    sr_i8_flush_avx512(a, A, 4, 1);
 }
 
 #undef SR_PAIR_EVENTS_MAX
@@ -755,7 +761,7 @@ SR_I32_PASS_KERNEL(sr_spike_acc_ternary_i32_avx2, 128, 2, SR_T2F, _mm256_cvtepu1
 // int8 codes, AVX2: the same int16 lanes with int32 flushes as the AVX-512 kernel above,
 // 4 accumulators x 16 rows per tile (NT tiles); F (64 NT int32) lives in memory between flushes.
 SR_AVX2 static inline __attribute__((always_inline)) void sr_i8_flush_avx2(const sr_blk_args *a, int32_t *A,
-                                                                           const int NT) {
+                                                                           const int NT, const int ADD) {
     __m256i c[8];
     for (int i = 0; i < 4 * NT; i++) c[i] = _mm256_setzero_si256();
     _Alignas(32) int32_t F[128];
@@ -803,15 +809,22 @@ SR_AVX2 static inline __attribute__((always_inline)) void sr_i8_flush_avx2(const
     SR_FLUSH256();
 #undef SR_FLUSH256
 #undef SR_I8Y
-    memcpy(A, F, sizeof(int32_t) * 64 * (size_t)NT);
+    if (!ADD) {
+        memcpy(A, F, sizeof(int32_t) * 64 * (size_t)NT);
+        return;
+    }
+    for (int32_t i = 0; i < 8 * NT; i++) {
+        __m256i *d_ = (__m256i *)(void *)(A + 8 * i);
+        _mm256_storeu_si256(d_, _mm256_add_epi32(_mm256_loadu_si256(d_), _mm256_load_si256((const __m256i *)(const void *)(F + 8 * i))));
+    }
 }
 
 SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_flush_avx2(const sr_blk_args *a, int32_t *A) {
-    sr_i8_flush_avx2(a, A, 1);
+    sr_i8_flush_avx2(a, A, 1, 0);
 }
 
-SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_flush2_avx2(const sr_blk_args *a, int32_t *A) {
-    sr_i8_flush_avx2(a, A, 2);
+SR_AVX2 SR_NOINLINE static void sr_spike_acc_i8_flush2_avx2(const sr_blk_args *a, int32_t *A) {   // adds into A
+    sr_i8_flush_avx2(a, A, 2, 1);
 }
 #endif  // SR_SPIKE_X86
 
@@ -821,7 +834,8 @@ typedef struct sr_kernels {
     sr_blk_fn k16;       // used when qmax * blk_abs[b] <= 32767 (int16 lanes), may equal k32
     sr_blk_fn k32;       // always safe (int32 lanes)
     sr_blk_fn k16_half;  // int16, first half of the tile only (or NULL)
-    sr_blk_fn k2, k4;    // row formats: two / four tiles at once, exact for any block (or NULL)
+    sr_blk_fn k2, k4;    // row formats: two / four tiles at once, exact for any block, adding
+                         // the block's sums into A (or NULL)
     // sr_spike_rescale_block on the block's fp16 scales d, m (m NULL for Q8_0), n rows
     void (*rescale)(float *acc, const int32_t *A, const uint16_t *d, const uint16_t *m, int32_t N,
                     float sxg, int grouped, int32_t n);
@@ -1046,8 +1060,7 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
                 if (x->blk_tfirst[b] >= x->T) continue;  // silent block
                 sr_blk_args a = sr_blk_setup(x, b, tb);
                 a.tile2 = next;
-                f(&a, A);
-                for (int32_t r = 0; r < nt * tw; r++) Aseg[r] += A[r];
+                f(&a, Aseg);
             }
             for (int32_t u = 0; u < nt; u++) {
                 const int32_t ru = row0 + u * tw, rnu = o1 - ru < tw ? o1 - ru : tw;
