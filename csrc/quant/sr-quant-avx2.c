@@ -372,6 +372,59 @@ static inline void k4_utmp(const uint8_t *scales, uint32_t utmp[4]) {
     utmp[0] &= kmask1;
 }
 
+#ifdef SR_QUANT_VNNI
+// AVX-512 VNNI form of q4_K_tile (level 2): one zmm per token holds a 64-value step, the low
+// nibbles against its first 32 q8 in the low half and the high nibbles against the next 32 in
+// the high half (one contiguous 64-byte load), and vpdpwssd adds scale x maddubs pair sums.
+// The halves hold ggml's p16l and p16h terms; adding them at the end of the super-block gives
+// its sumi lane for lane (integer sums: the order does not matter, and nothing saturates:
+// |pair sum| <= 3840, scales <= 63), so the float steps, and the result, are ggml's.
+SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *act, size_t a_rb,
+                              float *y, size_t y_ts, const int NA) {
+    const __m512i m4 = _mm512_set1_epi8(0xF);
+    const __m512i nib = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    __m256 acc[SR_TILE_MAX];
+    __m128 acc_m[SR_TILE_MAX];
+    for (int k = 0; k < NA; ++k) { acc[k] = _mm256_setzero_ps(); acc_m[k] = _mm_setzero_ps(); }
+    uint32_t utmp[4];
+    for (int64_t i = 0; i < nsb; ++i) {
+        const float xd = h2f(sr_rd16(&x[i].d)), xdmin = h2f(sr_rd16(&x[i].dmin));
+        k4_utmp(x[i].scales, utmp);
+        const __m256i mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32((int)utmp[3], (int)utmp[2], (int)utmp[1], (int)utmp[0]));
+        const __m128i sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
+        const __m256i scales = _mm256_set_m128i(sc128, sc128);
+        __m512i sumi[SR_TILE_MAX];
+        for (int k = 0; k < NA; ++k) sumi[k] = _mm512_setzero_si512();
+        for (int j = 0; j < SR_QK_K / 64; ++j) {
+            const __m512i sc = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 0))),
+                                                  _mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 1)), 1);
+            const __m512i q4 = _mm512_and_si512(
+                _mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j))), nib), m4);
+            for (int k = 0; k < NA; ++k) {
+                const int8_t *q8 = ((const sr_block_q8_K *)(act + k * a_rb))[i].qs + 64 * j;
+                sumi[k] = _mm512_dpwssd_epi32(sumi[k], sc, _mm512_maddubs_epi16(q4, _mm512_loadu_si512((const void *)q8)));
+            }
+        }
+        for (int k = 0; k < NA; ++k) {
+            const sr_block_q8_K *yb = (const sr_block_q8_K *)(act + k * a_rb) + i;
+            float yd;
+            memcpy(&yd, &yb->d, 4);
+            const float d = yd * xd, dmin = -yd * xdmin;
+            const __m256i q8sums = _mm256_loadu_si256((const __m256i *)yb->bsums);
+            const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
+            const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
+            acc_m[k] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[k]);
+            const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi[k]), _mm512_extracti64x4_epi64(sumi[k], 1));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s8), acc[k]);
+        }
+    }
+    for (int k = 0; k < NA; ++k) {
+        __m128 m = _mm_add_ps(acc_m[k], _mm_movehl_ps(acc_m[k], acc_m[k]));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        y[k * y_ts] = hsum_float_8(acc[k]) + _mm_cvtss_f32(m);
+    }
+}
+#else
 // One Q4_K row against NA tokens: the row's scales and nibbles are unpacked once per
 // super-block and shared by the tokens; each token's accumulators see exactly the sequence of
 // operations of ggml's AVX2 ggml_vec_dot_q4_K_q8_K, so tiling never changes a result.
@@ -421,6 +474,7 @@ SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *a
         y[k * y_ts] = hsum_float_8(acc[k]) + _mm_cvtss_f32(m);
     }
 }
+#endif
 
 
 SR_AVX2 static float dot_q5_K(int64_t n, const void *vx, const void *vy) {
@@ -579,6 +633,54 @@ SR_AVX2_INLINE void q3_K_tile(int64_t nsb, const sr_block_q3_K *x, const char *a
     for (int k = 0; k < NA; ++k) y[k * y_ts] = hsum_float_8(acc[k]);
 }
 
+#ifdef SR_QUANT_VNNI
+// AVX-512 VNNI form of q6_K_tile: a zmm holds two of ggml's 32-value groups (q4_0 | q4_1, then
+// q4_2 | q4_3) against 64 contiguous q8; the halves' sum at the end of the super-block is
+// ggml's sumi lane for lane (|pair sum| <= 16128, scales int8: nothing saturates).
+SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *act, size_t a_rb,
+                              float *y, size_t y_ts, const int NA) {
+    const __m512i m15 = _mm512_set1_epi8(15);
+    const __m512i hmask01 = _mm512_inserti64x4(_mm512_set1_epi8(3), _mm256_set1_epi8(12), 1);
+    const __m512i hshl01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i hmask23 = _mm512_inserti64x4(_mm512_set1_epi8(48), _mm256_set1_epi8(-64), 1);
+    const __m512i hshr23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    __m256 acc[SR_TILE_MAX];
+    for (int k = 0; k < NA; ++k) acc[k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; ++i) {
+        const float xd = h2f(sr_rd16(&x[i].d));
+        const __m128i scales = _mm_loadu_si128((const __m128i *)x[i].scales);
+        __m512i sumi[SR_TILE_MAX];
+        for (int k = 0; k < NA; ++k) sumi[k] = _mm512_setzero_si512();
+        for (int j = 0; j < SR_QK_K / 128; ++j) {
+            const __m512i ql = _mm512_loadu_si512((const void *)(x[i].ql + 64 * j));
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * j)));
+            const __m512i q01 = _mm512_or_si512(_mm512_and_si512(ql, m15), _mm512_sllv_epi16(_mm512_and_si512(qh, hmask01), hshl01));
+            const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m15),
+                                                _mm512_srlv_epi16(_mm512_and_si512(qh, hmask23), hshr23));
+            const __m512i sc01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 0)))),
+                                                    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 1))), 1);
+            const __m512i sc23 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 2)))),
+                                                    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 3))), 1);
+            for (int k = 0; k < NA; ++k) {
+                const int8_t *q8 = ((const sr_block_q8_K *)(act + k * a_rb))[i].qs + 128 * j;
+                sumi[k] = _mm512_dpwssd_epi32(sumi[k], sc01, _mm512_maddubs_epi16(q01, _mm512_loadu_si512((const void *)q8)));
+                sumi[k] = _mm512_dpwssd_epi32(sumi[k], sc23, _mm512_maddubs_epi16(q23, _mm512_loadu_si512((const void *)(q8 + 64))));
+            }
+        }
+        const __m256i scales_16 = _mm256_cvtepi8_epi16(scales);
+        for (int k = 0; k < NA; ++k) {
+            const sr_block_q8_K *yb = (const sr_block_q8_K *)(act + k * a_rb) + i;
+            float yd;
+            memcpy(&yd, &yb->d, 4);
+            const __m256i q8sums = _mm256_loadu_si256((const __m256i *)yb->bsums);
+            const __m256i q8sclsub = _mm256_slli_epi32(_mm256_madd_epi16(q8sums, scales_16), 5);
+            const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi[k]), _mm512_extracti64x4_epi64(sumi[k], 1));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(yd * xd), _mm256_cvtepi32_ps(_mm256_sub_epi32(s8, q8sclsub)), acc[k]);
+        }
+    }
+    for (int k = 0; k < NA; ++k) y[k * y_ts] = hsum_float_8(acc[k]);
+}
+#else
 // One Q6_K row against NA tokens, as q4_K_tile: the row's 6-bit codes and scales are unpacked
 // once per 128 values; each token's sums follow ggml_vec_dot_q6_K_q8_K's AVX2 operations.
 SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *act, size_t a_rb,
@@ -631,6 +733,7 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
     }
     for (int k = 0; k < NA; ++k) y[k * y_ts] = hsum_float_8(acc[k]);
 }
+#endif
 
 // K-quant tiles: one row at a time against 1 to 4 tokens (one token = ggml's single dot).
 #define SR_K_TILE(name, block, tilefn)                                                                 \
