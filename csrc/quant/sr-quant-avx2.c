@@ -424,6 +424,76 @@ SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *a
         y[k * y_ts] = hsum_float_8(acc[k]) + _mm_cvtss_f32(m);
     }
 }
+
+// Two Q4_K rows against NA tokens (level 2): each q8 load serves both rows, and the
+// per-super-block float steps of the two rows share one register ([row 0 | row 1] halves:
+// the 8 lanes of sumi and acc, the 4 lanes of the mins terms), every lane computing what
+// q4_K_tile computes for its row.
+SR_AVX2_INLINE void q4_K_tile2(int64_t nsb, const sr_block_q4_K *x0, const sr_block_q4_K *x1, const char *act,
+                               size_t a_rb, float *y, size_t y_ts, const int NA) {
+    const __m512i m4 = _mm512_set1_epi8(0xF);
+    const __m512i nib = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    __m512 acc[SR_TILE_MAX];
+    __m256 acc_m[SR_TILE_MAX];
+    for (int k = 0; k < NA; ++k) { acc[k] = _mm512_setzero_ps(); acc_m[k] = _mm256_setzero_ps(); }
+    const sr_block_q4_K *xr[2] = {x0, x1};
+    for (int64_t i = 0; i < nsb; ++i) {
+        float xd[2], xdmin[2];
+        __m256i ms[2];
+        __m512i sumi[2][SR_TILE_MAX];
+        for (int r = 0; r < 2; ++r) {
+            uint32_t utmp[4];
+            xd[r] = h2f(sr_rd16(&xr[r][i].d));
+            xdmin[r] = h2f(sr_rd16(&xr[r][i].dmin));
+            k4_utmp(xr[r][i].scales, utmp);
+            ms[r] = _mm256_cvtepu8_epi16(_mm_set_epi32((int)utmp[3], (int)utmp[2], (int)utmp[1], (int)utmp[0]));
+            for (int k = 0; k < NA; ++k) sumi[r][k] = _mm512_setzero_si512();
+        }
+        const __m256i scales0 = _mm256_set_m128i(_mm256_castsi256_si128(ms[0]), _mm256_castsi256_si128(ms[0]));
+        const __m256i scales1 = _mm256_set_m128i(_mm256_castsi256_si128(ms[1]), _mm256_castsi256_si128(ms[1]));
+        // mins of both rows: [row 0 | row 1]
+        const __m256i mins01 = _mm256_permute2x128_si256(ms[0], ms[1], 0x31);
+        for (int j = 0; j < SR_QK_K / 64; ++j) {
+            const __m512i sc0 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_shuffle_epi8(scales0, scale_shuffle_k4(2 * j + 0))),
+                                                   _mm256_shuffle_epi8(scales0, scale_shuffle_k4(2 * j + 1)), 1);
+            const __m512i sc1 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_shuffle_epi8(scales1, scale_shuffle_k4(2 * j + 0))),
+                                                   _mm256_shuffle_epi8(scales1, scale_shuffle_k4(2 * j + 1)), 1);
+            const __m512i q40 = _mm512_and_si512(
+                _mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x0[i].qs + 32 * j))), nib), m4);
+            const __m512i q41 = _mm512_and_si512(
+                _mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x1[i].qs + 32 * j))), nib), m4);
+            for (int k = 0; k < NA; ++k) {
+                const __m512i q8 = _mm512_loadu_si512((const void *)(((const sr_block_q8_K *)(act + k * a_rb))[i].qs + 64 * j));
+                sumi[0][k] = _mm512_dpwssd_epi32(sumi[0][k], sc0, _mm512_maddubs_epi16(q40, q8));
+                sumi[1][k] = _mm512_dpwssd_epi32(sumi[1][k], sc1, _mm512_maddubs_epi16(q41, q8));
+            }
+        }
+        for (int k = 0; k < NA; ++k) {
+            const sr_block_q8_K *yb = (const sr_block_q8_K *)(act + k * a_rb) + i;
+            float yd;
+            memcpy(&yd, &yb->d, 4);
+            const float d0 = yd * xd[0], d1 = yd * xd[1], dmin0 = -yd * xdmin[0], dmin1 = -yd * xdmin[1];
+            const __m256i q8sums = _mm256_loadu_si256((const __m256i *)yb->bsums);
+            const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
+            const __m256i prod = _mm256_madd_epi16(mins01, _mm256_set_m128i(q8s, q8s));
+            acc_m[k] = _mm256_fmadd_ps(_mm256_set_m128(_mm_set1_ps(dmin1), _mm_set1_ps(dmin0)), _mm256_cvtepi32_ps(prod), acc_m[k]);
+            // [lo0 | lo1] + [hi0 | hi1]: each row's sumi
+            const __m512i lo = _mm512_shuffle_i64x2(sumi[0][k], sumi[1][k], _MM_SHUFFLE(1, 0, 1, 0));
+            const __m512i hi = _mm512_shuffle_i64x2(sumi[0][k], sumi[1][k], _MM_SHUFFLE(3, 2, 3, 2));
+            const __m512 dv = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(d0)), _mm256_castps_pd(_mm256_set1_ps(d1)), 1));
+            acc[k] = _mm512_fmadd_ps(dv, _mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), acc[k]);
+        }
+    }
+    for (int k = 0; k < NA; ++k) {
+        for (int r = 0; r < 2; ++r) {
+            const __m128 am = r ? _mm256_extractf128_ps(acc_m[k], 1) : _mm256_castps256_ps128(acc_m[k]);
+            __m128 m = _mm_add_ps(am, _mm_movehl_ps(am, am));
+            m = _mm_add_ss(m, _mm_movehdup_ps(m));
+            const __m256 a = r ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[k]), 1)) : _mm512_castps512_ps256(acc[k]);
+            y[k * y_ts + r] = hsum_float_8(a) + _mm_cvtss_f32(m);
+        }
+    }
+}
 #else
 // One Q4_K row against NA tokens: the row's scales and nibbles are unpacked once per
 // super-block and shared by the tokens; each token's accumulators see exactly the sequence of
@@ -749,7 +819,34 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
             }                                                                                          \
         }                                                                                              \
     }
+#ifdef SR_QUANT_VNNI
+// Q4_K at level 2: rows in pairs (q4_K_tile2), an odd last row alone.
+SR_AVX2 static void tile_q4_K(int64_t n, const void *w, size_t w_rb, int nr, const void *act, size_t a_rb, int na,
+                              float *y, size_t y_ts) {
+    int r = 0;
+    for (; r + 2 <= nr; r += 2) {
+        const sr_block_q4_K *x0 = (const sr_block_q4_K *)((const char *)w + r * w_rb);
+        const sr_block_q4_K *x1 = (const sr_block_q4_K *)((const char *)w + (r + 1) * w_rb);
+        switch (na) {
+        case 1: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 1); break;
+        case 2: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2); break;
+        case 3: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 3); break;
+        default: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 4); break;
+        }
+    }
+    for (; r < nr; ++r) {
+        const sr_block_q4_K *x = (const sr_block_q4_K *)((const char *)w + r * w_rb);
+        switch (na) {
+        case 1: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 1); break;
+        case 2: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 2); break;
+        case 3: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 3); break;
+        default: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 4); break;
+        }
+    }
+}
+#else
 SR_K_TILE(tile_q4_K, sr_block_q4_K, q4_K_tile)
+#endif
 SR_K_TILE(tile_q2_K, sr_block_q2_K, q2_K_tile)
 SR_K_TILE(tile_q3_K, sr_block_q3_K, q3_K_tile)
 SR_K_TILE(tile_q6_K, sr_block_q6_K, q6_K_tile)
@@ -1005,6 +1102,10 @@ int SR_KERNELS_INIT(sr_kernels *k) {
         if (!q8) k->tile_rows[fast[i]] = k->tile_toks[fast[i]] = 4;
 #endif
     }
+#ifdef SR_QUANT_VNNI
+    // Q4_K: two rows per tile (q4_K_tile2) for decode and prompts alike
+    k->tile_rows1[SR_TYPE_Q4_K] = k->tile_rows[SR_TYPE_Q4_K] = 2;
+#endif
     const char *env = getenv("SPIKERUN_TILE");   // tuning aid: "rows1,rows,toks"
     int r1, r, t;
     if (env && sscanf(env, "%d,%d,%d", &r1, &r, &t) == 3 && r1 >= 1 && r1 <= 4 && r >= 1 && r <= 4 && t >= 1 && t <= 4)
