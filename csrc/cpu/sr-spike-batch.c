@@ -56,9 +56,8 @@ void sr_spike_batch_run(void *ctx, int ith, int nth) {
         int64_t group = (int64_t)(SR_BATCH_GROUP_BYTES / row_bytes(w)) / quad * quad;
         if (group < quad) group = quad;
         if (t1 - t0 == 1) group = r1 - r0;   // one token: one call over the whole slice
-        for (int64_t g0 = r0, g1; g0 < r1 && st == SR_OK; g0 = g1) {
-            g1 = g0 + group < r1 ? g0 + group : r1;
-            if (r1 - g1 < quad) g1 = r1;   // a short rest joins this group (the kernels take 2-4 tiles)
+        for (int64_t g0 = r0; g0 < r1 && st == SR_OK; g0 += group) {
+            const int64_t g1 = g0 + group < r1 ? g0 + group : r1;
             for (int32_t t = t0; t < t1; t++) {
                 sr_spike_stats s1;
                 // the group's weights come from memory for its first token only: prefetching
