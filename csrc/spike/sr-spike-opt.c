@@ -997,6 +997,26 @@ static inline void sr_run_block(const sr_spike_weights *w, const sr_spike_planes
 #ifndef SR_PF_DIST
 #define SR_PF_DIST 0
 #endif
+// Prefetch, in tiles tb, tb + next, ..., only the lines of block b's inputs that fire at some
+// step (a silent input's line is never read). On a Zen 4 at the AVX2 level, issuing all 64 lines
+// of two tiles back to back made spike decode 0.64x as fast as this (tg128, 1 thread: 47 against
+// 73 t/s, alternating runs); fewer prefetches stop the burst from delaying the kernel's loads.
+static inline __attribute__((always_inline)) void sr_prefetch_fired(const sr_spike_planes *x, int32_t b,
+                                                                    const uint8_t *tb, int32_t nt, size_t next) {
+    if (b >= x->n_words) return;
+    const size_t stride = (size_t)x->n_words * 2;
+    uint32_t m = 0;
+    for (int32_t t = x->blk_tfirst[b]; t < x->T; t++) {
+        const uint32_t *pm = x->bits + stride * (size_t)t + (size_t)b;
+        m |= pm[0] | pm[x->n_words];
+    }
+    while (m) {
+        const size_t off = (size_t)__builtin_ctz(m) << 6;
+        m &= m - 1u;
+        for (int32_t u = 0; u < nt; u++) __builtin_prefetch(tb + (size_t)u * next + off);
+    }
+}
+
 static inline __attribute__((always_inline)) sr_status
 sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0, int32_t o1,
                  float *y, int32_t *acc, float s0, sr_kernels k, int hot) {
@@ -1055,8 +1075,10 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
                 // the next block's lines, one block ahead (the current block's were issued a block
                 // earlier): 0.96x the decode time of prefetching right before the kernel
                 // (farm-bench, Xeon, 1 and 2 threads)
-                if (b == 0) for (int32_t u = 0; u < nt; u++) SR_PREFETCH(tb + (size_t)u * next);
-                if (b + 1 < nb) for (int32_t u = 0; u < nt; u++) SR_PREFETCH(tb + tile_bytes + (size_t)u * next);
+                if (!hot && SR_PF_DIST >= 0) {
+                    if (b == 0) sr_prefetch_fired(x, 0, tb, nt, next);
+                    if (b + 1 < nb) sr_prefetch_fired(x, b + 1, tb + tile_bytes, nt, next);
+                }
                 if (x->blk_tfirst[b] >= x->T) continue;  // silent block
                 sr_blk_args a = sr_blk_setup(x, b, tb);
                 a.tile2 = next;
