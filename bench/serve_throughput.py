@@ -20,7 +20,7 @@ serving the dense source model.
 
   tools/llamacpp/build.sh native --server        # .build-llamacpp/native/bin/llama-server
   .build/release/spikerun convert -o out/smollm2-spike.gguf
-  python3 bench/serve_throughput.py              # writes bench/results/serve-throughput-<date>-xeon.json
+  python3 bench/serve_throughput.py              # writes bench/results/serve-throughput-<date>-<cpu>.json
 
 Standard library only. Prints a Markdown table and writes one JSON file; no absolute paths.
 """
@@ -234,6 +234,15 @@ def machine():
     return info
 
 
+def cpu_tag(info):
+    """A short machine name for file names: 'xeon', 'epyc', ... from lscpu's model name."""
+    words = [w.lower() for w in info.get("cpu", "").replace("(R)", " ").replace("(TM)", " ").split()]
+    for w in ("xeon", "epyc", "ryzen", "core", "neoverse"):
+        if w in words:
+            return w
+    return info.get("machine", "cpu")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spikerun", default=".build/release/spikerun")
@@ -246,13 +255,13 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--concurrency", default="1,2,4,8,16")
     ap.add_argument("--requests-per-stream", type=int, default=2)
-    ap.add_argument("--out", default=None, help="JSON path (default bench/results/serve-throughput-<date>-xeon.json)")
+    ap.add_argument("--out", default=None, help="JSON path (default bench/results/serve-throughput-<date>-<cpu>.json, <cpu> xeon, epyc, ...)")
     ap.add_argument("--logs", default="out/serve-bench-logs")
     args = ap.parse_args()
     os.chdir(ROOT)
     levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
     date = datetime.date.today().isoformat()
-    out = args.out or f"bench/results/serve-throughput-{date}-xeon.json"
+    out = args.out or f"bench/results/serve-throughput-{date}-{cpu_tag(machine())}.json"
     os.makedirs(args.logs, exist_ok=True)
 
     llama_version = None

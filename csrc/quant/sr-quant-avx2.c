@@ -372,6 +372,37 @@ static inline void k4_utmp(const uint8_t *scales, uint32_t utmp[4]) {
     utmp[0] &= kmask1;
 }
 
+// A Q4_K super-block's 8 scales (low 128 bits) and 8 mins (high 128 bits) widened to int16,
+// as ggml_vec_dot_q4_K_q8_K unpacks them; *xd and *xdmin get its fp16 scales.
+SR_AVX2_INLINE __m256i k4_mins_and_scales(const sr_block_q4_K *b, float *xd, float *xdmin) {
+    uint32_t utmp[4];
+    *xd = h2f(sr_rd16(&b->d));
+    *xdmin = h2f(sr_rd16(&b->dmin));
+    k4_utmp(b->scales, utmp);
+    return _mm256_cvtepu8_epi16(_mm_set_epi32((int)utmp[3], (int)utmp[2], (int)utmp[1], (int)utmp[0]));
+}
+
+// One token's per-super-block float steps of ggml's Q4_K dot: the mins term into *acc_m and
+// d * sumi into *acc (sumi: the super-block's eight int32 lane sums).
+SR_AVX2_INLINE void k4_token_step(__m256i mins_and_scales, float xd, float xdmin, const sr_block_q8_K *yb,
+                                  __m256i sumi, __m256 *acc, __m128 *acc_m) {
+    float yd;
+    memcpy(&yd, &yb->d, 4);
+    const float d = yd * xd, dmin = -yd * xdmin;
+    const __m256i q8sums = _mm256_loadu_si256((const __m256i *)yb->bsums);
+    const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
+    const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
+    *acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), *acc_m);
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
+}
+
+// The row's result from its two accumulators, as ggml sums them.
+SR_AVX2_INLINE float k4_finish(__m256 acc, __m128 acc_m) {
+    __m128 m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return hsum_float_8(acc) + _mm_cvtss_f32(m);
+}
+
 #ifdef SR_QUANT_VNNI
 // AVX-512 VNNI form of q4_K_tile (level 2): one zmm per token holds a 64-value step, the low
 // nibbles against its first 32 q8 in the low half and the high nibbles against the next 32 in
@@ -386,11 +417,9 @@ SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *a
     __m256 acc[SR_TILE_MAX];
     __m128 acc_m[SR_TILE_MAX];
     for (int k = 0; k < NA; ++k) { acc[k] = _mm256_setzero_ps(); acc_m[k] = _mm_setzero_ps(); }
-    uint32_t utmp[4];
     for (int64_t i = 0; i < nsb; ++i) {
-        const float xd = h2f(sr_rd16(&x[i].d)), xdmin = h2f(sr_rd16(&x[i].dmin));
-        k4_utmp(x[i].scales, utmp);
-        const __m256i mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32((int)utmp[3], (int)utmp[2], (int)utmp[1], (int)utmp[0]));
+        float xd, xdmin;
+        const __m256i mins_and_scales = k4_mins_and_scales(&x[i], &xd, &xdmin);
         const __m128i sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
         const __m256i scales = _mm256_set_m128i(sc128, sc128);
         __m512i sumi[SR_TILE_MAX];
@@ -406,23 +435,11 @@ SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *a
             }
         }
         for (int k = 0; k < NA; ++k) {
-            const sr_block_q8_K *yb = (const sr_block_q8_K *)(act + k * a_rb) + i;
-            float yd;
-            memcpy(&yd, &yb->d, 4);
-            const float d = yd * xd, dmin = -yd * xdmin;
-            const __m256i q8sums = _mm256_loadu_si256((const __m256i *)yb->bsums);
-            const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
-            const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
-            acc_m[k] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[k]);
             const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi[k]), _mm512_extracti64x4_epi64(sumi[k], 1));
-            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s8), acc[k]);
+            k4_token_step(mins_and_scales, xd, xdmin, (const sr_block_q8_K *)(act + k * a_rb) + i, s8, &acc[k], &acc_m[k]);
         }
     }
-    for (int k = 0; k < NA; ++k) {
-        __m128 m = _mm_add_ps(acc_m[k], _mm_movehl_ps(acc_m[k], acc_m[k]));
-        m = _mm_add_ss(m, _mm_movehdup_ps(m));
-        y[k * y_ts] = hsum_float_8(acc[k]) + _mm_cvtss_f32(m);
-    }
+    for (int k = 0; k < NA; ++k) y[k * y_ts] = k4_finish(acc[k], acc_m[k]);
 }
 
 // Two Q4_K rows against NA tokens (level 2): each q8 load serves both rows, and the
@@ -504,11 +521,9 @@ SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *a
     __m256 acc[SR_TILE_MAX];
     __m128 acc_m[SR_TILE_MAX];
     for (int k = 0; k < NA; ++k) { acc[k] = _mm256_setzero_ps(); acc_m[k] = _mm_setzero_ps(); }
-    uint32_t utmp[4];
     for (int64_t i = 0; i < nsb; ++i) {
-        const float xd = h2f(sr_rd16(&x[i].d)), xdmin = h2f(sr_rd16(&x[i].dmin));
-        k4_utmp(x[i].scales, utmp);
-        const __m256i mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32((int)utmp[3], (int)utmp[2], (int)utmp[1], (int)utmp[0]));
+        float xd, xdmin;
+        const __m256i mins_and_scales = k4_mins_and_scales(&x[i], &xd, &xdmin);
         const __m128i sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
         const __m256i scales = _mm256_set_m128i(sc128, sc128);
         __m256i sumi[SR_TILE_MAX];
@@ -526,23 +541,10 @@ SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *a
                 sumi[k] = _mm256_add_epi32(sumi[k], _mm256_add_epi32(p16l, p16h));
             }
         }
-        for (int k = 0; k < NA; ++k) {
-            const sr_block_q8_K *yb = (const sr_block_q8_K *)(act + k * a_rb) + i;
-            float yd;
-            memcpy(&yd, &yb->d, 4);
-            const float d = yd * xd, dmin = -yd * xdmin;
-            const __m256i q8sums = _mm256_loadu_si256((const __m256i *)yb->bsums);
-            const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
-            const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
-            acc_m[k] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[k]);
-            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
-        }
+        for (int k = 0; k < NA; ++k)
+            k4_token_step(mins_and_scales, xd, xdmin, (const sr_block_q8_K *)(act + k * a_rb) + i, sumi[k], &acc[k], &acc_m[k]);
     }
-    for (int k = 0; k < NA; ++k) {
-        __m128 m = _mm_add_ps(acc_m[k], _mm_movehl_ps(acc_m[k], acc_m[k]));
-        m = _mm_add_ss(m, _mm_movehdup_ps(m));
-        y[k * y_ts] = hsum_float_8(acc[k]) + _mm_cvtss_f32(m);
-    }
+    for (int k = 0; k < NA; ++k) y[k * y_ts] = k4_finish(acc[k], acc_m[k]);
 }
 #endif
 

@@ -988,7 +988,7 @@ static inline void sr_run_block(const sr_spike_weights *w, const sr_spike_planes
     if (x->encoding == SR_SPIKE_BINARY && x->offset != 0) sr_spike_acc_offset_fix(A, row_sum_b, x->offset, tw);
 }
 
-// Software prefetch of the 32 lines of a (tile, block) SR_PF_DIST tiles ahead. The kernels
+// Software prefetch of a (tile, block)'s lines SR_PF_DIST blocks ahead. The kernels
 // touch a block's lines in spike order (plane by plane, a line per firing input), which the
 // hardware prefetchers do not follow; prefetching the whole block's 2 KiB right before its
 // kernel (distance 0) puts all its misses in flight at once. Measured on the project machine
@@ -1039,13 +1039,8 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
         for (int32_t b = 0; b < nb; b++) sr_make_split(x, b, w->qmax, has16, &splits[b]);
     sr_split one;
 #define SR_SPLIT(b) (cached ? &splits[b] : (sr_make_split(x, (b), w->qmax, has16, &one), &one))
-#if SR_PF_DIST >= 0
-#define SR_PREFETCH(tile)                                                                         \
-    if (!hot)                                                                                     \
-        for (int32_t i_ = 0; i_ < 32; i_++) __builtin_prefetch((tile) + SR_PF_DIST * tile_bytes + ((size_t)i_ << 6))
-#else
-#define SR_PREFETCH(tile) ((void)0)
-#endif
+#define SR_PREFETCH(tile, b)                                                                      \
+    if (!hot && SR_PF_DIST >= 0) sr_prefetch_fired(x, (b) + SR_PF_DIST, (tile) + SR_PF_DIST * tile_bytes, 1, 0)
     const uint8_t *tile = w->lines + (size_t)c0 * (size_t)nb * tile_bytes;
     size_t bv = (size_t)c0 * (size_t)nb * (size_t)tw;     // (c, b = 0) in the per-block arrays
     for (int32_t c = c0; c < c1; c++) {
@@ -1055,7 +1050,7 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
         if (block_fmt) {
             int32_t g = 0, gb = 0;
             for (int32_t b = 0; b < nb; b++, tile += tile_bytes, bv += (size_t)tw) {
-                SR_PREFETCH(tile);
+                SR_PREFETCH(tile, b);
                 sr_run_block(w, x, k, SR_SPLIT(b), tile, b, w->row_sum ? w->row_sum + bv : NULL, rn, A);
                 if (acc) memcpy(acc + (size_t)b * (size_t)w->n_out + (size_t)row0, A, (size_t)rn * sizeof *A);
                 int32_t N = b < x->n_words ? x->blk_sum[b] : 0;
@@ -1098,7 +1093,7 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
                 for (int32_t r = 0; r < tw; r++) Aseg[r] = 0;
                 for (int32_t b = b0; b < b0 + bpg && b < nb; b++, tile += tile_bytes, bv += (size_t)tw) {
                     if (b >= x->n_words) continue;  // silent block (inputs beyond x->n)
-                    SR_PREFETCH(tile);
+                    SR_PREFETCH(tile, b);
                     sr_run_block(w, x, k, SR_SPLIT(b), tile, b, w->row_sum ? w->row_sum + bv : NULL, rn, A);
                     for (int32_t r = 0; r < tw; r++) Aseg[r] += A[r];
                 }
