@@ -14,10 +14,12 @@ data/vocab/ggml-vocab-llama-spm.gguf (tools/fixtures/fetch_vocab_tests.sh).
     bench/make_large_model.py [--out models/synthetic-1.1B] [--quantize Q4_K_M Q4_1]
 
 Needs PyPI gguf (make setup) and, for --quantize, llama-cpp-python==0.3.36 (pip install;
-it builds llama.cpp, several minutes). Disk: 2.1 GiB for the F16 file plus 0.65 GiB per preset.
+it builds llama.cpp, several minutes) or else the llama-quantize that tools/llamacpp/build.sh
+builds from the same version. Disk: 2.1 GiB for the F16 file plus 0.65 GiB per preset.
 """
 import argparse
 import os
+import subprocess
 import sys
 import time
 
@@ -78,15 +80,29 @@ def write_f16(path: str, vocab_path: str) -> None:
     os.replace(tmp, path)
 
 
+# llama.cpp's quantizer built by tools/llamacpp/build.sh from the same pinned version, used when
+# llama-cpp-python is not installed.
+QUANTIZE_BINARIES = [".build-llamacpp/native/bin/llama-quantize", ".build-llamacpp/avx2/bin/llama-quantize"]
+
+
 def quantize(src: str, dst: str, preset: str) -> None:
+    tmp = dst + ".part"
     try:
         import llama_cpp
     except ImportError:
-        sys.exit("make_large_model: --quantize needs llama-cpp-python (pip install llama-cpp-python==0.3.36)")
+        tool = next((b for b in QUANTIZE_BINARIES if os.access(b, os.X_OK)), None)
+        if tool is None:
+            sys.exit("make_large_model: --quantize needs llama-cpp-python (bash tools/pip_install.sh "
+                     "llama-cpp-python==0.3.36) or llama-quantize (bash tools/llamacpp/build.sh native)")
+        rc = subprocess.run([tool, src, tmp, preset, str(os.cpu_count() or 1)],
+                            stdout=subprocess.DEVNULL).returncode
+        if rc != 0:
+            sys.exit(f"make_large_model: {tool} to {preset} failed ({rc})")
+        os.replace(tmp, dst)
+        return
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = PRESETS[preset]
     params.nthread = os.cpu_count() or 1
-    tmp = dst + ".part"
     rc = llama_cpp.llama_model_quantize(src.encode(), tmp.encode(), params)
     if rc != 0:
         sys.exit(f"make_large_model: llama_model_quantize to {preset} failed ({rc})")
