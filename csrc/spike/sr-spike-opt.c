@@ -312,6 +312,11 @@ typedef struct sr_blk_args {
     int32_t halves;        // 2, or 1 when only the first half of the tile's rows is needed
     uint32_t colmask;      // columns jj of the block to include (int16 passes split a block)
     size_t tile2;          // multi-tile kernels: bytes from a line to the same line of the next tile
+    // AVX2 multi-tile int8 kernel: prefetch the lines of pf_mask's inputs at pf (+ tile2 per
+    // further tile), one input per event, and leave the inputs not reached in *pf_left
+    const uint8_t *pf;
+    uint32_t pf_mask;
+    uint32_t *pf_left;
 } sr_blk_args;
 
 typedef void (*sr_blk_fn)(const sr_blk_args *a, int32_t *A);
@@ -771,6 +776,15 @@ SR_AVX2 static inline __attribute__((always_inline)) void sr_i8_flush_avx2(const
     const size_t t2 = a->tile2;
     const uint32_t *pm = a->pm;
     const int32_t nw = a->nw;
+    uint32_t q = a->pf_mask;
+    // one of the next block's lines per event, in every tile: spread over the block's work
+    // instead of one burst before it
+#define SR_PF_NEXT()                                                                              \
+    if (q) {                                                                                      \
+        const uint8_t *f_ = a->pf + ((size_t)__builtin_ctz(q) << 6);                              \
+        q &= q - 1u;                                                                              \
+        for (int u_ = 0; u_ < NT; u_++) __builtin_prefetch(f_ + (u_ ? t2 : 0));                   \
+    }
 #define SR_I8Y(off) _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(const void *)(l + (off))))
 #define SR_FLUSH256()                                                                             \
     do {                                                                                          \
@@ -798,14 +812,18 @@ SR_AVX2 static inline __attribute__((always_inline)) void sr_i8_flush_avx2(const
         while (p) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
             p &= p - 1u;
+            SR_PF_NEXT();
             for (int i = 0; i < 4 * NT; i++) c[i] = _mm256_add_epi16(c[i], SR_I8Y(((i >> 2) ? t2 : 0) + 16 * (size_t)(i & 3)));
         }
         while (n) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
             n &= n - 1u;
+            SR_PF_NEXT();
             for (int i = 0; i < 4 * NT; i++) c[i] = _mm256_sub_epi16(c[i], SR_I8Y(((i >> 2) ? t2 : 0) + 16 * (size_t)(i & 3)));
         }
     }
+    if (a->pf_left) *a->pf_left = q;
+#undef SR_PF_NEXT
     SR_FLUSH256();
 #undef SR_FLUSH256
 #undef SR_I8Y
@@ -834,6 +852,7 @@ typedef struct sr_kernels {
     sr_blk_fn k16;       // used when qmax * blk_abs[b] <= 32767 (int16 lanes), may equal k32
     sr_blk_fn k32;       // always safe (int32 lanes)
     sr_blk_fn k16_half;  // int16, first half of the tile only (or NULL)
+    int k2_spreads;      // k2 takes the next block's prefetches (sr_blk_args.pf)
     sr_blk_fn k2, k4;    // row formats: two / four tiles at once, exact for any block, adding
                          // the block's sums into A (or NULL)
     // sr_spike_rescale_block on the block's fp16 scales d, m (m NULL for Q8_0), n rows
@@ -873,6 +892,7 @@ static sr_kernels sr_pick_kernels(int32_t fmt, int level) {
     sr_kernels k;
     k.k16_half = NULL;
     k.k2 = k.k4 = NULL;
+    k.k2_spreads = 0;
     k.rescale = sr_rescale_block_portable;
     switch (fmt) {
     case SR_SPIKE_W_Q4_1: k.k16 = k.k32 = sr_spike_acc_q4_1_portable; break;
@@ -889,11 +909,15 @@ static sr_kernels sr_pick_kernels(int32_t fmt, int level) {
         case SR_SPIKE_W_TERNARY: k.k16 = sr_spike_acc_ternary_i16_avx2; k.k32 = sr_spike_acc_ternary_i32_avx2; break;
         default: k.k16 = k.k32 = sr_spike_acc_i8_flush_avx2; break;   // exact for any block: no split
         }
-        if (fmt == SR_SPIKE_W_I8_ROW) k.k2 = sr_spike_acc_i8_flush2_avx2;
+        if (fmt == SR_SPIKE_W_I8_ROW) { k.k2 = sr_spike_acc_i8_flush2_avx2; k.k2_spreads = 1; }
         if (level >= SR_SPIKE_SIMD_AVX512) {
             if (fmt == SR_SPIKE_W_Q4_1) k.k16 = sr_spike_acc_q4_1_i16_avx512;
             else if (fmt != SR_SPIKE_W_TERNARY) k.k16 = k.k32 = sr_spike_acc_i8_flush_avx512;
-            if (fmt == SR_SPIKE_W_I8_ROW) { k.k2 = sr_spike_acc_i8_flush2_avx512; k.k4 = sr_spike_acc_i8_flush4_avx512; }
+            if (fmt == SR_SPIKE_W_I8_ROW) {
+                k.k2 = sr_spike_acc_i8_flush2_avx512;
+                k.k4 = sr_spike_acc_i8_flush4_avx512;
+                k.k2_spreads = 0;
+            }
         }
         k.rescale = sr_rescale_block_f16c;
     }
@@ -962,6 +986,9 @@ static inline sr_blk_args sr_blk_setup(const sr_spike_planes *x, int32_t b, cons
     a.halves = 2;
     a.colmask = 0xffffffffu;
     a.tile2 = 0;
+    a.pf = NULL;
+    a.pf_mask = 0;
+    a.pf_left = NULL;
     return a;
 }
 
@@ -1001,20 +1028,28 @@ static inline void sr_run_block(const sr_spike_weights *w, const sr_spike_planes
 // step (a silent input's line is never read). On a Zen 4 at the AVX2 level, issuing all 64 lines
 // of two tiles back to back made spike decode 0.64x as fast as this (tg128, 1 thread: 47 against
 // 73 t/s, alternating runs); fewer prefetches stop the burst from delaying the kernel's loads.
-static inline __attribute__((always_inline)) void sr_prefetch_fired(const sr_spike_planes *x, int32_t b,
-                                                                    const uint8_t *tb, int32_t nt, size_t next) {
-    if (b >= x->n_words) return;
+static inline uint32_t sr_fired_mask(const sr_spike_planes *x, int32_t b) {
+    if (b >= x->n_words) return 0;
     const size_t stride = (size_t)x->n_words * 2;
     uint32_t m = 0;
     for (int32_t t = x->blk_tfirst[b]; t < x->T; t++) {
         const uint32_t *pm = x->bits + stride * (size_t)t + (size_t)b;
         m |= pm[0] | pm[x->n_words];
     }
+    return m;
+}
+
+static inline __attribute__((always_inline)) void sr_prefetch_lines(uint32_t m, const uint8_t *tb, int32_t nt, size_t next) {
     while (m) {
         const size_t off = (size_t)__builtin_ctz(m) << 6;
         m &= m - 1u;
         for (int32_t u = 0; u < nt; u++) __builtin_prefetch(tb + (size_t)u * next + off);
     }
+}
+
+static inline __attribute__((always_inline)) void sr_prefetch_fired(const sr_spike_planes *x, int32_t b,
+                                                                    const uint8_t *tb, int32_t nt, size_t next) {
+    sr_prefetch_lines(sr_fired_mask(x, b), tb, nt, next);
 }
 
 static inline __attribute__((always_inline)) sr_status
@@ -1069,15 +1104,22 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
                 const uint8_t *tb = tile + (size_t)b * tile_bytes;
                 // the next block's lines, one block ahead (the current block's were issued a block
                 // earlier): 0.96x the decode time of prefetching right before the kernel
-                // (farm-bench, Xeon, 1 and 2 threads)
+                // (farm-bench, Xeon, 1 and 2 threads). The AVX2 two-tile kernel issues them
+                // itself, one input per event: 1.2x the decode speed of one burst before the call
+                // (Zen 4 at the AVX2 level, 1 and 2 threads)
+                uint32_t pf = 0;   // the next block's firing inputs still to prefetch
                 if (!hot && SR_PF_DIST >= 0) {
                     if (b == 0) sr_prefetch_fired(x, 0, tb, nt, next);
-                    if (b + 1 < nb) sr_prefetch_fired(x, b + 1, tb + tile_bytes, nt, next);
+                    if (b + 1 < nb) pf = sr_fired_mask(x, b + 1);
                 }
+                const int spread = nt == 2 && k.k2_spreads && x->blk_tfirst[b] < x->T;
+                if (!spread) { sr_prefetch_lines(pf, tb + tile_bytes, nt, next); pf = 0; }
                 if (x->blk_tfirst[b] >= x->T) continue;  // silent block
                 sr_blk_args a = sr_blk_setup(x, b, tb);
                 a.tile2 = next;
+                if (spread) { a.pf = tb + tile_bytes; a.pf_mask = pf; a.pf_left = &pf; }
                 f(&a, Aseg);
+                sr_prefetch_lines(pf, tb + tile_bytes, nt, next);   // the inputs the events did not reach
             }
             for (int32_t u = 0; u < nt; u++) {
                 const int32_t ru = row0 + u * tw, rnu = o1 - ru < tw ? o1 - ru : tw;
