@@ -261,7 +261,8 @@ def main():
     os.chdir(ROOT)
     levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
     date = datetime.date.today().isoformat()
-    out = args.out or f"bench/results/serve-throughput-{date}-{cpu_tag(machine())}.json"
+    host = machine()
+    out = args.out or f"bench/results/serve-throughput-{date}-{cpu_tag(host)}.json"
     os.makedirs(args.logs, exist_ok=True)
 
     llama_version = None
@@ -294,7 +295,7 @@ def main():
     for s in servers:
         commands[s.name] = commands[s.name].replace(f"--port {s.port}", "--port PORT")
 
-    results = {"benchmark": "serve_throughput", "date": date, "machine": machine(),
+    results = {"benchmark": "serve_throughput", "date": date, "machine": host,
                "llama_cpp": {"llama_server_version": llama_version, "llama_cpp_python_sdist": llama_cpp_python},
                "settings": {"threads": args.threads, "parallel": p, "ctx_per_slot": args.ctx_per_slot,
                             "max_tokens": args.max_tokens, "temperature": 0, "ignore_eos": True,

@@ -4,8 +4,9 @@
 // tokens. Thread ith owns the tile-aligned rows sr_pool_thread_rows(n_out, tile_w, ith) of each
 // layer, so with several NUMA nodes a node's threads read only the row chunks that were
 // migrated to that node; on one node it owns a share of all the layers' tiles taken as one
-// range (better balanced when layers have few tiles each). On one node, batches of at least one token per thread are split by
-// tokens instead (whole tiles split rows unevenly: 576 rows = 4.5 tiles of 128). Within its rows a thread walks groups of tiles small enough to stay
+// range (better balanced when layers have few tiles each). On one node, batches of at least
+// one token per thread are split by tokens instead (whole tiles split rows unevenly: 576 rows
+// = 4.5 tiles of 128). Within its rows a thread walks groups of tiles small enough to stay
 // in its L2 and runs every token of the batch over a group before moving on: the packed
 // weights are fetched from memory once per batch instead of once per token.
 //
@@ -51,22 +52,22 @@ void sr_spike_batch_run(void *ctx, int ith, int nth) {
     // thread 4 + 1 + 1 tiles and the other 5 + 2 + 2. With several nodes each layer is split as
     // its rows were placed (sr_pool_thread_rows).
     const bool joint = !by_tokens && b->n_w > 1 && sr_pool_nodes(b->pool) == 1;
-    int64_t u_lo = 0, u_hi = 0, u_base = 0;
+    int64_t u_lo = 0, u_hi = 0, u_base = 0;   // this thread's tiles, counted over all the layers
     if (joint) {
-        int64_t units = 0;
-        for (int32_t i = 0; i < b->n_w; i++) units += (b->w[i]->n_out + b->w[i]->tile_w - 1) / b->w[i]->tile_w;
-        u_lo = units * ith / nth;
-        u_hi = units * (ith + 1) / nth;
+        int64_t tiles = 0;
+        for (int32_t i = 0; i < b->n_w; i++) tiles += b->w[i]->n_chunks;
+        sr_pool_thread_rows(b->pool, tiles, 1, ith, &u_lo, &u_hi);
     }
     for (int32_t i = 0; i < b->n_w && st == SR_OK; i++) {
         const sr_spike_weights *w = b->w[i];
         int64_t r0 = 0, r1 = w->n_out;
         if (joint) {
-            const int64_t units = (w->n_out + w->tile_w - 1) / w->tile_w;
-            const int64_t lo = u_lo > u_base ? u_lo - u_base : 0, hi = u_hi - u_base < units ? u_hi - u_base : units;
-            u_base += units;
-            r0 = lo * w->tile_w;
-            r1 = hi > lo ? (hi * w->tile_w < w->n_out ? hi * w->tile_w : w->n_out) : r0;
+            // the part of [u_lo, u_hi) that falls in this layer's tiles [u_base, u_base + n_chunks)
+            const int64_t lo = u_lo > u_base ? u_lo : u_base;
+            const int64_t hi = u_hi < u_base + w->n_chunks ? u_hi : u_base + w->n_chunks;
+            r0 = (lo - u_base) * w->tile_w;
+            r1 = hi > lo ? ((hi - u_base) * w->tile_w < w->n_out ? (hi - u_base) * w->tile_w : w->n_out) : r0;
+            u_base += w->n_chunks;
         } else if (!by_tokens) {
             sr_pool_thread_rows(b->pool, w->n_out, w->tile_w, ith, &r0, &r1);
         }

@@ -1024,10 +1024,10 @@ static inline void sr_run_block(const sr_spike_weights *w, const sr_spike_planes
 #ifndef SR_PF_DIST
 #define SR_PF_DIST 0
 #endif
-// Prefetch, in tiles tb, tb + next, ..., only the lines of block b's inputs that fire at some
-// step (a silent input's line is never read). On a Zen 4 at the AVX2 level, issuing all 64 lines
-// of two tiles back to back made spike decode 0.64x as fast as this (tg128, 1 thread: 47 against
-// 73 t/s, alternating runs); fewer prefetches stop the burst from delaying the kernel's loads.
+// The inputs of block b that fire at some step: only their lines are prefetched (a silent
+// input's line is never read). On a Zen 4 at the AVX2 level, issuing all 64 lines of two tiles
+// back to back made spike decode 0.64x as fast as this (tg128, 1 thread: 47 against 73 t/s,
+// alternating runs); fewer prefetches stop the burst from delaying the kernel's loads.
 static inline uint32_t sr_fired_mask(const sr_spike_planes *x, int32_t b) {
     if (b >= x->n_words) return 0;
     const size_t stride = (size_t)x->n_words * 2;
@@ -1039,17 +1039,13 @@ static inline uint32_t sr_fired_mask(const sr_spike_planes *x, int32_t b) {
     return m;
 }
 
+// Prefetch the lines of the inputs in m in tiles tb, tb + next, ... (nt tiles).
 static inline __attribute__((always_inline)) void sr_prefetch_lines(uint32_t m, const uint8_t *tb, int32_t nt, size_t next) {
     while (m) {
         const size_t off = (size_t)__builtin_ctz(m) << 6;
         m &= m - 1u;
         for (int32_t u = 0; u < nt; u++) __builtin_prefetch(tb + (size_t)u * next + off);
     }
-}
-
-static inline __attribute__((always_inline)) void sr_prefetch_fired(const sr_spike_planes *x, int32_t b,
-                                                                    const uint8_t *tb, int32_t nt, size_t next) {
-    sr_prefetch_lines(sr_fired_mask(x, b), tb, nt, next);
 }
 
 static inline __attribute__((always_inline)) sr_status
@@ -1064,18 +1060,23 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
     _Alignas(64) int32_t Aseg[SR_SPIKE_MAX_TILE];
     _Alignas(64) float yacc[SR_SPIKE_MAX_TILE];
     const int32_t c0 = o0 / tw, c1 = (o1 + tw - 1) / tw;
-    // Column split per block, computed once per call (up to SR_SPLIT_CACHE blocks cached;
-    // beyond that recomputed per tile).
+    // Column split and firing inputs per block, computed once per call for all its tiles (up
+    // to SR_SPLIT_CACHE blocks cached; beyond that recomputed per tile).
     enum { SR_SPLIT_CACHE = 256 };
     sr_split splits[SR_SPLIT_CACHE];
+    uint32_t fired[SR_SPLIT_CACHE];
     const int has16 = k.k16 != k.k32;
     const int cached = nb <= SR_SPLIT_CACHE;
+    const int prefetch = !hot && SR_PF_DIST >= 0;
     if (cached)
-        for (int32_t b = 0; b < nb; b++) sr_make_split(x, b, w->qmax, has16, &splits[b]);
+        for (int32_t b = 0; b < nb; b++) {
+            sr_make_split(x, b, w->qmax, has16, &splits[b]);
+            fired[b] = prefetch ? sr_fired_mask(x, b) : 0;
+        }
     sr_split one;
 #define SR_SPLIT(b) (cached ? &splits[b] : (sr_make_split(x, (b), w->qmax, has16, &one), &one))
-#define SR_PREFETCH(tile, b)                                                                      \
-    if (!hot && SR_PF_DIST >= 0) sr_prefetch_fired(x, (b) + SR_PF_DIST, (tile) + SR_PF_DIST * tile_bytes, 1, 0)
+#define SR_FIRED(b) (!prefetch || (b) >= nb ? 0u : cached ? fired[b] : sr_fired_mask(x, (b)))
+#define SR_PREFETCH(tile, b) sr_prefetch_lines(SR_FIRED((b) + SR_PF_DIST), (tile) + SR_PF_DIST * tile_bytes, 1, 0)
     const uint8_t *tile = w->lines + (size_t)c0 * (size_t)nb * tile_bytes;
     size_t bv = (size_t)c0 * (size_t)nb * (size_t)tw;     // (c, b = 0) in the per-block arrays
     for (int32_t c = c0; c < c1; c++) {
@@ -1107,11 +1108,8 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
                 // (farm-bench, Xeon, 1 and 2 threads). The AVX2 two-tile kernel issues them
                 // itself, one input per event: 1.2x the decode speed of one burst before the call
                 // (Zen 4 at the AVX2 level, 1 and 2 threads)
-                uint32_t pf = 0;   // the next block's firing inputs still to prefetch
-                if (!hot && SR_PF_DIST >= 0) {
-                    if (b == 0) sr_prefetch_fired(x, 0, tb, nt, next);
-                    if (b + 1 < nb) pf = sr_fired_mask(x, b + 1);
-                }
+                if (b == 0) sr_prefetch_lines(SR_FIRED(0), tb, nt, next);
+                uint32_t pf = SR_FIRED(b + 1);   // the next block's firing inputs still to prefetch
                 const int spread = nt == 2 && k.k2_spreads && x->blk_tfirst[b] < x->T;
                 if (!spread) { sr_prefetch_lines(pf, tb + tile_bytes, nt, next); pf = 0; }
                 if (x->blk_tfirst[b] >= x->T) continue;  // silent block
@@ -1147,6 +1145,7 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
         }
     }
 #undef SR_PREFETCH
+#undef SR_FIRED
 #undef SR_SPLIT
     return SR_OK;
 }
