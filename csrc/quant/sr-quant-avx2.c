@@ -361,39 +361,33 @@ SR_AVX2_INLINE __m256i scale_shuffle_q3k(int i) { return _mm256_loadu_si256((con
 SR_AVX2_INLINE __m256i scale_shuffle_k4(int i) { return _mm256_loadu_si256((const __m256i *)k_shuffle_k4 + i); }
 SR_AVX2_INLINE __m128i scale_shuffle_q6(int i) { return _mm_loadu_si128((const __m128i *)k_shuffle_q6 + i); }
 
-// 6-bit scales and mins of a Q4_K/Q5_K block as 8 + 8 bytes (ggml's utmp shuffle).
-static inline void k4_utmp(const uint8_t *scales, uint32_t utmp[4]) {
-    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    memcpy(utmp, scales, 12);
-    utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
-    const uint32_t uaux = utmp[1] & kmask1;
-    utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
-    utmp[2] = uaux;
-    utmp[0] &= kmask1;
-}
-
-// A Q4_K super-block's 8 scales (low 128 bits) and 8 mins (high 128 bits) widened to int16,
-// as ggml_vec_dot_q4_K_q8_K unpacks them; *xd and *xdmin get its fp16 scales.
-SR_AVX2_INLINE __m256i k4_mins_and_scales(const sr_block_q4_K *b, float *xd, float *xdmin) {
-    uint32_t utmp[4];
-    *xd = h2f(sr_rd16(&b->d));
-    *xdmin = h2f(sr_rd16(&b->dmin));
-    k4_utmp(b->scales, utmp);
-    return _mm256_cvtepu8_epi16(_mm_set_epi32((int)utmp[3], (int)utmp[2], (int)utmp[1], (int)utmp[0]));
+// A Q4_K/Q5_K super-block's 8 scales (low 128 bits) and 8 mins (high 128 bits) widened to
+// int16, the values ggml_vec_dot_q4_K_q8_K unpacks with its scalar utmp shuffle, here from one
+// 16-byte load of the block head (d, dmin, 12 scale bytes): with u0..u2 the scale words, the
+// four output words are u0 & 0x3f.., (u2 & 0x0f..) | top bits of u0, u1 & 0x3f.. and
+// (u2 >> 4 & 0x0f..) | top bits of u1. *dm gets [d, dmin, -, -] as floats.
+SR_AVX2_INLINE __m256i k4_mins_and_scales(const void *block, __m128 *dm) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)block);
+    *dm = _mm_cvtph_ps(v);
+    const __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
+    const __m128i t = _mm_shuffle_epi8(v, _mm_setr_epi8(4, 5, 6, 7, 4, 5, 6, 7, 8, 9, 10, 11, 8, 9, 10, 11));
+    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)),
+                                     _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi32(t, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    return _mm256_cvtepu8_epi16(_mm_or_si128(lo, hi));
 }
 
 // One token's per-super-block float steps of ggml's Q4_K dot: the mins term into *acc_m and
-// d * sumi into *acc (sumi: the super-block's eight int32 lane sums).
-SR_AVX2_INLINE void k4_token_step(__m256i mins_and_scales, float xd, float xdmin, const sr_block_q8_K *yb,
+// d * sumi into *acc (sumi: the super-block's eight int32 lane sums). ggml's dmin is
+// -(y.d * x.dmin), so fnmadd with y.d * x.dmin rounds exactly as its fmadd.
+SR_AVX2_INLINE void k4_token_step(__m256i mins_and_scales, __m128 dm, const sr_block_q8_K *yb,
                                   __m256i sumi, __m256 *acc, __m128 *acc_m) {
-    float yd;
-    memcpy(&yd, &yb->d, 4);
-    const float d = yd * xd, dmin = -yd * xdmin;
+    const __m128 dd = _mm_mul_ps(_mm_broadcast_ss(&yb->d), dm);
     const __m256i q8sums = _mm256_loadu_si256((const __m256i *)yb->bsums);
     const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
     const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
-    *acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), *acc_m);
-    *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
+    *acc_m = _mm_fnmadd_ps(_mm_permute_ps(dd, 0x55), _mm_cvtepi32_ps(prod), *acc_m);
+    *acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), *acc);
 }
 
 // The row's result from its two accumulators, as ggml sums them.
@@ -418,8 +412,8 @@ SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *a
     __m128 acc_m[SR_TILE_MAX];
     for (int k = 0; k < NA; ++k) { acc[k] = _mm256_setzero_ps(); acc_m[k] = _mm_setzero_ps(); }
     for (int64_t i = 0; i < nsb; ++i) {
-        float xd, xdmin;
-        const __m256i mins_and_scales = k4_mins_and_scales(&x[i], &xd, &xdmin);
+        __m128 dm;
+        const __m256i mins_and_scales = k4_mins_and_scales(&x[i], &dm);
         const __m128i sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
         const __m256i scales = _mm256_set_m128i(sc128, sc128);
         __m512i sumi[SR_TILE_MAX];
@@ -436,7 +430,7 @@ SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *a
         }
         for (int k = 0; k < NA; ++k) {
             const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi[k]), _mm512_extracti64x4_epi64(sumi[k], 1));
-            k4_token_step(mins_and_scales, xd, xdmin, (const sr_block_q8_K *)(act + k * a_rb) + i, s8, &acc[k], &acc_m[k]);
+            k4_token_step(mins_and_scales, dm, (const sr_block_q8_K *)(act + k * a_rb) + i, s8, &acc[k], &acc_m[k]);
         }
     }
     for (int k = 0; k < NA; ++k) y[k * y_ts] = k4_finish(acc[k], acc_m[k]);
@@ -459,11 +453,10 @@ SR_AVX2_INLINE void q4_K_tile2(int64_t nsb, const sr_block_q4_K *x0, const sr_bl
         __m256i ms[2];
         __m512i sumi[2][SR_TILE_MAX];
         for (int r = 0; r < 2; ++r) {
-            uint32_t utmp[4];
-            xd[r] = h2f(sr_rd16(&xr[r][i].d));
-            xdmin[r] = h2f(sr_rd16(&xr[r][i].dmin));
-            k4_utmp(xr[r][i].scales, utmp);
-            ms[r] = _mm256_cvtepu8_epi16(_mm_set_epi32((int)utmp[3], (int)utmp[2], (int)utmp[1], (int)utmp[0]));
+            __m128 dm;
+            ms[r] = k4_mins_and_scales(&xr[r][i], &dm);
+            xd[r] = _mm_cvtss_f32(dm);
+            xdmin[r] = _mm_cvtss_f32(_mm_movehdup_ps(dm));
             for (int k = 0; k < NA; ++k) sumi[r][k] = _mm512_setzero_si512();
         }
         const __m256i scales0 = _mm256_set_m128i(_mm256_castsi256_si128(ms[0]), _mm256_castsi256_si128(ms[0]));
@@ -517,20 +510,24 @@ SR_AVX2_INLINE void q4_K_tile2(int64_t nsb, const sr_block_q4_K *x0, const sr_bl
 // operations of ggml's AVX2 ggml_vec_dot_q4_K_q8_K, so tiling never changes a result.
 SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *act, size_t a_rb,
                               float *y, size_t y_ts, const int NA) {
+    // the shuffles stay vpshufb with a memory index: the compiler would otherwise turn each
+    // into a shift and a broadcast (two instructions)
+    const uint8_t *shuf = k_shuffle_k4;
+    __asm__("" : "+r"(shuf));
     const __m256i m4 = _mm256_set1_epi8(0xF);
     __m256 acc[SR_TILE_MAX];
     __m128 acc_m[SR_TILE_MAX];
     for (int k = 0; k < NA; ++k) { acc[k] = _mm256_setzero_ps(); acc_m[k] = _mm_setzero_ps(); }
     for (int64_t i = 0; i < nsb; ++i) {
-        float xd, xdmin;
-        const __m256i mins_and_scales = k4_mins_and_scales(&x[i], &xd, &xdmin);
+        __m128 dm;
+        const __m256i mins_and_scales = k4_mins_and_scales(&x[i], &dm);
         const __m128i sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
         const __m256i scales = _mm256_set_m128i(sc128, sc128);
         __m256i sumi[SR_TILE_MAX];
         for (int k = 0; k < NA; ++k) sumi[k] = _mm256_setzero_si256();
         for (int j = 0; j < SR_QK_K / 64; ++j) {
-            const __m256i scale_l = _mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 0));
-            const __m256i scale_h = _mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 1));
+            const __m256i scale_l = _mm256_shuffle_epi8(scales, _mm256_loadu_si256((const __m256i *)shuf + 2 * j + 0));
+            const __m256i scale_h = _mm256_shuffle_epi8(scales, _mm256_loadu_si256((const __m256i *)shuf + 2 * j + 1));
             const __m256i q4bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
             const __m256i q4l = _mm256_and_si256(q4bits, m4);
             const __m256i q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
@@ -542,7 +539,7 @@ SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *a
             }
         }
         for (int k = 0; k < NA; ++k)
-            k4_token_step(mins_and_scales, xd, xdmin, (const sr_block_q8_K *)(act + k * a_rb) + i, sumi[k], &acc[k], &acc_m[k]);
+            k4_token_step(mins_and_scales, dm, (const sr_block_q8_K *)(act + k * a_rb) + i, sumi[k], &acc[k], &acc_m[k]);
     }
     for (int k = 0; k < NA; ++k) y[k * y_ts] = k4_finish(acc[k], acc_m[k]);
 }
@@ -557,16 +554,15 @@ SR_AVX2 static float dot_q5_K(int64_t n, const void *vx, const void *vy) {
     const __m256i mone = _mm256_set1_epi8(1);
     __m256 acc = _mm256_setzero_ps();
     float summs = 0.f;
-    uint32_t utmp[4];
     for (int64_t i = 0; i < n / SR_QK_K; ++i) {
         const uint8_t *q5 = x[i].qs;
         const int8_t *q8 = y[i].qs;
         float yd;
         memcpy(&yd, &y[i].d, 4);
-        const float d = yd * h2f(sr_rd16(&x[i].d));
-        const float dmin = -yd * h2f(sr_rd16(&x[i].dmin));
-        k4_utmp(x[i].scales, utmp);
-        const __m256i mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32((int)utmp[3], (int)utmp[2], (int)utmp[1], (int)utmp[0]));
+        __m128 dm;
+        const __m256i mins_and_scales = k4_mins_and_scales(&x[i], &dm);
+        const float d = yd * _mm_cvtss_f32(dm);
+        const float dmin = -yd * _mm_cvtss_f32(_mm_movehdup_ps(dm));
         const __m256i q8sums = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
         const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
@@ -757,6 +753,8 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
 // once per 128 values; each token's sums follow ggml_vec_dot_q6_K_q8_K's AVX2 operations.
 SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *act, size_t a_rb,
                               float *y, size_t y_ts, const int NA) {
+    const uint8_t *shuf = k_shuffle_k4;   // kept as vpshufb (see q4_K_tile)
+    __asm__("" : "+r"(shuf));
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m256i m15 = _mm256_set1_epi8(15);
     __m256 acc[SR_TILE_MAX];
@@ -764,6 +762,10 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
     for (int64_t i = 0; i < nsb; ++i) {
         const float xd = h2f(sr_rd16(&x[i].d));
         const __m128i scales = _mm_loadu_si128((const __m128i *)x[i].scales);
+        // int16 scales, even ones in the low lane and odd ones in the high lane: group i's
+        // [s(2i) x 8 | s(2i+1) x 8] (ggml's q6 scale shuffle, widened) is one in-lane vpshufb
+        const __m256i even_odd = _mm256_cvtepi8_epi16(
+            _mm_shuffle_epi8(scales, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)));
         __m256i sumi[SR_TILE_MAX];
         for (int k = 0; k < NA; ++k) sumi[k] = _mm256_setzero_si256();
         for (int j = 0; j < SR_QK_K / 128; ++j) {
@@ -779,10 +781,10 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
             const __m256i q4_1 = _mm256_or_si256(_mm256_and_si256(q4bits2, m15), q4h_1);
             const __m256i q4_2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits1, 4), m15), q4h_2);
             const __m256i q4_3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits2, 4), m15), q4h_3);
-            const __m256i sc0 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 0)));
-            const __m256i sc1 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 1)));
-            const __m256i sc2 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 2)));
-            const __m256i sc3 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 3)));
+            const __m256i sc0 = _mm256_shuffle_epi8(even_odd, _mm256_loadu_si256((const __m256i *)shuf + 4 * j + 0));
+            const __m256i sc1 = _mm256_shuffle_epi8(even_odd, _mm256_loadu_si256((const __m256i *)shuf + 4 * j + 1));
+            const __m256i sc2 = _mm256_shuffle_epi8(even_odd, _mm256_loadu_si256((const __m256i *)shuf + 4 * j + 2));
+            const __m256i sc3 = _mm256_shuffle_epi8(even_odd, _mm256_loadu_si256((const __m256i *)shuf + 4 * j + 3));
             for (int k = 0; k < NA; ++k) {
                 const int8_t *q8 = ((const sr_block_q8_K *)(act + k * a_rb))[i].qs + 128 * j;
                 const __m256i p16_0 = _mm256_madd_epi16(sc0, _mm256_maddubs_epi16(q4_0, _mm256_loadu_si256((const __m256i *)q8)));
