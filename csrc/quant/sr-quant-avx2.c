@@ -182,34 +182,47 @@ SR_AVX2_INLINE void sr_prefetch(const void *p, size_t ahead) {
 // fma(q, dx*dy, acc) where Q4_1 writes fma(dx*dy, q, acc): the same rounding.
 SR_AVX2_INLINE void q4_1_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, int is_q5, const char *act,
                               size_t a_rb, float *y, size_t y_ts, const int NR, const int NA) {
+    // The rows' fp16 (d, m) pairs widen with one vcvtph2ps into lanes (2r, 2r + 1); a token's
+    // (d, s) pair repeats in every lane pair, so one multiply gives each row's d0 * d1 in its
+    // even lane and one fma each row's summs (ggml's fma(m, s, summs)) in its odd lane.
     __m256 acc[SR_TILE_MAX][SR_TILE_MAX];
-    float summs[SR_TILE_MAX][SR_TILE_MAX];
-    for (int r = 0; r < NR; ++r)
-        for (int k = 0; k < NA; ++k) { acc[r][k] = _mm256_setzero_ps(); summs[r][k] = 0.0f; }
+    __m256 summs[SR_TILE_MAX];
+    for (int k = 0; k < NA; ++k) {
+        summs[k] = _mm256_setzero_ps();
+        for (int r = 0; r < NR; ++r) acc[r][k] = _mm256_setzero_ps();
+    }
     for (int64_t ib = 0; ib < nb; ++ib) {
         __m256i qx[SR_TILE_MAX];
-        float d0[SR_TILE_MAX], m[SR_TILE_MAX];
+        __m128i dm16 = _mm_setzero_si128();
         for (int r = 0; r < NR; ++r) {
             const uint8_t *xb = (const uint8_t *)w + r * w_rb + (size_t)ib * xbb;   // d, m, [qh,] qs
             sr_prefetch(xb, SR_DENSE_PF_TILES * NR * w_rb);
-            d0[r] = h2f(sr_rd16(xb));
-            m[r] = h2f(sr_rd16(xb + 2));
+            int32_t dm;
+            memcpy(&dm, xb, 4);
+            dm16 = r == 0 ? _mm_cvtsi32_si128(dm) : r == 1 ? _mm_insert_epi32(dm16, dm, 1)
+                 : r == 2 ? _mm_insert_epi32(dm16, dm, 2) : _mm_insert_epi32(dm16, dm, 3);
             qx[r] = is_q5 ? q5_bytes(xb + 4, xb + 8, 0) : bytes_from_nibbles_32(xb + 4);
         }
+        const __m256 dmv = _mm256_cvtph_ps(dm16);
         for (int k = 0; k < NA; ++k) {
             const sr_block_q8_1 *yb = (const sr_block_q8_1 *)(act + k * a_rb) + ib;
-            const float d1 = h2f(sr_rd16(&yb->d));
-            const float s1 = h2f(sr_rd16(&yb->s));
+            int32_t ds;
+            memcpy(&ds, &yb->d, 4);
+            const __m256 dsv = _mm256_cvtph_ps(_mm_set1_epi32(ds));
+            const __m256 d0d1 = _mm256_mul_ps(dmv, dsv);
+            summs[k] = _mm256_fmadd_ps(dmv, dsv, summs[k]);
             const __m256i qy = _mm256_loadu_si256((const __m256i *)yb->qs);
             for (int r = 0; r < NR; ++r) {
-                summs[r][k] = fma1(m[r], s1, summs[r][k]);
-                const __m256 d0d1 = _mm256_set1_ps(d0[r] * d1);
-                acc[r][k] = _mm256_fmadd_ps(d0d1, mul_sum_us8_pairs_float(qx[r], qy), acc[r][k]);
+                const __m256 d = _mm256_permutevar8x32_ps(d0d1, _mm256_set1_epi32(2 * r));
+                acc[r][k] = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(qx[r], qy), acc[r][k]);
             }
         }
     }
-    for (int k = 0; k < NA; ++k)
-        for (int r = 0; r < NR; ++r) y[k * y_ts + r] = hsum_float_8(acc[r][k]) + summs[r][k];
+    for (int k = 0; k < NA; ++k) {
+        float sm[8];
+        _mm256_storeu_ps(sm, summs[k]);
+        for (int r = 0; r < NR; ++r) y[k * y_ts + r] = hsum_float_8(acc[r][k]) + sm[2 * r + 1];
+    }
 }
 
 // Q8_0 / Q4_0 / Q5_0 x Q8_0: mul_sum_i8_pairs_float(qx, qy) = maddubs(|qx|, sign(qy, qx)).
