@@ -234,21 +234,25 @@ SR_AVX2_INLINE void q8_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, 
         for (int k = 0; k < NA; ++k) acc[r][k] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ++ib) {
         __m256i qx[SR_TILE_MAX];
-        float dx[SR_TILE_MAX];
+        __m128i dx16 = _mm_setzero_si128();   // the rows' fp16 d, widened at once below
         for (int r = 0; r < NR; ++r) {
             const uint8_t *xb = (const uint8_t *)w + r * w_rb + (size_t)ib * xbb;
             sr_prefetch(xb, SR_DENSE_PF_TILES * NR * w_rb);
-            dx[r] = h2f(sr_rd16(xb));
+            const int dr = sr_rd16(xb);
+            dx16 = r == 0 ? _mm_cvtsi32_si128(dr) : r == 1 ? _mm_insert_epi16(dx16, dr, 1)
+                 : r == 2 ? _mm_insert_epi16(dx16, dr, 2) : _mm_insert_epi16(dx16, dr, 3);
             if (kind == 1) qx[r] = _mm256_sub_epi8(bytes_from_nibbles_32(xb + 2), _mm256_set1_epi8(8));
             else if (kind == 2) qx[r] = q5_bytes(xb + 2, xb + 6, 1);
             else qx[r] = _mm256_loadu_si256((const __m256i *)(xb + 2));
         }
+        const __m256 dxv = _mm256_castps128_ps256(_mm_cvtph_ps(dx16));
         for (int k = 0; k < NA; ++k) {
             const sr_block_q8_0 *yb = (const sr_block_q8_0 *)(act + k * a_rb) + ib;
-            const float dy = h2f(sr_rd16(&yb->d));
+            const __m256 dxdy = _mm256_mul_ps(dxv, _mm256_set1_ps(h2f(sr_rd16(&yb->d))));   // lane r: dx[r] * dy
             const __m256i qy = _mm256_loadu_si256((const __m256i *)yb->qs);
             for (int r = 0; r < NR; ++r) {
-                const __m256 d = _mm256_set1_ps(dx[r] * dy);
+                const __m256 d = NR == 1 ? _mm256_broadcastss_ps(_mm256_castps256_ps128(dxdy))
+                                         : _mm256_permutevar8x32_ps(dxdy, _mm256_set1_epi32(r));
                 const __m256i ax = _mm256_sign_epi8(qx[r], qx[r]);   // recomputed: saves registers
                 const __m256i sy = _mm256_sign_epi8(qy, qx[r]);
                 const __m256 q = mul_sum_us8_pairs_float(ax, sy);
