@@ -1108,15 +1108,18 @@ int SR_KERNELS_INIT(sr_kernels *k) {
     k->f16rows_gemm = f16rows_gemm_avx2;
     k->softmax_exp = softmax_exp_avx2;
     k->swiglu = swiglu_avx2;
-    // Tile shapes measured on Zen 3 (EPYC, 2 vCPU): decode (n_tok == 1) interleaves 4 rows of
-    // the compute-bound 4-bit types (Q5_0 / Q5_1 take their shapes unmeasured), while Q8_0 is memory-bound and streams best one row at a
-    // time. Prompt: 2 rows x 3 tokens (4-bit) / 2 x 2 (Q8_0) independent accumulators.
+    // Tile shapes. Decode (n_tok == 1) interleaves 4 rows of the compute-bound 4-bit types, while
+    // Q8_0 is memory-bound and streams best one row at a time (Zen 3). Prompts: rows x tokens
+    // per type, measured on Zen 4 at the AVX2 level (2026-12-04, pp512 of SmolLM2 requantized
+    // by llama-quantize, SPIKERUN_TILE): Q4_0 4 x 2 1.45x the 2 x 3 tile, Q4_1 4 x 2 1.06x;
+    // Q5_0, Q5_1 and Q8_0 2 x 3 (4 x 2 0.95-0.99x; Q8_0 2 x 4 spills, 0.64x).
     const sr_type fast[] = {SR_TYPE_Q4_0, SR_TYPE_Q4_1, SR_TYPE_Q5_0, SR_TYPE_Q5_1, SR_TYPE_Q8_0};
     for (size_t i = 0; i < sizeof fast / sizeof fast[0]; ++i) {
         const bool q8 = fast[i] == SR_TYPE_Q8_0;
+        const bool four_rows = fast[i] == SR_TYPE_Q4_0 || fast[i] == SR_TYPE_Q4_1;
         k->tile_rows1[fast[i]] = q8 ? 1 : 4;
-        k->tile_rows[fast[i]] = 2;
-        k->tile_toks[fast[i]] = q8 ? 2 : 3;
+        k->tile_rows[fast[i]] = four_rows ? 4 : 2;
+        k->tile_toks[fast[i]] = four_rows ? 2 : 3;
 #ifdef SR_QUANT_VNNI
         // 4 x 4 in registers: pp512 of SmolLM2 Q4_1 1.29x the 2 x 3 AVX2 tile on the Xeon
         // (family 6 model 207; 2 x 3 with VNNI alone: 1.18x)
