@@ -180,6 +180,7 @@ SR_AVX2_INLINE void sr_prefetch(const void *p, size_t ahead) {
 // the single-dot sequence of operations.
 // Q4_1 and Q5_1 (is_q5; xbb = weight block bytes): both sum u8 x s8 quads; ggml's Q5_1 writes
 // fma(q, dx*dy, acc) where Q4_1 writes fma(dx*dy, q, acc): the same rounding.
+_Static_assert(SR_TILE_MAX <= 4, "q4_1_tile and q8_tile gather at most 4 rows' scales into one register");
 SR_AVX2_INLINE void q4_1_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, int is_q5, const char *act,
                               size_t a_rb, float *y, size_t y_ts, const int NR, const int NA) {
     // The rows' fp16 (d, m) pairs widen with one vcvtph2ps into lanes (2r, 2r + 1); a token's
