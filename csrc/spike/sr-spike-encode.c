@@ -114,10 +114,7 @@ sr_status sr_spike_encode_mean_ex(const float *x, int32_t n, const sr_spike_mean
             continue;
         }
         if (p->tau > 0.0f) {
-            // Scalar at every SIMD level: the NAF weights of both neighbours decide, and the
-            // encoder is O(n) against the accumulation's O(n * n_out).
-            for (int32_t j = 0; j < G; j++)
-                counts[j0 + j] = sr_spike_round_thrifty(x[j0 + j] * inv, th, lo, hi, cap);
+            sr_spike_quantize_thrifty_(x + j0, G, inv, th, lo, hi, cap, counts + j0);
         } else {
             sr_spike_quantize_(x + j0, G, inv, th, cap, counts + j0);
         }

@@ -23,6 +23,9 @@ int sr_spike_simd_level_(void);
 // Quantize n values: counts[j] = sr_spike_round_clip(x[j] * inv, th, clip) (dispatching).
 void sr_spike_quantize_(const float *x, int32_t n, float inv, float th, int32_t clip,
                         int32_t *counts);
+// counts[j] = sr_spike_round_thrifty(x[j] * inv, th, lo, hi, clip) (dispatching).
+void sr_spike_quantize_thrifty_(const float *x, int32_t n, float inv, float th, float lo, float hi, int32_t clip,
+                                int32_t *counts);
 // sr_spike_sum_abs (dispatching; same value at every SIMD level).
 float sr_spike_sum_abs_(const float *x, int32_t n);
 // Max of |x| bits over n values (dispatching).

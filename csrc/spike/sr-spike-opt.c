@@ -116,6 +116,48 @@ SR_AVX2 static void sr_quantize_avx2(const float *x, int32_t n, float inv, float
     }
 }
 
+// NAF digit counts of 8 non-negative int32 lanes, as sr_spike_naf_weight.
+SR_AVX2 static inline __m256i sr_naf_weight_avx2(__m256i m) {
+    const __m256i h = _mm256_srli_epi32(m, 1);
+    __m256i c = _mm256_xor_si256(h, _mm256_add_epi32(m, h));
+    c = _mm256_sub_epi32(c, _mm256_and_si256(_mm256_srli_epi32(c, 1), _mm256_set1_epi32(0x55555555)));
+    c = _mm256_add_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x33333333)),
+                         _mm256_and_si256(_mm256_srli_epi32(c, 2), _mm256_set1_epi32(0x33333333)));
+    c = _mm256_and_si256(_mm256_add_epi32(c, _mm256_srli_epi32(c, 4)), _mm256_set1_epi32(0x0f0f0f0f));
+    c = _mm256_add_epi32(c, _mm256_srli_epi32(c, 8));
+    c = _mm256_add_epi32(c, _mm256_srli_epi32(c, 16));
+    return _mm256_and_si256(c, _mm256_set1_epi32(0x3f));
+}
+
+// sr_spike_round_thrifty on 8 lanes without branches: the thrifty choice where it applies,
+// else the plain rule, then the clip (lanes at or above 2^23 take the clip, as the scalar rule).
+SR_AVX2 static void sr_quantize_thrifty_avx2(const float *x, int32_t n, float inv, float th, float lo, float hi,
+                                             int32_t clip, int32_t *counts) {
+    const __m256 vinv = _mm256_set1_ps(inv), vth = _mm256_set1_ps(th), vbig = _mm256_set1_ps(8388608.0f);
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i vclip = _mm256_set1_epi32(clip), one = _mm256_set1_epi32(1);
+    int32_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + j), vinv);
+        const __m256 a = _mm256_and_ps(v, absm);
+        const __m256 big = _mm256_cmp_ps(a, vbig, _CMP_GE_OQ);
+        const __m256i r = _mm256_cvttps_epi32(a);   // big lanes: replaced below
+        const __m256 f = _mm256_sub_ps(a, _mm256_cvtepi32_ps(r));
+        const __m256i wl = sr_naf_weight_avx2(r), wh = sr_naf_weight_avx2(_mm256_add_epi32(r, one));
+        const __m256i down = _mm256_and_si256(_mm256_cmpgt_epi32(wh, wl), _mm256_castps_si256(_mm256_cmp_ps(f, vhi, _CMP_LE_OQ)));
+        const __m256i up = _mm256_and_si256(_mm256_cmpgt_epi32(wl, wh), _mm256_castps_si256(_mm256_cmp_ps(f, vlo, _CMP_GE_OQ)));
+        // plain: r + (f >= th); down: r; up: r + 1 (subtracting an all-ones mask adds 1)
+        const __m256i plain_up = _mm256_castps_si256(_mm256_cmp_ps(f, vth, _CMP_GE_OQ));
+        const __m256i inc = _mm256_blendv_epi8(_mm256_andnot_si256(down, plain_up), up, up);
+        __m256i mag = _mm256_sub_epi32(r, inc);
+        mag = _mm256_blendv_epi8(mag, vclip, _mm256_castps_si256(big));
+        mag = _mm256_min_epi32(mag, vclip);
+        _mm256_storeu_si256((__m256i *)(counts + j), _mm256_sign_epi32(mag, _mm256_castps_si256(v)));
+    }
+    for (; j < n; j++) counts[j] = sr_spike_round_thrifty(x[j] * inv, th, lo, hi, clip);
+}
+
 SR_AVX2 static float sr_sum_abs_avx2(const float *x, int32_t n) {
     const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     __m256 acc = _mm256_setzero_ps();
@@ -154,6 +196,14 @@ void sr_spike_quantize_(const float *x, int32_t n, float inv, float th, int32_t 
     if (sr_spike_simd_level_() >= SR_SPIKE_SIMD_AVX2) { sr_quantize_avx2(x, n, inv, th, clip, counts); return; }
 #endif
     sr_quantize_portable(x, n, inv, th, clip, counts);
+}
+
+void sr_spike_quantize_thrifty_(const float *x, int32_t n, float inv, float th, float lo, float hi, int32_t clip,
+                                int32_t *counts) {
+#if SR_SPIKE_X86
+    if (sr_spike_simd_level_() >= SR_SPIKE_SIMD_AVX2) { sr_quantize_thrifty_avx2(x, n, inv, th, lo, hi, clip, counts); return; }
+#endif
+    for (int32_t j = 0; j < n; j++) counts[j] = sr_spike_round_thrifty(x[j] * inv, th, lo, hi, clip);
 }
 
 float sr_spike_sum_abs_(const float *x, int32_t n) {
