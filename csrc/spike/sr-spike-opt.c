@@ -85,37 +85,15 @@ int sr_spike_simd_level_(void) {
 // ---------------------------------------------------------------- encoder loops
 
 static void sr_quantize_portable(const float *x, int32_t n, float inv, float th, int32_t clip, int32_t *counts) {
-    for (int32_t j = 0; j < n; j++) {
-        float v = x[j] * inv;
-        counts[j] = sr_spike_round_clip(v, th, clip);
-    }
+    for (int32_t j = 0; j < n; j++) counts[j] = sr_spike_round_clip(x[j] * inv, th, clip);
 }
 
+static void sr_quantize_thrifty_portable(const float *x, int32_t n, float inv, float th, float lo, float hi,
+                                         int32_t clip, int32_t *counts) {
+    for (int32_t j = 0; j < n; j++) counts[j] = sr_spike_round_thrifty(x[j] * inv, th, lo, hi, clip);
+}
 
 #if SR_SPIKE_X86
-SR_AVX2 static void sr_quantize_avx2(const float *x, int32_t n, float inv, float th, int32_t clip, int32_t *counts) {
-    const __m256 vinv = _mm256_set1_ps(inv), vth = _mm256_set1_ps(th), vbig = _mm256_set1_ps(8388608.0f);
-    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    const __m256i vclip = _mm256_set1_epi32(clip);
-    int32_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + j), vinv);
-        __m256 a = _mm256_and_ps(v, absm);
-        __m256 big = _mm256_cmp_ps(a, vbig, _CMP_GE_OQ);
-        __m256i r = _mm256_cvttps_epi32(a);
-        __m256 f = _mm256_sub_ps(a, _mm256_cvtepi32_ps(r));
-        __m256 ge = _mm256_cmp_ps(f, vth, _CMP_GE_OQ);
-        __m256i mag = _mm256_sub_epi32(r, _mm256_castps_si256(ge));
-        mag = _mm256_blendv_epi8(mag, vclip, _mm256_castps_si256(big));
-        mag = _mm256_min_epi32(mag, vclip);
-        _mm256_storeu_si256((__m256i *)(counts + j), _mm256_sign_epi32(mag, _mm256_castps_si256(v)));
-    }
-    for (; j < n; j++) {
-        float v = x[j] * inv;
-        counts[j] = sr_spike_round_clip(v, th, clip);
-    }
-}
-
 // NAF digit counts of 8 non-negative int32 lanes, as sr_spike_naf_weight.
 SR_AVX2 static inline __m256i sr_naf_weight_avx2(__m256i m) {
     const __m256i h = _mm256_srli_epi32(m, 1);
@@ -129,10 +107,12 @@ SR_AVX2 static inline __m256i sr_naf_weight_avx2(__m256i m) {
     return _mm256_and_si256(c, _mm256_set1_epi32(0x3f));
 }
 
-// sr_spike_round_thrifty on 8 lanes without branches: the thrifty choice where it applies,
-// else the plain rule, then the clip (lanes at or above 2^23 take the clip, as the scalar rule).
-SR_AVX2 static void sr_quantize_thrifty_avx2(const float *x, int32_t n, float inv, float th, float lo, float hi,
-                                             int32_t clip, int32_t *counts) {
+// sr_spike_round_clip (thrifty = 0) or sr_spike_round_thrifty (1) on 8 lanes without branches:
+// the thrifty choice where it applies, else the plain rule, then the clip (lanes at or above
+// 2^23 take the clip, as the scalar rules). The tail goes through the portable loops.
+SR_AVX2 static inline __attribute__((always_inline)) void
+sr_quantize_lanes_avx2(const float *x, int32_t n, float inv, float th, float lo, float hi, int32_t clip,
+                       int32_t *counts, const int thrifty) {
     const __m256 vinv = _mm256_set1_ps(inv), vth = _mm256_set1_ps(th), vbig = _mm256_set1_ps(8388608.0f);
     const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
     const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -144,18 +124,30 @@ SR_AVX2 static void sr_quantize_thrifty_avx2(const float *x, int32_t n, float in
         const __m256 big = _mm256_cmp_ps(a, vbig, _CMP_GE_OQ);
         const __m256i r = _mm256_cvttps_epi32(a);   // big lanes: replaced below
         const __m256 f = _mm256_sub_ps(a, _mm256_cvtepi32_ps(r));
-        const __m256i wl = sr_naf_weight_avx2(r), wh = sr_naf_weight_avx2(_mm256_add_epi32(r, one));
-        const __m256i down = _mm256_and_si256(_mm256_cmpgt_epi32(wh, wl), _mm256_castps_si256(_mm256_cmp_ps(f, vhi, _CMP_LE_OQ)));
-        const __m256i up = _mm256_and_si256(_mm256_cmpgt_epi32(wl, wh), _mm256_castps_si256(_mm256_cmp_ps(f, vlo, _CMP_GE_OQ)));
-        // plain: r + (f >= th); down: r; up: r + 1 (subtracting an all-ones mask adds 1)
-        const __m256i plain_up = _mm256_castps_si256(_mm256_cmp_ps(f, vth, _CMP_GE_OQ));
-        const __m256i inc = _mm256_blendv_epi8(_mm256_andnot_si256(down, plain_up), up, up);
+        // all-ones where the magnitude is r + 1 (subtracting the mask adds 1): plain r + (f >= th)
+        __m256i inc = _mm256_castps_si256(_mm256_cmp_ps(f, vth, _CMP_GE_OQ));
+        if (thrifty) {   // down: r, up: r + 1, when that neighbour fires fewer NAF digits
+            const __m256i wl = sr_naf_weight_avx2(r), wh = sr_naf_weight_avx2(_mm256_add_epi32(r, one));
+            const __m256i down = _mm256_and_si256(_mm256_cmpgt_epi32(wh, wl), _mm256_castps_si256(_mm256_cmp_ps(f, vhi, _CMP_LE_OQ)));
+            const __m256i up = _mm256_and_si256(_mm256_cmpgt_epi32(wl, wh), _mm256_castps_si256(_mm256_cmp_ps(f, vlo, _CMP_GE_OQ)));
+            inc = _mm256_or_si256(_mm256_andnot_si256(down, inc), up);
+        }
         __m256i mag = _mm256_sub_epi32(r, inc);
         mag = _mm256_blendv_epi8(mag, vclip, _mm256_castps_si256(big));
         mag = _mm256_min_epi32(mag, vclip);
         _mm256_storeu_si256((__m256i *)(counts + j), _mm256_sign_epi32(mag, _mm256_castps_si256(v)));
     }
-    for (; j < n; j++) counts[j] = sr_spike_round_thrifty(x[j] * inv, th, lo, hi, clip);
+    if (thrifty) sr_quantize_thrifty_portable(x + j, n - j, inv, th, lo, hi, clip, counts + j);
+    else sr_quantize_portable(x + j, n - j, inv, th, clip, counts + j);
+}
+
+SR_AVX2 static void sr_quantize_avx2(const float *x, int32_t n, float inv, float th, int32_t clip, int32_t *counts) {
+    sr_quantize_lanes_avx2(x, n, inv, th, 0.0f, 0.0f, clip, counts, 0);
+}
+
+SR_AVX2 static void sr_quantize_thrifty_avx2(const float *x, int32_t n, float inv, float th, float lo, float hi,
+                                             int32_t clip, int32_t *counts) {
+    sr_quantize_lanes_avx2(x, n, inv, th, lo, hi, clip, counts, 1);
 }
 
 SR_AVX2 static float sr_sum_abs_avx2(const float *x, int32_t n) {
@@ -203,7 +195,7 @@ void sr_spike_quantize_thrifty_(const float *x, int32_t n, float inv, float th, 
 #if SR_SPIKE_X86
     if (sr_spike_simd_level_() >= SR_SPIKE_SIMD_AVX2) { sr_quantize_thrifty_avx2(x, n, inv, th, lo, hi, clip, counts); return; }
 #endif
-    for (int32_t j = 0; j < n; j++) counts[j] = sr_spike_round_thrifty(x[j] * inv, th, lo, hi, clip);
+    sr_quantize_thrifty_portable(x, n, inv, th, lo, hi, clip, counts);
 }
 
 float sr_spike_sum_abs_(const float *x, int32_t n) {
