@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Spike conversions' quality/efficiency Pareto: table rows and a plot.
 
-    python3 bench/spike_pareto.py collect OUT.json NAME=EVAL.json[:COMMAND] ...
+    python3 bench/spike_pareto.py collect OUT.json [--with EARLIER.json] NAME=EVAL.json[:COMMAND] ...
         Gathers the `spikerun eval --kl-divergence --json` outputs of several conversions into
-        one results file (figures only, no machine paths).
+        one results file (figures only, no machine paths), after the rows of EARLIER.json.
     python3 bench/spike_pareto.py plot RESULTS.json PNG [--markdown]
         Draws perplexity change (paired ratio, 95% interval) against spikes per activation,
         marker area ∝ arithmetic energy under convention B, colour = KL divergence; prints the
@@ -12,11 +12,15 @@
 Needs matplotlib for `plot` (pip install matplotlib); the table alone does not.
 """
 import json
+import os
 import sys
 
 
 def collect(out, items):
     rows = []
+    if items[:1] == ["--with"] and len(items) >= 2:
+        rows = json.load(open(items[1]))["rows"]
+        items = items[2:]
     for item in items:
         name, _, rest = item.partition("=")
         path, _, command = rest.partition(":")
@@ -37,9 +41,10 @@ def collect(out, items):
             "energy_b": e["energy_convention_b"]["dense_over_spike"],
             "positions": k["positions"], "ctx": d["ctx"], "chunks": d["chunks"],
         })
-    with open(out, "w") as f:
+    with open(out + ".tmp", "w") as f:
         json.dump({"rows": rows}, f, indent=1)
         f.write("\n")
+    os.replace(out + ".tmp", out)
 
 
 def markdown(rows):
@@ -65,8 +70,10 @@ def plot(path, png):
     ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="0.6", elinewidth=1, capsize=3, zorder=1)
     sc = ax.scatter(xs, ys, s=[120 * r["energy_b"] ** 2 for r in rows], c=[r["mean_kld"] for r in rows],
                     cmap="viridis_r", edgecolors="k", zorder=2)
-    for r, x, y in zip(rows, xs, ys):
-        ax.annotate(f"{r['name']}\nB {r['energy_b']:.2f}", (x, y), textcoords="offset points", xytext=(8, 4), fontsize=7)
+    for i, (r, x, y) in enumerate(zip(rows, xs, ys)):
+        # labels alternate above and below their points: neighbours overlap less
+        ax.annotate(f"{r['name']}\nB {r['energy_b']:.2f}", (x, y), textcoords="offset points",
+                    xytext=(8, 4 if i % 2 == 0 else -18), fontsize=7)
     ax.axhline(2, color="tab:red", ls="--", lw=1)
     ax.axvline(1.2, color="tab:red", ls="--", lw=1)
     ax.text(1.205, ax.get_ylim()[1] * 0.95, "target: ≤ 1.2 SPA, ≤ +2%", color="tab:red", fontsize=8, va="top")

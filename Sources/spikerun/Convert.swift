@@ -40,7 +40,7 @@ struct Convert: AsyncParsableCommand {
     @Option(name: .customLong("calib-tokens"), help: "Calibration tokens (default 512; sequences of 256).")
     var calibTokens: Int = 512
 
-    @Option(name: .customLong("weights"), help: "int8 (per-row codes requantized from the GGUF: one float rescale per output row; default), int4 (the GGUF's own Q4_1 codes: exact, but a float rescale per 32-block) or ternary.")
+    @Option(name: .customLong("weights"), help: "int8 (per-row codes requantized from the GGUF: one float rescale per output row; default), int4 (the GGUF's own Q4_1 codes: exact, but a float rescale per 32-block), int4i (the Q4_1 codes with 8-bit integer block scales: integer block products, 4 float multiplies per row; mean rule only) or ternary.")
     var weights: String = "int8"
 
     @Flag(name: .customLong("no-spike-attention"), help: "Keep attention's QK and PV products in float.")

@@ -236,6 +236,11 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
         #expect(throws: SpikeRunError.self) {
             try SpikeConverter.validate(model: model, options: smallOptions(.mean(k: 8), encoding: .ternary))
         }
+        // Integer block scales need one activation scale per token: not the max rule's groups.
+        var o = smallOptions(.timesteps(4))
+        o.weights = .int4i
+        let g = #expect(throws: SpikeRunError.self) { try SpikeConverter.validate(model: model, options: o) }
+        #expect(g?.message.contains("int4i") == true)
     }
 
     @Test func unsupportedTensorTypeForInt4IsAnError() throws {
@@ -248,6 +253,9 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
         }
         #expect(e?.message.contains("int4") == true)
         var o = smallOptions(.mean(k: 12))
+        o.weights = .int4i
+        let ei = #expect(throws: SpikeRunError.self) { try SpikeConverter.validate(model: model, options: o) }
+        #expect(ei?.message.contains("int4i") == true)
         o.weights = .int8
         #expect(throws: Never.self) { try SpikeConverter.validate(model: model, options: o) }
     }
@@ -279,12 +287,15 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
     /// its KL divergence from the dense model, paired perplexity ratio and spikes per activation
     /// stay within the bounds below (measured values in the comments; the 4-chunk, ctx-512
     /// figures are in docs/benchmarks.md), and greedy text is non-empty.
-    @Test func realModelDefaultConversionKeepsQuality() async throws {
+    /// The default conversion, and the same recipe with integer block scales (`--weights int4i`).
+    @Test(arguments: [SpikeWeightFormat?.none, .int4i])
+    func realModelDefaultConversionKeepsQuality(_ weights: SpikeWeightFormat?) async throws {
         let model = try SharedModel.get()
         let dir = try SyntheticLlama.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var o = ConversionOptions()
         o.calibrationTokens = 256
+        if let weights { o.weights = weights }
         let out = dir + "/smollm2-default.gguf"
         _ = try await SpikeConverter.convert(model: model, options: o, calibrationText: CalibrationCorpus.text, to: out)
         let conv = try Model.load(out, options: .init(threads: 2))
@@ -296,7 +307,8 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
         let (kld, _) = try await KLDivergence.compare(session: spikeSession, base: base)
         let lin = await spikeSession.spikeStatistics().filter(\.isLinearSite)
         let spa = Double(lin.reduce(0) { $0 + $1.spikes }) / Double(lin.reduce(0) { $0 + $1.activations })
-        print("default conversion, Botchan 2×256: KLD \(kld.meanKLD), ppl ratio \(kld.pplRatio) [\(kld.pplRatioLow95), \(kld.pplRatioHigh95)], SPA \(spa)")
+        #expect(conv.spike?.config.weights == o.weights)
+        print("\(o.weights.rawValue) conversion, Botchan 2×256: KLD \(kld.meanKLD), ppl ratio \(kld.pplRatio) [\(kld.pplRatioLow95), \(kld.pplRatioHigh95)], SPA \(spa)")
         #expect(kld.meanKLD <= DefaultConversionBounds.kld, "KLD \(kld.meanKLD)")
         #expect(kld.pplRatio <= DefaultConversionBounds.pplRatio, "ppl ratio \(kld.pplRatio)")
         #expect(spa <= DefaultConversionBounds.spikesPerActivation, "SPA \(spa)")
@@ -334,7 +346,9 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
     /// - int4 (Q4_1 blocks, one scale per token): per output row 2 per 32-block (d·A and m·N)
     ///   plus 1 for the activation scale; Q8_0 head: 1 per block plus 1.
     /// - int8 rows: 2 per output row (s_w·A, then s_x), head included (requantized to rows).
-    @Test(arguments: [SpikeWeightFormat.int4, .int8])
+    /// - int4i (integer block scales): 4 per output row (s_x·sd, s_x·sm and their products), the
+    ///   head as int8 rows; the integer products D·A and M·N, 2 per row and block, counted apart.
+    @Test(arguments: [SpikeWeightFormat.int4, .int8, .int4i])
     func floatMultiplyCountsPerPart(_ format: SpikeWeightFormat) async throws {
         let model = try SharedModel.get()
         var cfg = SpikeConfig.uniform(k: 8, nLayer: 30)
@@ -346,8 +360,14 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
         let parts = report.floatOpsPerTokenByPart
         let rowsA = 576 + 192 + 192, rowsF = 2 * 1536
         func rows(_ n: Int, blocksPerRow: Int, q8: Bool = false) -> Double {
-            format == .int4 ? Double(n * (blocksPerRow * (q8 ? 1 : 2) + 1)) : Double(n * 2)
+            switch format {
+            case .int4: Double(n * (blocksPerRow * (q8 ? 1 : 2) + 1))
+            case .int4i: Double(n * (q8 ? 2 : 4))
+            default: Double(n * 2)
+            }
         }
+        let intProducts = format == .int4i ? Double(30 * 2 * ((rowsA + 576 + rowsF) * 18 + 576 * 48)) : 0
+        #expect(report.integerScaleMultipliesPerToken == intProducts)
         #expect(parts["rescale.A"] == 30 * rows(rowsA, blocksPerRow: 18))
         #expect(parts["rescale.O"] == 30 * rows(576, blocksPerRow: 18))
         #expect(parts["rescale.F"] == 30 * rows(rowsF, blocksPerRow: 18))

@@ -147,6 +147,19 @@ struct FPGAEmulatorTests {
                                                           "--xclbin", kernel, "-p", "x", "-n", "1"])
         #expect(dense.status == 1)
         #expect(dense.stderr.contains("spike-driven"), "\(dense.stderr)")
+        // integer block scales (--weights int4i) are CPU-only: the kernel rescales fp16 scales
+        let model = try SharedModel.result.get()
+        var cfg = SpikeConfig.uniform(k: 8, nLayer: model.config.nLayer)
+        cfg.weights = .int4i
+        let int4i = FileManager.default.temporaryDirectory.appendingPathComponent("spikerun-emu-\(getpid())-int4i.gguf").path
+        defer { try? FileManager.default.removeItem(atPath: int4i) }
+        try SpikeModelWriter.write(source: model, setup: SpikeSetup(config: cfg), to: int4i)
+        let ii = try runProcess(TestPaths.executable, ["generate", "-m", int4i, "--backend", "fpga-emu", "--xclbin", kernel,
+                                                       "-p", "x", "-n", "1"])
+        #expect(ii.status == 1)
+        #expect(ii.stderr.contains("int4i"), "\(ii.stderr)")
+        let cpu = try runProcess(TestPaths.executable, ["generate", "-m", int4i, "--backend", "cpu", "-p", "x", "-n", "1"])
+        #expect(cpu.status == 0, "\(cpu.stderr)")
         // through the library: a missing file, and a file that is not the emulated kernel
         var o = FPGAAccelerator.Options()
         o.emulated = true

@@ -767,6 +767,86 @@ struct SpikeKernelTests {
         }
     }
 
+    /// Q4_1 weights with integer block scales (`--weights int4i`): the derived integers follow
+    /// their definition (computed here in Swift), every level equals the reference bit for bit
+    /// on the int32 and on the int64 path, the output is the dense product of the weights the
+    /// integers represent, and per-group activation scales are refused.
+    @Test("matvec: Q4_1 with integer block scales, ref == every level, int32 and int64 sums")
+    func integerBlockScales() {
+        var rng = SplitMix64(4141)
+        let levels = simdLevels
+        for it in 0..<40 {
+            let nIn = 32 * rng.int(1, it < 36 ? 12 : 48), nOut = rng.int(1, 300)
+            let blocks = randomBlocks(SR_SPIKE_W_Q4_1, nOut: nOut, nIn: nIn, &rng)
+            let W = Weights()
+            #expect(code(sr_spike_weights_pack_q4_1(&W.w, blocks, Int32(nOut), Int32(nIn))) == 0)
+            #expect(code(sr_spike_weights_int_scales(&W.w, 0, Int32(nOut))) == 0)
+            #expect(W.w.int_scales == 1)
+            let nb = nIn / 32
+            func half(_ o: Int, _ b: Int, _ off: Int) -> Float {
+                let i = (o * nb + b) * 20 + off
+                return Float(Float16(bitPattern: UInt16(blocks[i]) | UInt16(blocks[i + 1]) << 8))
+            }
+            // sd = max|d| / 255, D = rhaz(d / sd), the same for m (float32 operations)
+            var wInt = [Double](repeating: 0, count: nOut * nIn)
+            var badScale = 0
+            for o in 0..<nOut {
+                for (off, arr, rs) in [(0, W.w.d!, W.w.row_scale!), (2, W.w.m!, W.w.row_scale_m!)] {
+                    let mx = (0..<nb).map { abs(half(o, $0, off)) }.max()!
+                    let sc = mx / 255
+                    if rs[o].bitPattern != sc.bitPattern { badScale += 1 }
+                    for b in 0..<nb {
+                        let v = sc > 0 ? half(o, b, off) / sc : 0
+                        let q = v < 0 ? -Int((-v).rounded(.toNearestOrAwayFromZero)) : Int(v.rounded(.toNearestOrAwayFromZero))
+                        let got = Int(Int16(bitPattern: arr[Int(sr_spike_blockvec_index(&W.w, Int32(o), Int32(b)))]))
+                        if got != min(255, max(-255, q)) { badScale += 1 }
+                    }
+                }
+                for j in 0..<nIn {
+                    let bi = Int(sr_spike_blockvec_index(&W.w, Int32(o), Int32(j / 32)))
+                    let D = Double(Int16(bitPattern: W.w.d[bi])), M = Double(Int16(bitPattern: W.w.m[bi]))
+                    let byte = blocks[(o * nb + j / 32) * 20 + 4 + (j % 32) % 16]
+                    let q = Double((j % 32) < 16 ? byte & 15 : byte >> 4)
+                    wInt[o * nIn + j] = Double(W.w.row_scale[o]) * D * q + Double(W.w.row_scale_m[o]) * M
+                }
+            }
+            #expect(badScale == 0)
+            // the last iterations use 15 sign-magnitude planes of large counts: the int64 path
+            let big = it >= 36
+            let enc = big ? SR_SPIKE_SIGN_MAGNITUDE : [SR_SPIKE_NAF, SR_SPIKE_SIGN_MAGNITUDE, SR_SPIKE_TERNARY, SR_SPIKE_BINARY][it % 4]
+            let T = big ? 15 : rng.int(1, 12)
+            let z = enc == SR_SPIKE_BINARY ? rng.int(0, T) : 0
+            if enc == SR_SPIKE_BINARY { #expect(code(sr_spike_weights_add_row_sums(&W.w)) == 0) }
+            let c = big ? (0..<nIn).map { _ in Int32(rng.int(20000, 32767)) * (rng.int(0, 1) == 0 ? 1 : -1) }
+                        : randomCounts(nIn, enc, T: T, z: z, &rng)
+            let sx = 0.001 + rng.unit()
+            let X = Planes(cap: nIn, T: 64)
+            #expect(X.set(c, enc, T: T, offset: z, scales: [sx]) == 0)
+            let ref = matvec(W, X, 0, nOut, level: -1)
+            #expect(ref.status == 0)
+            for lv in levels { #expect(matvec(W, X, 0, nOut, level: lv) == ref, "it \(it) level \(lv)") }
+            var maxRel = 0.0
+            for o in 0..<nOut {
+                var dense = 0.0, mag = 0.0
+                for j in 0..<nIn {
+                    let t = wInt[o * nIn + j] * Double(sx) * Double(c[j])
+                    dense += t
+                    mag += abs(t)
+                }
+                maxRel = max(maxRel, abs(Double(Float(bitPattern: ref.y[o])) - dense) / max(mag, 1e-30))
+            }
+            #expect(maxRel < 1e-5, "it \(it)")
+            // per-group scales: refused at every level with the same status
+            if nIn >= 64 && !big {
+                let G = Planes(cap: nIn, T: 64)
+                #expect(G.set(c, enc, T: T, offset: z, scales: (0..<(nIn / 32)).map { _ in sx }, group: 32) == 0)
+                let r = matvec(W, G, 0, nOut, level: -1)
+                #expect(r.status == SR_ERR_UNSUPPORTED.rawValue)
+                for lv in levels { #expect(matvec(W, G, 0, nOut, level: lv).status == r.status) }
+            }
+        }
+    }
+
     @Test("matvec: T = 1 and T = 15 planes, zero, all-equal and max-magnitude activations")
     func matvecEdges() {
         var rng = SplitMix64(7)

@@ -272,6 +272,11 @@ sr_status sr_spike_net_set_linear(sr_spike_net *net, int32_t layer, sr_proj proj
     case SR_SPIKE_W_Q8_0:
         s = pack_blocks(w, fmt, data, n_out, n_in, release);
         break;
+    case SR_SPIKE_W_Q4_1_INT:
+        if ((s = pack_blocks(w, SR_SPIKE_W_Q4_1, data, n_out, n_in, release)) == SR_OK &&
+            (s = sr_spike_weights_int_scales(w, 0, n_out)) != SR_OK)
+            sr_spike_weights_free(w);
+        break;
     case SR_SPIKE_W_I8_ROW: s = sr_spike_weights_pack_i8(w, data, row_scale, n_out, n_in); break;
     case SR_SPIKE_W_TERNARY: s = sr_spike_weights_pack_ternary(w, data, row_scale, n_out, n_in); break;
     default: return sr_fail(SR_ERR_INVALID_ARG, "unknown spike weight format %d", (int)fmt);
@@ -378,11 +383,17 @@ static void encode_worker(void *ctx, int ith, int nth) {
 
 static uint64_t rescale_mults(const sr_spike_weights *w, const sr_spike_planes *x) {
     const uint64_t rows = (uint64_t)w->n_out;
+    if (w->int_scales) return rows * 4u;   // sx*sd, sx*sm and their two products
     if (w->format == SR_SPIKE_W_Q4_1 || w->format == SR_SPIKE_W_Q8_0) {
         const uint64_t per_block = (w->format == SR_SPIKE_W_Q4_1 ? 2u : 1u) + (x->group < x->n ? 1u : 0u);
         return rows * ((uint64_t)w->n_blocks * per_block + (x->group < x->n ? 0u : 1u));
     }
     return rows * (x->n_groups > 1 ? (uint64_t)x->n_groups + 1u : 2u);
+}
+
+// Integer block scales: D*A and M*N per row and block (8-bit constants times int32 sums).
+static uint64_t rescale_int_mults(const sr_spike_weights *w) {
+    return w->int_scales ? (uint64_t)w->n_out * (uint64_t)w->n_blocks * 2u : 0u;
 }
 
 // A site left dense: llama.cpp's 8-bit activation path on the file's own (ggml) weights.
@@ -436,6 +447,7 @@ static sr_status fpga_site(sr_spike_net *net, int32_t layer, sr_site site, const
             st->horner_adds += (uint64_t)pl->T * (uint64_t)w->n_out;
             st->dense_macs += (uint64_t)w->n_in * (uint64_t)w->n_out;
             st->rescale_mults += rescale_mults(w, pl);
+            st->rescale_int_mults += rescale_int_mults(w);
         }
     }
     return SR_OK;
@@ -493,6 +505,7 @@ static sr_status linear_hook(void *user, int32_t layer, sr_site site, int32_t co
             for (int32_t i = 0; i < count; i++) {
                 st->dense_macs += (uint64_t)job.w[i]->n_in * (uint64_t)job.w[i]->n_out;
                 st->rescale_mults += rescale_mults(job.w[i], &net->bplanes[t]);
+                st->rescale_int_mults += rescale_int_mults(job.w[i]);
             }
     }
     return SR_OK;

@@ -370,6 +370,9 @@ sr_status sr_numa_place_spike_weights(const sr_pool *p, const sr_spike_weights *
         if (w->row_scale)
             sr_numa_place(p, n, w->row_scale + (size_t)c0 * (size_t)w->tile_w,
                           (size_t)(c1 - c0) * (size_t)w->tile_w * sizeof *w->row_scale);
+        if (w->row_scale_m)
+            sr_numa_place(p, n, w->row_scale_m + (size_t)c0 * (size_t)w->tile_w,
+                          (size_t)(c1 - c0) * (size_t)w->tile_w * sizeof *w->row_scale_m);
     }
     return SR_OK;
 }

@@ -22,6 +22,9 @@ sr_status sr_fpga_check_weights(const sr_spike_weights *w, int32_t i) {
                        "of 32 up to %u", (int)i, (int)w->n_in, SPK_MAX_COLS);
     if (w->n_out <= 0 || w->n_chunks <= 0 || w->n_blocks != w->n_in / 32)
         return sr_fail(SR_ERR_INVALID_ARG, "fpga: matrix %d has an inconsistent shape", (int)i);
+    if (w->int_scales)
+        return sr_fail(SR_ERR_UNSUPPORTED, "fpga: matrix %d has integer block scales (--weights int4i); the "
+                       "spk_acc kernel rescales fp16 block scales only", (int)i);
     const int block_fmt = w->format == SR_SPIKE_W_Q4_1 || w->format == SR_SPIKE_W_Q8_0;
     if (block_fmt) {
         if (!w->d || (w->format == SR_SPIKE_W_Q4_1 && !w->m))

@@ -441,6 +441,7 @@ void sr_spike_weights_free(sr_spike_weights *w) {
     if (!w) return;
     free(w->mem);
     free(w->row_sum);
+    if (w->int_scales) free(w->row_scale);   // its own allocation (sr_spike_weights_int_scales)
     memset(w, 0, sizeof *w);
 }
 
@@ -448,6 +449,7 @@ void sr_spike_weights_free(sr_spike_weights *w) {
 sr_status sr_spike_weights_pack_rows(sr_spike_weights *w, const void *blocks, int32_t o0, int32_t o1) {
     if (!blocks) return sr_fail(SR_ERR_INVALID_ARG, "spike weights: null block data");
     if (!w || !w->lines || o0 < 0 || o1 > w->n_out || o0 > o1) return sr_fail(SR_ERR_INVALID_ARG, "spike weights: rows %d..%d outside the allocated %d", o0, o1, w ? w->n_out : 0);
+    if (w->int_scales) return sr_fail(SR_ERR_INVALID_ARG, "spike weights: rows cannot be repacked after their scales became integers");
     const uint8_t *src = blocks;
     if (w->format == SR_SPIKE_W_Q4_1) {
         for (int32_t o = o0; o < o1; o++) {
@@ -480,6 +482,45 @@ sr_status sr_spike_weights_pack_rows(sr_spike_weights *w, const void *blocks, in
         }
     } else {
         return sr_fail(SR_ERR_INVALID_ARG, "spike weights: format %d has no GGUF blocks", (int)w->format);
+    }
+    return SR_OK;
+}
+
+// Per row: s = max_b |v_b| / 255, I_b = rhaz(v_b / s) (|I_b| <= 255 since |v_b / s| <= 255
+// up to one float rounding, clipped to be sure); an all-zero row keeps s = 0, I = 0.
+static void sr_int_scales_row(sr_spike_weights *w, uint16_t *v, int32_t o, float *s_out) {
+    float mx = 0.0f;
+    for (int32_t b = 0; b < w->n_blocks; b++) {
+        float f = sr_spike_f16_to_f32(v[sr_spike_blockvec_index(w, o, b)]);
+        float a = f < 0.0f ? -f : f;
+        if (a > mx) mx = a;
+    }
+    const float s = mx / 255.0f;
+    for (int32_t b = 0; b < w->n_blocks; b++) {
+        const size_t bi = sr_spike_blockvec_index(w, o, b);
+        int32_t q = 0;
+        if (s > 0.0f) q = sr_spike_round_clip(sr_spike_f16_to_f32(v[bi]) / s, 0.5f, 255);
+        v[bi] = (uint16_t)(int16_t)q;
+    }
+    *s_out = s;
+}
+
+sr_status sr_spike_weights_int_scales(sr_spike_weights *w, int32_t o0, int32_t o1) {
+    if (!w || !w->mem || w->format != SR_SPIKE_W_Q4_1 || !w->d || !w->m)
+        return sr_fail(SR_ERR_INVALID_ARG, "spike weights: integer block scales need packed Q4_1 weights");
+    if (o0 < 0 || o1 > w->n_out || o0 > o1) return sr_fail(SR_ERR_INVALID_ARG, "spike weights: rows %d..%d outside 0..%d", o0, o1, w->n_out);
+    if (!w->row_scale) {
+        // its own allocation (sr_spike_weights_free releases it), zero for padding rows
+        float *rs = sr_spike_aligned_calloc((size_t)w->n_out_pad * 2u * sizeof(float));
+        if (!rs) return sr_fail(SR_ERR_NO_MEMORY, "spike weights: out of memory for row scales");
+        w->row_scale = rs;
+        w->row_scale_m = rs + w->n_out_pad;
+        w->bytes += (size_t)w->n_out_pad * 2u * sizeof(float);
+        w->int_scales = 1;   // from here on row_scale is ours to free
+    }
+    for (int32_t o = o0; o < o1; o++) {
+        sr_int_scales_row(w, w->d, o, &w->row_scale[o]);
+        sr_int_scales_row(w, w->m, o, &w->row_scale_m[o]);
     }
     return SR_OK;
 }
@@ -627,6 +668,7 @@ sr_status sr_spike_matvec_check(const sr_spike_weights *w, const sr_spike_planes
     if (o0 < 0 || o1 < o0 || o1 > w->n_out || (o0 % w->tile_w) != 0) return sr_fail(SR_ERR_INVALID_ARG, "spike matvec: row range %d..%d invalid (n_out %d, start aligned to %d)", o0, o1, w->n_out, w->tile_w);
     if (x->n_groups < 1) return sr_fail(SR_ERR_INVALID_ARG, "spike matvec: planes have no scale");
     if (x->n_groups > 1 && (x->n != w->n_in || (x->group & 31))) return sr_fail(SR_ERR_INVALID_ARG, "spike matvec: grouped scales need all %d inputs and a group multiple of 32 (group %d)", w->n_in, x->group);
+    if (w->int_scales && x->n_groups > 1) return sr_fail(SR_ERR_UNSUPPORTED, "spike matvec: integer block scales need one activation scale per token (the mean rule), found %d groups", x->n_groups);
     if (x->encoding == SR_SPIKE_BINARY) {
         if (!w->row_sum) return sr_fail(SR_ERR_INVALID_ARG, "spike matvec: the binary code needs row sums (sr_spike_weights_add_row_sums)");
         if (x->n != w->n_in) return sr_fail(SR_ERR_INVALID_ARG, "spike matvec: the binary code needs all %d inputs", w->n_in);

@@ -1110,6 +1110,16 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
     const int has16 = k.k16 != k.k32;
     const int cached = nb <= SR_SPLIT_CACHE;
     const int prefetch = !hot && SR_PF_DIST >= 0;
+    // integer block scales: |D*A| <= 255 * qmax * (sum a_j + 32 z) per block, |M*N| <= 255 * sum |N|
+    int int32_sums = 0;
+    if (w->int_scales) {
+        int64_t sa = 0, sn = 0;
+        for (int32_t b = 0; b < x->n_words; b++) {
+            sa += (int64_t)x->blk_abs[b] + 32 * (int64_t)x->offset;
+            sn += x->blk_sum[b] < 0 ? -(int64_t)x->blk_sum[b] : x->blk_sum[b];
+        }
+        int32_sums = 255 * ((int64_t)w->qmax * sa + sn) <= INT32_MAX;
+    }
     if (cached)
         for (int32_t b = 0; b < nb; b++) {
             sr_make_split(x, b, w->qmax, has16, &splits[b]);
@@ -1125,7 +1135,33 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
         const int32_t row0 = c * tw;
         const int32_t rn = o1 - row0 < tw ? o1 - row0 : tw;
         for (int32_t r = 0; r < tw; r++) yacc[r] = 0.0f;
-        if (block_fmt) {
+        if (w->int_scales) {
+            // integer block scales: exact int32 sums D*A and M*N when the call's bound allows
+            // (always in practice), else int64; the same integers either way
+            _Alignas(64) int64_t aD[SR_SPIKE_MAX_TILE], aM[SR_SPIKE_MAX_TILE];
+            _Alignas(64) int32_t sD[SR_SPIKE_MAX_TILE], sM[SR_SPIKE_MAX_TILE];
+            for (int32_t r = 0; r < tw; r++) aD[r] = aM[r] = 0, sD[r] = sM[r] = 0;
+            for (int32_t b = 0; b < nb; b++, tile += tile_bytes, bv += (size_t)tw) {
+                SR_PREFETCH(tile, b);
+                sr_run_block(w, x, k, SR_SPLIT(b), tile, b, w->row_sum ? w->row_sum + bv : NULL, rn, A);
+                if (acc) memcpy(acc + (size_t)b * (size_t)w->n_out + (size_t)row0, A, (size_t)rn * sizeof *A);
+                const int32_t N = b < x->n_words ? x->blk_sum[b] : 0;
+                const int16_t *D = (const int16_t *)(const void *)(w->d + bv), *M = (const int16_t *)(const void *)(w->m + bv);
+                if (int32_sums)
+                    for (int32_t r = 0; r < tw; r++) {
+                        sD[r] += (int32_t)D[r] * A[r];
+                        sM[r] += (int32_t)M[r] * N;
+                    }
+                else
+                    for (int32_t r = 0; r < tw; r++) {
+                        aD[r] += (int64_t)D[r] * A[r];
+                        aM[r] += (int64_t)M[r] * N;
+                    }
+            }
+            if (int32_sums)
+                for (int32_t r = 0; r < tw; r++) aD[r] = sD[r], aM[r] = sM[r];
+            sr_spike_rescale_int_finish(y + row0, aD, aM, w->row_scale + row0, w->row_scale_m + row0, s0, rn);
+        } else if (block_fmt) {
             int32_t g = 0, gb = 0;
             for (int32_t b = 0; b < nb; b++, tile += tile_bytes, bv += (size_t)tw) {
                 SR_PREFETCH(tile, b);

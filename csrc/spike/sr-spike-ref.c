@@ -70,7 +70,17 @@ sr_status sr_spike_matvec_ref_(const sr_spike_weights *w, const sr_spike_planes 
     const int grouped = x->n_groups > 1;
     const float s0 = sx0_override ? sx0 : x->scale[0];
     for (int32_t o = o0; o < o1; o++) {
-        if (block_fmt) {
+        if (w->int_scales) {   // one scale per token (sr_spike_matvec_check)
+            int64_t aD = 0, aM = 0;
+            for (int32_t b = 0; b < w->n_blocks; b++) {
+                int32_t N = 0;
+                for (int32_t j = b * 32; j < b * 32 + 32 && j < x->n; j++) N += counts[j];
+                size_t bi = sr_spike_blockvec_index(w, o, b);
+                aD += (int64_t)(int16_t)w->d[bi] * A[(size_t)b * R + (o - o0)];
+                aM += (int64_t)(int16_t)w->m[bi] * N;
+            }
+            sr_spike_rescale_int_finish(&y[o], &aD, &aM, &w->row_scale[o], &w->row_scale_m[o], s0, 1);
+        } else if (block_fmt) {
             float yacc = 0.0f;
             for (int32_t b = 0; b < w->n_blocks; b++) {
                 int32_t N = 0;

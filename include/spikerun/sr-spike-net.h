@@ -46,6 +46,7 @@ typedef struct sr_spike_site_stats {
     uint64_t horner_adds;  // plane-combining adds
     uint64_t dense_macs;   // d_in x d_out of the layers reading the site, per token
     uint64_t rescale_mults;// float multiplies of the integer->float rescale
+    uint64_t rescale_int_mults; // integer block-scale products D*A, M*N (--weights int4i)
 } sr_spike_site_stats;
 
 /// Attention sites recorded with the per-block ones (index SR_N_SITES + 0/1).

@@ -100,6 +100,9 @@ typedef enum SR_CLOSED_ENUM sr_spike_format {
     SR_SPIKE_W_Q8_0 = 1,     // codes -128..127, per-(row, 32-block) d: w = d*q (GGUF)
     SR_SPIKE_W_I8_ROW = 2,   // codes -127..127, per-row scale s_w: w = s_w*q
     SR_SPIKE_W_TERNARY = 3,  // codes -1, 0, +1 (2 bits), per-row scale s_w
+    // Packing requests only (never a stored format): GGUF Q4_1 rows stored as SR_SPIKE_W_Q4_1
+    // with integer block scales (int_scales = 1): w = sd*D*q + sm*M (sr_spike_weights_int_scales).
+    SR_SPIKE_W_Q4_1_INT = 4,
 } sr_spike_format;
 
 /// SIMD levels of the optimized CPU kernels.
@@ -456,6 +459,9 @@ static inline int32_t sr_spike_planes_sigma(const sr_spike_planes *p, int32_t j,
 // Every implementation widens them exactly to float32 (sr_spike_f16_to_f32 / vcvtph2ps)
 // before the shared rescale.
 // Per-row scales (I8_ROW, TERNARY): row_scale[o], o < n_out_pad.
+// Integer block scales (Q4_1 with int_scales = 1): d and m hold int16 integers D, M (two's
+// complement bits, |D|, |M| <= 255) in the same tiling, row_scale[o] = sd and
+// row_scale_m[o] = sm, so that w = sd*D*q + sm*M (sr_spike_weights_int_scales).
 // Optional row sums (needed only for the binary encoding's offset correction):
 //   row_sum[(c * n_blocks + b) * tile_w + r] = sum_{jj} q(row, 32b + jj).
 typedef struct sr_spike_weights {
@@ -470,7 +476,9 @@ typedef struct sr_spike_weights {
     uint8_t *lines;     // (n_chunks, n_blocks, 32) lines of 64 bytes, 64-byte aligned
     uint16_t *d;        // (n_chunks, n_blocks, tile_w) fp16 block scales (Q4_1, Q8_0) or NULL
     uint16_t *m;        // (n_chunks, n_blocks, tile_w) fp16 block mins (Q4_1) or NULL
-    float *row_scale;   // (n_out_pad) per-row scales (I8_ROW, TERNARY) or NULL
+    float *row_scale;   // (n_out_pad) per-row scales (I8_ROW, TERNARY; sd of int_scales) or NULL
+    float *row_scale_m; // (n_out_pad) sm of int_scales, else NULL
+    int32_t int_scales; // Q4_1 only: d, m hold integers D, M (one float pair per row)
     int32_t *row_sum;   // (n_chunks, n_blocks, tile_w) or NULL (sr_spike_weights_add_row_sums)
     size_t bytes;       // bytes of the allocation
     void *mem;          // owned allocation
@@ -594,6 +602,11 @@ SR_API sr_status sr_spike_weights_pack_q4_1(sr_spike_weights *w, const void *blo
 /// Repack GGUF Q8_0 rows (blocks {fp16 d, i8 qs[32]}, 34 B).
 SR_API sr_status sr_spike_weights_pack_q8_0(sr_spike_weights *w, const void *blocks, int32_t n_out,
                                             int32_t n_in);
+/// Replace the fp16 block scales of Q4_1 weights by integers with one float pair per row,
+/// rows [o0, o1): per row, sd = max_b |d_b| / 255 (float32), D_b = rhaz(d_b / sd) (float32
+/// division), the same for m with sm; a zero row gives sd = 0, D = 0. Sets int_scales.
+/// Deterministic (plain float32 operations), so every machine derives the same integers.
+SR_API sr_status sr_spike_weights_int_scales(sr_spike_weights *w, int32_t o0, int32_t o1);
 /// Q4_1 / Q8_0 weights already allocated (sr_spike_weights_alloc): repack rows [o0, o1) from
 /// `blocks`, the GGUF blocks of row o0 onwards (the two functions above are alloc + all rows).
 SR_API sr_status sr_spike_weights_pack_rows(sr_spike_weights *w, const void *blocks, int32_t o0,
@@ -701,6 +714,11 @@ SR_API int sr_spike_get_simd_level(void);
 // Row formats (I8_ROW, TERNARY), per row o, over groups g in order, A[o,g] int32:
 //   one group:  y[o] = (sx[0] * s_w[o]) * (float)A[o]
 //   G < n:      acc = 0.0f; acc = acc + sx[g] * (float)A[o,g] for each g; y[o] = s_w[o] * acc
+// Q4_1 with integer block scales (int_scales; one scale per token only), per row o, over
+// blocks b in order, int64 sums starting at 0:
+//     aD = aD + D[o,b] * A[o,b] ;  aM = aM + M[o,b] * N_b
+//   u = (sx[0] * sd[o]) * (float)aD ; v = (sx[0] * sm[o]) * (float)aM ; y[o] = u + v
+// (4 float multiplies per row instead of 2 per row and block; the integer products are exact).
 // Attention scores use the row form with sx = s_q * kq_scale (computed first).
 // (float) of an int32 is the IEEE round-to-nearest conversion.
 
@@ -726,6 +744,19 @@ static inline void sr_spike_rescale_block(float *acc, const int32_t *A, const fl
 static inline void sr_spike_rescale_block_finish(float *y, const float *acc, float sx0, int grouped,
                                                  int32_t n) {
     for (int32_t r = 0; r < n; r++) y[r] = grouped ? acc[r] : sx0 * acc[r];
+}
+
+/// Integer block scales, final step (aD, aM: the exact int64 sums of D*A and M*N).
+static inline void sr_spike_rescale_int_finish(float *y, const int64_t *aD, const int64_t *aM,
+                                               const float *sd, const float *sm, float sx0,
+                                               int32_t n) {
+    for (int32_t r = 0; r < n; r++) {
+        float a = sx0 * sd[r];
+        float b = sx0 * sm[r];
+        float u = a * (float)aD[r];
+        float v = b * (float)aM[r];
+        y[r] = u + v;
+    }
 }
 
 /// Row formats, one group: y[r] = (sx0 * sw[r]) * (float)A[r].

@@ -213,7 +213,9 @@ static sr_spike_net *spike_net(model *m, bool poison_q) {
                     for (size_t o = 0; o < bytes; o += 20) { ((uint8_t *)copy)[o] = 0x00; ((uint8_t *)copy)[o + 1] = 0x7C; }
                     data = copy;
                 }
-                s = sr_spike_net_set_linear(net, l, proj, x->type == SR_TYPE_Q4_1 ? SR_SPIKE_W_Q4_1 : SR_SPIKE_W_Q8_0,
+                // layer 1's Q4_1 blocks with integer block scales (--weights int4i)
+                const sr_spike_format q4 = l == 1 ? SR_SPIKE_W_Q4_1_INT : SR_SPIKE_W_Q4_1;
+                s = sr_spike_net_set_linear(net, l, proj, x->type == SR_TYPE_Q4_1 ? q4 : SR_SPIKE_W_Q8_0,
                                             data, NULL, x->n_out, x->n_in);
                 free(copy);
             }

@@ -147,6 +147,9 @@ public enum SpikeConverter {
             }
         case .timesteps(let t):
             _ = try ConversionOptions.maxRuleBits(encoding: options.encoding, timesteps: t)
+            if options.weights == .int4i {
+                throw .invalidArgument("--weights int4i needs one activation scale per token (the mean rule: -k or --ppl-budget), not --timesteps")
+            }
         }
         if case .mean(let k) = options.mode, !(k > 0 && k.isFinite) {
             throw .invalidArgument("-k must be positive, got \(k)")
@@ -163,6 +166,11 @@ public enum SpikeConverter {
                 case .int4:
                     guard t.type == .q4_1 || t.type == .q8_0 else {
                         throw .unsupported("tensor '\(n)' has type \(t.type.name); --weights int4 keeps the GGUF's codes and needs Q4_1 (or Q8_0); use --weights int8")
+                    }
+                case .int4i:
+                    let head = l == c.nLayer
+                    guard t.type == .q4_1 || (head && sr_type_supported(Int32(t.type.rawValue))) else {
+                        throw .unsupported("tensor '\(n)' has type \(t.type.name); --weights int4i keeps the GGUF's Q4_1 codes; use --weights int8")
                     }
                 case .int8, .ternary:
                     guard sr_type_supported(Int32(t.type.rawValue)) else {

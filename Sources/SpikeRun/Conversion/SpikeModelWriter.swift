@@ -15,7 +15,8 @@ public enum SpikeModelWriter {
         let linearSuffixes = SpikeRuntime.projections.map { "." + $0.0 + ".weight" }
         for t in file.tensors {
             let isLinear = t.name.hasPrefix("blk.") && linearSuffixes.contains { t.name.hasSuffix($0) }
-            guard isLinear, setup.config.weights != .int4 else {
+            // int4/int4i keep the file's blocks (int4i derives its integer scales when it loads)
+            guard isLinear, setup.config.weights != .int4, setup.config.weights != .int4i else {
                 try w.addTensor(t, from: file)
                 continue
             }

@@ -16,16 +16,21 @@ public struct EnergyConvention: Sendable, Hashable, Codable {
     public var acPJ: Double
     /// Energy of one float operation the spike model keeps (rescaling, quantizer, §6 ops).
     public var floatOpPJ: Double
+    /// Energy of one integer block-scale product (an 8-bit constant times an int32 sum, plus
+    /// its int32 add; `--weights int4i`).
+    public var intScaleMulPJ: Double
 
     /// A: SNN-literature convention (FP32): E_MAC = 3.7 + 0.9 = 4.6 pJ, E_AC = 0.9 pJ (FP32 add);
     /// the remaining float ops cost an FP32 MAC. Comparable with published spike-LLM claims.
     public static let snnLiterature = EnergyConvention(name: "A: FP32 MAC 4.6 pJ vs FP32 add 0.9 pJ",
-                                                       macPJ: 4.6, acPJ: 0.9, floatOpPJ: 4.6)
+                                                       macPJ: 4.6, acPJ: 0.9, floatOpPJ: 4.6, intScaleMulPJ: 4.6)
     /// B: matched integer convention: the dense baseline does INT8 MACs (0.2 + 0.03 = 0.23 pJ),
     /// the spike model INT32 adds (0.1 pJ) plus FP32 multiplies (3.7 pJ) for its float ops.
-    /// The honest ratio against a quantized dense engine.
-    public static let matchedInteger = EnergyConvention(name: "B: INT8 MAC 0.23 pJ vs INT32 add 0.1 pJ (+ FP32 mult 3.7 pJ)",
-                                                        macPJ: 0.23, acPJ: 0.1, floatOpPJ: 3.7)
+    /// An integer block-scale product (8-bit × 32-bit) costs 4 INT8 multiplies (an array
+    /// multiplier's energy grows with the product of its operand widths: 8·32 = 4·8·8) plus an
+    /// INT32 add: 0.9 pJ. The honest ratio against a quantized dense engine.
+    public static let matchedInteger = EnergyConvention(name: "B: INT8 MAC 0.23 pJ vs INT32 add 0.1 pJ (+ FP32 mult 3.7 pJ, INT8xINT32 mult-add 0.9 pJ)",
+                                                        macPJ: 0.23, acPJ: 0.1, floatOpPJ: 3.7, intScaleMulPJ: 0.9)
 }
 
 /// Energy of one convention for one token: `E_dense = MAC_dense · E_MAC`,
@@ -37,14 +42,17 @@ public struct EnergyEstimate: Sendable, Hashable, Codable {
     public var spikeAccumulateMicrojoules: Double
     /// MAC_rest · E_float (rescaling, quantizer, float attention if any, §6 ops).
     public var spikeFloatMicrojoules: Double
-    public var spikeMicrojoules: Double { spikeAccumulateMicrojoules + spikeFloatMicrojoules }
+    /// Integer block-scale products · E_intmul (`--weights int4i`; 0 otherwise).
+    public var spikeIntScaleMicrojoules: Double = 0
+    public var spikeMicrojoules: Double { spikeAccumulateMicrojoules + spikeFloatMicrojoules + spikeIntScaleMicrojoules }
     /// E_dense / E_spike (> 1: the spike model spends less arithmetic energy).
     public var ratio: Double { spikeMicrojoules > 0 ? denseMicrojoules / spikeMicrojoules : 0 }
     public var note = "arithmetic only: memory traffic (weights, KV cache) is not counted"
 
     enum CodingKeys: String, CodingKey {
         case convention, denseMicrojoules = "dense_uj", spikeAccumulateMicrojoules = "spike_sop_uj",
-             spikeFloatMicrojoules = "spike_mac_rest_uj", spikeTotal = "spike_uj", ratio = "dense_over_spike", note
+             spikeFloatMicrojoules = "spike_mac_rest_uj", spikeIntScaleMicrojoules = "spike_int_scale_uj",
+             spikeTotal = "spike_uj", ratio = "dense_over_spike", note
     }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -52,6 +60,7 @@ public struct EnergyEstimate: Sendable, Hashable, Codable {
         try c.encode(denseMicrojoules, forKey: .denseMicrojoules)
         try c.encode(spikeAccumulateMicrojoules, forKey: .spikeAccumulateMicrojoules)
         try c.encode(spikeFloatMicrojoules, forKey: .spikeFloatMicrojoules)
+        try c.encode(spikeIntScaleMicrojoules, forKey: .spikeIntScaleMicrojoules)
         try c.encode(spikeMicrojoules, forKey: .spikeTotal)
         try c.encode(ratio, forKey: .ratio)
         try c.encode(note, forKey: .note)
@@ -62,13 +71,16 @@ public struct EnergyEstimate: Sendable, Hashable, Codable {
         denseMicrojoules = try c.decode(Double.self, forKey: .denseMicrojoules)
         spikeAccumulateMicrojoules = try c.decode(Double.self, forKey: .spikeAccumulateMicrojoules)
         spikeFloatMicrojoules = try c.decode(Double.self, forKey: .spikeFloatMicrojoules)
+        spikeIntScaleMicrojoules = try c.decodeIfPresent(Double.self, forKey: .spikeIntScaleMicrojoules) ?? 0
         note = try c.decode(String.self, forKey: .note)
     }
-    public init(convention: String, denseMicrojoules: Double, spikeAccumulateMicrojoules: Double, spikeFloatMicrojoules: Double) {
+    public init(convention: String, denseMicrojoules: Double, spikeAccumulateMicrojoules: Double, spikeFloatMicrojoules: Double,
+                spikeIntScaleMicrojoules: Double = 0) {
         self.convention = convention
         self.denseMicrojoules = denseMicrojoules
         self.spikeAccumulateMicrojoules = spikeAccumulateMicrojoules
         self.spikeFloatMicrojoules = spikeFloatMicrojoules
+        self.spikeIntScaleMicrojoules = spikeIntScaleMicrojoules
     }
 }
 
@@ -89,6 +101,8 @@ public struct EnergyReport: Sendable, Codable {
     public var attentionMACsPerToken: Double
     public var sopsPerToken: Double
     public var rescaleMultipliesPerToken: Double
+    /// Integer block-scale products per token (`--weights int4i`), not float operations.
+    public var integerScaleMultipliesPerToken: Double
     public var quantizerMultipliesPerToken: Double
     public var floatAttentionMACsPerToken: Double
     public var otherFloatOpsPerToken: Double
@@ -122,6 +136,7 @@ public struct EnergyReport: Sendable, Codable {
         let spiking = !stats.isEmpty
         sopsPerToken = Double(stats.reduce(0) { $0 + $1.sops + $1.hornerAdds }) / t
         rescaleMultipliesPerToken = Double(stats.reduce(0) { $0 + $1.rescaleMultiplies }) / t
+        integerScaleMultipliesPerToken = Double(stats.reduce(0) { $0 + $1.rescaleIntMultiplies }) / t
         quantizerMultipliesPerToken = Double(stats.reduce(0) { $0 + $1.activations }) / t
         floatAttentionMACsPerToken = spiking && spikeAttention ? 0 : attentionMACsPerToken
         let norms = Double(2 * c.nLayer + 1) * 3 * d
@@ -149,11 +164,12 @@ public struct EnergyReport: Sendable, Codable {
         }
         floatOpsPerTokenByPart = parts
         sopsPerDenseMAC = sopsPerToken / denseMACsPerToken
-        let (dense, sops, rest) = (denseMACsPerToken, sopsPerToken, macRestPerToken)
+        let (dense, sops, rest, intMul) = (denseMACsPerToken, sopsPerToken, macRestPerToken, integerScaleMultipliesPerToken)
         func estimate(_ e: EnergyConvention) -> EnergyEstimate {
             EnergyEstimate(convention: e.name, denseMicrojoules: dense * e.macPJ * 1e-6,
                            spikeAccumulateMicrojoules: sops * e.acPJ * 1e-6,
-                           spikeFloatMicrojoules: rest * (spiking ? e.floatOpPJ : e.macPJ) * 1e-6)
+                           spikeFloatMicrojoules: rest * (spiking ? e.floatOpPJ : e.macPJ) * 1e-6,
+                           spikeIntScaleMicrojoules: intMul * e.intScaleMulPJ * 1e-6)
         }
         conventionA = estimate(.snnLiterature)
         conventionB = estimate(.matchedInteger)
@@ -163,6 +179,7 @@ public struct EnergyReport: Sendable, Codable {
         case tokens, meanAttendedPositions = "mean_attended_positions", denseMACsPerToken = "dense_macs_per_token",
              linearMACsPerToken = "dense_linear_macs_per_token", attentionMACsPerToken = "dense_attention_macs_per_token",
              sopsPerToken = "sops_per_token", rescaleMultipliesPerToken = "rescale_multiplies_per_token",
+             integerScaleMultipliesPerToken = "integer_scale_multiplies_per_token",
              quantizerMultipliesPerToken = "quantizer_multiplies_per_token",
              floatAttentionMACsPerToken = "float_attention_macs_per_token", otherFloatOpsPerToken = "other_float_ops_per_token",
              macRestPerToken = "mac_rest_per_token", floatOpsPerTokenByPart = "float_ops_per_token_by_part",

@@ -27,6 +27,11 @@ public enum SpikeWeightFormat: String, Sendable, Hashable, Codable, CaseIterable
     case int4
     /// Symmetric int8 codes with one scale per output row (requantized from the GGUF).
     case int8
+    /// The GGUF's own Q4_1 codes with integer block scales: each row's fp16 scales and mins
+    /// become 8-bit integers times one float each (derived when the model loads), so blocks
+    /// are combined by integer products and every row needs 4 float multiplies (head: int8
+    /// rows). Needs the mean rule (one activation scale per token).
+    case int4i
     /// {-1, 0, +1} codes with one absmean scale per output row (post-training: lossy).
     case ternary
 }

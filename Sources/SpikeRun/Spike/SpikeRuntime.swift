@@ -84,6 +84,8 @@ public struct SpikeSiteStatistics: Sendable, Hashable, Codable {
     public var hornerAdds: Int
     public var denseMACs: Int
     public var rescaleMultiplies: Int
+    /// Integer block-scale products D·A and M·N (`--weights int4i`; 0 otherwise).
+    public var rescaleIntMultiplies: Int = 0
 
     /// Spikes per activation (SPA).
     public var spikesPerActivation: Double { activations > 0 ? Double(spikes) / Double(activations) : 0 }
@@ -102,6 +104,7 @@ enum SpikeFormat {
     static let q8_0 = sr_spike_format(rawValue: 1)!
     static let i8Row = sr_spike_format(rawValue: 2)!
     static let ternary = sr_spike_format(rawValue: 3)!
+    static let q4_1Int = sr_spike_format(rawValue: 4)!   // packing request: Q4_1 with integer block scales
 }
 
 /// Owns the C spike net attached to one engine.
@@ -177,12 +180,13 @@ final class SpikeRuntime {
                 // requantizes the block linears as the writer does. The head of an int8/ternary
                 // model is requantized here to int8 rows too (its file keeps the GGUF codes, which
                 // the tied embeddings also use): one rescale per output row, not one per block.
-                let keepCodes = format == .int4
+                // int4i keeps the Q4_1 codes of the blocks; its head becomes int8 rows as for int8.
+                let keepCodes = format == .int4 || (format == .int4i && l < nLayer)
                 switch t.type {
                 case .q4_1 where keepCodes:
-                    status = sr_spike_net_set_linear(net, Int32(l), proj, SpikeFormat.q4_1, data.baseAddress, nil,
-                                                     Int32(t.rowCount), Int32(t.rowLength))
-                case .q8_0 where keepCodes:
+                    status = sr_spike_net_set_linear(net, Int32(l), proj, format == .int4i ? SpikeFormat.q4_1Int : SpikeFormat.q4_1,
+                                                     data.baseAddress, nil, Int32(t.rowCount), Int32(t.rowLength))
+                case .q8_0 where keepCodes && format == .int4:
                     status = sr_spike_net_set_linear(net, Int32(l), proj, SpikeFormat.q8_0, data.baseAddress, nil,
                                                      Int32(t.rowCount), Int32(t.rowLength))
                 case .i8:
@@ -199,8 +203,8 @@ final class SpikeRuntime {
                     if status == SR_OK { sr_numa_release_file_pages(data.baseAddress, data.count) }
                 default:
                     // A dense file run with int8/ternary settings: requantize in memory.
-                    guard format != .int4 else {
-                        throw .unsupported("tensor '\(tname)' has type \(t.type.name); spike int4 needs Q4_1 (or Q8_0 for the head)")
+                    guard !keepCodes else {
+                        throw .unsupported("tensor '\(tname)' has type \(t.type.name); spike \(format.rawValue) needs Q4_1 (or Q8_0 for the head)")
                     }
                     let ternary = format == .ternary && l < nLayer  // a ternary head is unusable post-training
                     let rows = ternary ? IntegerRows.ternary(from: try model.dequantize(t), nOut: t.rowCount, nIn: t.rowLength)
@@ -243,7 +247,7 @@ final class SpikeRuntime {
                     layer: l, site: Self.siteLabels[s], tokens: Int(st.tokens), activations: Int(st.activations),
                     spikes: Int(st.spikes), timesteps: Int(st.planes), sops: Int(st.sops),
                     hornerAdds: Int(st.horner_adds), denseMACs: Int(st.dense_macs),
-                    rescaleMultiplies: Int(st.rescale_mults)))
+                    rescaleMultiplies: Int(st.rescale_mults), rescaleIntMultiplies: Int(st.rescale_int_mults)))
             }
         }
         return out
