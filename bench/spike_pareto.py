@@ -6,8 +6,9 @@
         one results file (figures only, no machine paths), after the rows of EARLIER.json.
     python3 bench/spike_pareto.py plot RESULTS.json PNG [--markdown]
         Draws perplexity change (paired ratio, 95% interval) against spikes per activation,
-        marker area ∝ arithmetic energy under convention B, colour = KL divergence; prints the
-        Markdown table with --markdown.
+        marker area ∝ arithmetic energy under convention B, colour = KL divergence: all
+        conversions, and the region around the target magnified, points numbered with a key
+        under the plots; prints the Markdown table with --markdown.
 
 Needs matplotlib for `plot` (pip install matplotlib); the table alone does not.
 """
@@ -62,28 +63,47 @@ def plot(path, png):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = json.load(open(path))["rows"]
-    fig, ax = plt.subplots(figsize=(8.5, 5.5), dpi=120)
+    fig, (ax, az) = plt.subplots(1, 2, figsize=(13, 7), dpi=110)
     xs = [r["spa_linear"] for r in rows]
     ys = [100 * (r["ppl_ratio"] - 1) for r in rows]
     lo = [100 * (r["ppl_ratio"] - r["ppl_ratio_ci95"][0]) for r in rows]
     hi = [100 * (r["ppl_ratio_ci95"][1] - r["ppl_ratio"]) for r in rows]
-    ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="0.6", elinewidth=1, capsize=3, zorder=1)
-    sc = ax.scatter(xs, ys, s=[120 * r["energy_b"] ** 2 for r in rows], c=[r["mean_kld"] for r in rows],
-                    cmap="viridis_r", edgecolors="k", zorder=2)
+    kld = [r["mean_kld"] for r in rows]
+    sizes = [120 * r["energy_b"] ** 2 for r in rows]
+    vmin, vmax = min(kld), max(kld)
+    for a in (ax, az):
+        a.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="0.7", elinewidth=1, capsize=3, zorder=1)
+        sc = a.scatter(xs, ys, s=sizes, c=kld, cmap="viridis_r", vmin=vmin, vmax=vmax, edgecolors="k", zorder=2)
+        a.axhline(2, color="tab:red", ls="--", lw=1)
+        a.axvline(1.2, color="tab:red", ls="--", lw=1)
+        a.grid(alpha=0.3)
+        a.set_xlabel("spikes per activation (linear sites)")
+    # Left: every conversion, numbered (key under the plots).
+    key = []
     for i, (r, x, y) in enumerate(zip(rows, xs, ys)):
-        # labels alternate above and below their points: neighbours overlap less
-        ax.annotate(f"{r['name']}\nB {r['energy_b']:.2f}", (x, y), textcoords="offset points",
-                    xytext=(8, 4 if i % 2 == 0 else -18), fontsize=7)
-    ax.axhline(2, color="tab:red", ls="--", lw=1)
-    ax.axvline(1.2, color="tab:red", ls="--", lw=1)
-    ax.text(1.205, ax.get_ylim()[1] * 0.95, "target: ≤ 1.2 SPA, ≤ +2%", color="tab:red", fontsize=8, va="top")
-    ax.set_xlabel("spikes per activation (linear sites)")
+        key.append(f"{i + 1}: {r['name']} (B {r['energy_b']:.2f})")
+        ax.annotate(str(i + 1), (x, y), textcoords="offset points", xytext=(6, 3), fontsize=7, color="0.3")
     ax.set_ylabel("perplexity change vs dense, % (paired, 95% CI)")
-    ax.set_title("Spike conversions of SmolLM2-135M: quality vs spikes\n"
-                 "marker area ∝ (energy ratio B)², colour = mean KLD; Botchan, ctx 512, 4 chunks", fontsize=9)
-    fig.colorbar(sc, ax=ax, label="mean KL divergence (nats)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+    ax.set_title("all conversions (numbers: key below)", fontsize=9)
+    ax.text(1.21, ax.get_ylim()[1] * 0.97, "target: ≤ 1.2 SPA, ≤ +2%", color="tab:red", fontsize=8, va="top")
+    # Right: the region around the target, magnified, numbered the same way.
+    x0, x1 = 1.05, 1.35
+    near = [i for i, x in enumerate(xs) if x0 <= x <= x1]
+    az.set_xlim(x0, x1)
+    if near:
+        az.set_ylim(min(ys[i] - lo[i] for i in near) - 0.3, max(ys[i] + hi[i] for i in near) + 0.3)
+    for i in near:
+        az.annotate(str(i + 1), (xs[i], ys[i]), textcoords="offset points", xytext=(7, 3), fontsize=8, color="0.2")
+    az.set_title(f"near the target (SPA {x0}–{x1})", fontsize=9)
+    fig.suptitle("Spike conversions of SmolLM2-135M: quality vs spikes — marker area ∝ (energy ratio B)², "
+                 "colour = mean KLD; Botchan, ctx 512, 4 chunks", fontsize=10)
+    fig.colorbar(sc, cax=fig.add_axes((0.92, 0.3, 0.012, 0.58)), label="mean KL divergence (nats)")
+    # the key in three columns under the plots
+    cols = 3
+    per = (len(key) + cols - 1) // cols
+    for c in range(cols):
+        fig.text(0.05 + c * 0.3, 0.17, "\n".join(key[c * per:(c + 1) * per]), fontsize=7.5, va="top")
+    fig.subplots_adjust(left=0.05, right=0.9, bottom=0.27, top=0.88, wspace=0.15)
     fig.savefig(png)
 
 
