@@ -25,8 +25,9 @@
 //
 // Cost model (AVX2, Q4_1, 128 rows): per event 2 loads + 2 shifts + 4 ands + 4 adds = 12 uops
 // (two rows per int16 lane between flushes, see sr_spike_acc_q4_1_i16_avx2), i.e. 0.09 uops
-// per (event, row), plus a 24-op flush per 8 events and per plane; per tile and plane 8 Horner
-// adds and two mask loops; per tile and block the shared float rescale (2 mul + 2 add / row,
+// per (event, row), plus a 24-op flush when the pair sums' bound requires it (at most every
+// 8 events; the AVX-512 form still flushes at every plane's end); per tile and plane 8 + 4
+// Horner adds and two mask loops; per tile and block the shared float rescale (2 mul + 2 add / row,
 // fp16 scales widened in registers).
 #include "sr-spike-impl.h"
 #include "spikerun/sr-spike-float.h"
@@ -449,9 +450,13 @@ SR_NOINLINE static void sr_spike_acc_offset_fix(int32_t *A, const int32_t *R, in
 // and high byte of the lane, (w >> 4) & 0x0F0F codes 1 and 3, so one add accumulates two
 // rows: S = a + 256 b with a, b the two rows' partial sums. After at most 8 events
 // |a|, |b| <= 8 * 15 = 120 < 128, so a is S's low byte sign-extended and b = (S - a) >> 8
-// (exact, whatever the wrap of S): the pairs are split into the row accumulators then
-// (flush), and at the end of every plane (before the Horner doubling). Per event and 64
-// rows: 1 load, 1 shift, 2 ands, 2 adds (the one-code-per-lane form needs 1 + 3 + 3 + 4).
+// (exact, whatever the wrap of S). The representation is linear, so the Horner doubling can
+// double S as well; the pairs are split into the row accumulators (flush) only when a bound B
+// on |a|, |b| (15 per event, doubled per plane) could pass 127, not at the end of every plane:
+// planes with few events (a 32-input block's plane holds about 5 on average, the high planes
+// fewer) now share one flush.
+// Per event and 64 rows: 1 load, 1 shift, 2 ands, 2 adds (the one-code-per-lane form needs
+// 1 + 3 + 3 + 4).
 #define SR_PAIR_FLUSH(S, ca, cb)                                                                  \
     do {                                                                                          \
         const __m256i lo_ = _mm256_srai_epi16(_mm256_slli_epi16(S, 8), 8);                        \
@@ -482,36 +487,44 @@ SR_AVX2 static inline __attribute__((always_inline)) void sr_q4_1_pairs_avx2(con
     const uint8_t *tile = a->tile;
     const uint32_t *pm = a->pm;
     const int32_t nw = a->nw;
+    // B bounds |a| and |b| of every pair sum (the sums since the last flush, Horner-doubled with
+    // the row sums): a flush is due only when the next event or doubling could pass 127.
+    int32_t B = 0;
     for (int32_t t = a->t0; t < a->T; t++, pm += a->stride) {
-        if (a->bitwise && t > 0)
-            for (int h = 0; h < H; h++)
+        if (a->bitwise && t > 0) {
+            if (2 * B > 127) { SR_FLUSH_PAIRS(H); B = 0; }
+            for (int h = 0; h < H; h++) {
                 for (int k = 0; k < 4; k++) c[h][k] = _mm256_add_epi16(c[h][k], c[h][k]);
+                if (B) { s[h][0] = _mm256_add_epi16(s[h][0], s[h][0]); s[h][1] = _mm256_add_epi16(s[h][1], s[h][1]); }
+            }
+            B *= 2;
+        }
         uint32_t p = pm[0] & a->colmask, n = pm[nw] & a->colmask;
         if (a->neg0 && t == 0) { uint32_t s_ = p; p = n; n = s_; }
-        if (!(p | n)) continue;
-        int32_t cnt = 0;
         while (p) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(p) << 6);
             p &= p - 1u;
+            if (B > 127 - 15) { SR_FLUSH_PAIRS(H); B = 0; }
             for (int h = 0; h < H; h++) {
                 const __m256i w = SR_LOAD(l + 32 * h);
                 s[h][0] = _mm256_add_epi16(s[h][0], _mm256_and_si256(w, m));
                 s[h][1] = _mm256_add_epi16(s[h][1], _mm256_and_si256(_mm256_srli_epi16(w, 4), m));
             }
-            if (++cnt == SR_PAIR_EVENTS_MAX) { SR_FLUSH_PAIRS(H); cnt = 0; }
+            B += 15;
         }
         while (n) {
             const uint8_t *l = tile + ((size_t)__builtin_ctz(n) << 6);
             n &= n - 1u;
+            if (B > 127 - 15) { SR_FLUSH_PAIRS(H); B = 0; }
             for (int h = 0; h < H; h++) {
                 const __m256i w = SR_LOAD(l + 32 * h);
                 s[h][0] = _mm256_sub_epi16(s[h][0], _mm256_and_si256(w, m));
                 s[h][1] = _mm256_sub_epi16(s[h][1], _mm256_and_si256(_mm256_srli_epi16(w, 4), m));
             }
-            if (++cnt == SR_PAIR_EVENTS_MAX) { SR_FLUSH_PAIRS(H); cnt = 0; }
+            B += 15;
         }
-        if (cnt) SR_FLUSH_PAIRS(H);
     }
+    if (B) SR_FLUSH_PAIRS(H);
     for (int h = 0; h < H; h++)
         for (int k = 0; k < 4; k++) SR_STORE16(A + 64 * h + 16 * k, c[h][k]);
     if (H == 1) {
