@@ -15,7 +15,8 @@ Formats (w = represented weight, q = integer code, per output row o and 32-input
   p2-<bits>     symmetric <bits>-bit codes with a power-of-two block exponent e in 0..3:
                 w = s_o * 2^e * q (a block rescale by a shift; codes re-quantized, MSE-best e)
   ib<bits>      the file's own Q4_1 codes kept; its fp16 block scale d and min m replaced by
-                integers: d = sd_o * D, m = sm_o * M, |D|, |M| <= 2^bits - 1 (integer block
+                integers: d = sd_o * D, m = sm_o * M, |D|, |M| <= 2^bits - 1 (bits + 1 with the
+                sign in the bytes column; the runtime keeps them in 16 bits) (integer block
                 rescale D*A + M*N, then two float multiplies per row)
   ib<bits>-rq   as ib<bits> with the codes re-chosen for the integer scales
   ib<bits>-d2   as ib<bits>-rq with D snapped to at most two signed binary digits (D*A by two
@@ -36,21 +37,12 @@ DEFAULT_FORMATS = ['rtn8', 'rtn4', 'p2-4', 'p2-5', 'p2-6', 'ib8', 'ib7', 'ib6', 
 
 
 def copy_metadata(r, w):
+    """Every key but the architecture (the writer's own) and the reader's GGUF.* bookkeeping."""
     for f in r.fields.values():
-        if f.name.startswith('GGUF.') or f.name == 'general.architecture':
+        if f.name == gguf.Keys.General.ARCHITECTURE or f.name.startswith('GGUF.'):
             continue
-        t = f.types[0]
-        if t == gguf.GGUFValueType.ARRAY:
-            it = f.types[-1]
-            if it == gguf.GGUFValueType.STRING:
-                v = [bytes(f.parts[i]).decode('utf-8', errors='surrogateescape') for i in f.data]
-            else:
-                v = [f.parts[i][0].item() for i in f.data]
-            w.add_key_value(f.name, v, t, sub_type=it)
-        elif t == gguf.GGUFValueType.STRING:
-            w.add_key_value(f.name, bytes(f.parts[f.data[0]]).decode('utf-8'), t)
-        else:
-            w.add_key_value(f.name, f.parts[f.data[0]][0].item(), t)
+        vt = f.types[0]
+        w.add_key_value(f.name, f.contents(), vt, sub_type=f.types[-1] if vt == gguf.GGUFValueType.ARRAY else None)
 
 
 def q4_1_parts(t, rows):
@@ -137,7 +129,7 @@ def bytes_per_weight(fmt):
     if fmt.startswith('p2-'):
         return (int(fmt[3:]) + 2 / 32) / 8          # codes + a 2-bit exponent per block
     bits = int(fmt[2:].split('-')[0])
-    return (4 + 2 * bits / 32) / 8                  # 4-bit codes + D and M per block
+    return (4 + 2 * (bits + 1) / 32) / 8            # 4-bit codes + signed D and M per block
 
 
 def represent(fmt, t, rows):
@@ -157,7 +149,7 @@ def represent(fmt, t, rows):
 
 def write_variant(src, dst, fmt):
     r = GGUFReader(src)
-    w = GGUFWriter(dst, 'llama')
+    w = GGUFWriter(dst, r.get_field(gguf.Keys.General.ARCHITECTURE).contents())
     copy_metadata(r, w)
     for t in r.tensors:
         shape = list(reversed([int(x) for x in t.shape]))   # rows x columns

@@ -1114,6 +1114,8 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
     _Alignas(64) int32_t A[SR_SPIKE_MAX_TILE];
     _Alignas(64) int32_t Aseg[SR_SPIKE_MAX_TILE];
     _Alignas(64) float yacc[SR_SPIKE_MAX_TILE];
+    _Alignas(64) int64_t aD[SR_SPIKE_MAX_TILE], aM[SR_SPIKE_MAX_TILE];   // integer block scales
+    _Alignas(64) int32_t sD[SR_SPIKE_MAX_TILE], sM[SR_SPIKE_MAX_TILE];
     const int32_t c0 = o0 / tw, c1 = (o1 + tw - 1) / tw;
     // Column split and firing inputs per block, computed once per call for all its tiles (up
     // to SR_SPLIT_CACHE blocks cached; beyond that recomputed per tile).
@@ -1148,44 +1150,36 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
         const int32_t row0 = c * tw;
         const int32_t rn = o1 - row0 < tw ? o1 - row0 : tw;
         for (int32_t r = 0; r < tw; r++) yacc[r] = 0.0f;
-        if (w->int_scales) {
-            // integer block scales: exact int32 sums D*A and M*N when the call's bound allows
-            // (always in practice), else int64; the same integers either way
-            _Alignas(64) int64_t aD[SR_SPIKE_MAX_TILE], aM[SR_SPIKE_MAX_TILE];
-            _Alignas(64) int32_t sD[SR_SPIKE_MAX_TILE], sM[SR_SPIKE_MAX_TILE];
-            for (int32_t r = 0; r < tw; r++) aD[r] = aM[r] = 0, sD[r] = sM[r] = 0;
-            for (int32_t b = 0; b < nb; b++, tile += tile_bytes, bv += (size_t)tw) {
-                SR_PREFETCH(tile, b);
-                sr_run_block(w, x, k, SR_SPLIT(b), tile, b, w->row_sum ? w->row_sum + bv : NULL, rn, A);
-                if (acc) memcpy(acc + (size_t)b * (size_t)w->n_out + (size_t)row0, A, (size_t)rn * sizeof *A);
-                const int32_t N = b < x->n_words ? x->blk_sum[b] : 0;
-                const int16_t *D = (const int16_t *)(const void *)(w->d + bv), *M = (const int16_t *)(const void *)(w->m + bv);
-                if (int32_sums)
-                    for (int32_t r = 0; r < tw; r++) {
-                        sD[r] += (int32_t)D[r] * A[r];
-                        sM[r] += (int32_t)M[r] * N;
-                    }
-                else
-                    for (int32_t r = 0; r < tw; r++) {
-                        aD[r] += (int64_t)D[r] * A[r];
-                        aM[r] += (int64_t)M[r] * N;
-                    }
-            }
-            if (int32_sums)
-                for (int32_t r = 0; r < tw; r++) aD[r] = sD[r], aM[r] = sM[r];
-            sr_spike_rescale_int_finish(y + row0, aD, aM, w->row_scale + row0, w->row_scale_m + row0, s0, rn);
-        } else if (block_fmt) {
+        if (block_fmt) {
             int32_t g = 0, gb = 0;
+            // integer block scales (never grouped): exact sums of D*A and M*N, int32 when the
+            // call's bound allows (always in practice), else int64; the same integers either way
+            if (w->int_scales)
+                for (int32_t r = 0; r < tw; r++) aD[r] = aM[r] = 0, sD[r] = sM[r] = 0;
             for (int32_t b = 0; b < nb; b++, tile += tile_bytes, bv += (size_t)tw) {
                 SR_PREFETCH(tile, b);
                 sr_run_block(w, x, k, SR_SPLIT(b), tile, b, w->row_sum ? w->row_sum + bv : NULL, rn, A);
                 if (acc) memcpy(acc + (size_t)b * (size_t)w->n_out + (size_t)row0, A, (size_t)rn * sizeof *A);
                 int32_t N = b < x->n_words ? x->blk_sum[b] : 0;
+                if (w->int_scales) {
+                    const int16_t *D = (const int16_t *)(const void *)(w->d + bv), *M = (const int16_t *)(const void *)(w->m + bv);
+                    if (int32_sums)
+                        for (int32_t r = 0; r < tw; r++) sD[r] += (int32_t)D[r] * A[r], sM[r] += (int32_t)M[r] * N;
+                    else
+                        for (int32_t r = 0; r < tw; r++) aD[r] += (int64_t)D[r] * A[r], aM[r] += (int64_t)M[r] * N;
+                    continue;
+                }
                 float sxg = grouped ? x->scale[g] : 1.0f;
                 k.rescale(yacc, A, w->d + bv, w->m ? w->m + bv : NULL, N, sxg, grouped, tw);
                 if (++gb == bpg) { gb = 0; g++; }
             }
-            sr_spike_rescale_block_finish(y + row0, yacc, s0, grouped, rn);
+            if (w->int_scales) {
+                if (int32_sums)
+                    for (int32_t r = 0; r < tw; r++) aD[r] = sD[r], aM[r] = sM[r];
+                sr_spike_rescale_int_finish(y + row0, aD, aM, w->row_scale + row0, w->row_scale_m + row0, s0, rn);
+            } else {
+                sr_spike_rescale_block_finish(y + row0, yacc, s0, grouped, rn);
+            }
         } else if (k.k2 && !grouped && c + 1 < c1 && !(x->encoding == SR_SPIKE_BINARY && x->offset != 0)) {
             // tiles c .. c + nt - 1 together (one scale per token: a single segment)
             const int32_t nt = k.k4 && c + 3 < c1 ? 4 : 2;

@@ -70,28 +70,25 @@ sr_status sr_spike_matvec_ref_(const sr_spike_weights *w, const sr_spike_planes 
     const int grouped = x->n_groups > 1;
     const float s0 = sx0_override ? sx0 : x->scale[0];
     for (int32_t o = o0; o < o1; o++) {
-        if (w->int_scales) {   // one scale per token (sr_spike_matvec_check)
-            int64_t aD = 0, aM = 0;
-            for (int32_t b = 0; b < w->n_blocks; b++) {
-                int32_t N = 0;
-                for (int32_t j = b * 32; j < b * 32 + 32 && j < x->n; j++) N += counts[j];
-                size_t bi = sr_spike_blockvec_index(w, o, b);
-                aD += (int64_t)(int16_t)w->d[bi] * A[(size_t)b * R + (o - o0)];
-                aM += (int64_t)(int16_t)w->m[bi] * N;
-            }
-            sr_spike_rescale_int_finish(&y[o], &aD, &aM, &w->row_scale[o], &w->row_scale_m[o], s0, 1);
-        } else if (block_fmt) {
+        if (block_fmt) {
             float yacc = 0.0f;
+            int64_t aD = 0, aM = 0;   // integer block scales (one scale per token: matvec_check)
             for (int32_t b = 0; b < w->n_blocks; b++) {
                 int32_t N = 0;
                 for (int32_t j = b * 32; j < b * 32 + 32 && j < x->n; j++) N += counts[j];
                 int32_t Ab = (int32_t)A[(size_t)b * R + (o - o0)];
                 size_t bi = sr_spike_blockvec_index(w, o, b);
+                if (w->int_scales) {
+                    aD += (int64_t)(int16_t)w->d[bi] * Ab;
+                    aM += (int64_t)(int16_t)w->m[bi] * N;
+                    continue;
+                }
                 float sxg = grouped ? x->scale[(b * 32) / x->group] : 1.0f;
                 float d = sr_spike_f16_to_f32(w->d[bi]), m = w->m ? sr_spike_f16_to_f32(w->m[bi]) : 0.0f;
                 sr_spike_rescale_block(&yacc, &Ab, &d, w->m ? &m : NULL, N, sxg, grouped, 1);
             }
-            sr_spike_rescale_block_finish(&y[o], &yacc, s0, grouped, 1);
+            if (w->int_scales) sr_spike_rescale_int_finish(&y[o], &aD, &aM, &w->row_scale[o], &w->row_scale_m[o], s0, 1);
+            else sr_spike_rescale_block_finish(&y[o], &yacc, s0, grouped, 1);
         } else if (!grouped) {
             int32_t Ao = (int32_t)A[o - o0];
             sr_spike_rescale_rows(&y[o], &Ao, &w->row_scale[o], s0, 1);
