@@ -83,7 +83,7 @@ struct Convert: AsyncParsableCommand {
         default: throw .invalidArgument("unknown --encoding '\(encoding ?? "")' (naf, bitwise, twos-complement, ternary, binary)")
         }
         guard let w = SpikeWeightFormat(rawValue: weights) else {
-            throw .invalidArgument("unknown --weights '\(weights)' (int4, int8, ternary)")
+            throw .invalidArgument("unknown --weights '\(weights)' (\(SpikeWeightFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         o.weights = w
         if let t = thrifty {
