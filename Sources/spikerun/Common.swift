@@ -60,7 +60,15 @@ struct ModelOptionsGroup: ParsableArguments {
         }
         let file = try Model.openFile(path)
         let isSpike = file.metadata.int("spike.version") != nil && !dense
-        let chosen = try BackendChoice.resolve(backend, xclbin: xclbin, spikeModel: isSpike || spikePreview != nil)
+        // spike models the FPGA kernel cannot run: they stay on the CPU under auto
+        var cpuOnly: String?
+        if isSpike && file.metadata.string("spike.weights") == SpikeWeightFormat.int4i.rawValue {
+            cpuOnly = "the FPGA kernel has no integer block scales (--weights int4i)"
+        } else if isSpike && (file.metadata.int("spike.head.refine_rows") ?? 0) > 0 {
+            cpuOnly = "the model has a refined head, which runs on the CPU only (convert with --head-refine 0 for the FPGA)"
+        }
+        let chosen = try BackendChoice.resolve(backend, xclbin: xclbin, spikeModel: isSpike || spikePreview != nil,
+                                               cpuOnly: cpuOnly)
         do throws(SpikeRunError) {
             return try Model(file: file, options: ModelOptions(threads: threads, activationMode: activation, backend: chosen))
         } catch {
@@ -107,13 +115,16 @@ enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
     /// fpga: the FPGA or an error saying why not; fpga-emu: the emulated device or an error;
     /// auto: the FPGA when everything is there, otherwise the CPU with one line on stderr
     /// saying why.
-    static func resolve(_ choice: BackendChoice, xclbin: String?, spikeModel: Bool) throws(SpikeRunError) -> Backend {
+    /// cpuOnly: why this spike model cannot run on the FPGA kernel (nil if it can).
+    static func resolve(_ choice: BackendChoice, xclbin: String?, spikeModel: Bool,
+                        cpuOnly: String? = nil) throws(SpikeRunError) -> Backend {
         if choice == .fpgaEmu {
             let kernel = defaultEmulator(xclbin)
             if !FileManager.default.fileExists(atPath: kernel) {
                 throw SpikeRunError(.noDevice, "FPGA emulation requested but there is no emulated kernel at '\(kernel)' (build it with make -C firmware emu, or pass --xclbin)")
             }
             if !spikeModel { throw SpikeRunError(.noDevice, "FPGA emulation requested but the FPGA runs spike-driven models and this one is dense") }
+            if let why = cpuOnly { throw SpikeRunError(.noDevice, "FPGA emulation requested but \(why)") }
             return .fpgaEmulator(kernel: kernel)
         }
         let path = defaultXclbin(xclbin)
@@ -121,7 +132,7 @@ enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
             if case .unavailable(let reason) = FPGADevice.availability { return reason }
             if !FileManager.default.fileExists(atPath: path) { return "no xclbin at '\(path)' (build it with make -C firmware package, or pass --xclbin)" }
             if !spikeModel { return "the FPGA runs spike-driven models and this one is dense" }
-            return nil
+            return cpuOnly
         }
         switch choice {
         case .cpu:

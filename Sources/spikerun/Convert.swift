@@ -43,6 +43,12 @@ struct Convert: AsyncParsableCommand {
     @Option(name: .customLong("weights"), help: "int8 (per-row codes requantized from the GGUF: one float rescale per output row; default), int4 (the GGUF's own Q4_1 codes: exact, but a float rescale per 32-block), int4i (the Q4_1 codes with 8-bit integer block scales: integer block products, 4 float multiplies per row; mean rule only) or ternary.")
     var weights: String = "int8"
 
+    @Option(name: .customLong("head-refine"), help: "Refined head (mean rule, --weights int8 or int4i; default \(ConversionOptions.defaultHeadRefineRows)): the head input spikes at --head-coarse-k, then this many rows (the largest logits) are recomputed from a train at the head's k (H). 0 = a plain head at H.")
+    var headRefine: Int?
+
+    @Option(name: .customLong("head-coarse-k"), help: "Refined head: k of the coarse train every head row reads (default \(Int(ConversionOptions.defaultHeadCoarseK))).")
+    var headCoarseK: Float?
+
     @Flag(name: .customLong("no-spike-attention"), help: "Keep attention's QK and PV products in float.")
     var noSpikeAttention = false
 
@@ -69,6 +75,8 @@ struct Convert: AsyncParsableCommand {
         if !(2...16).contains(attentionQBits) { throw ValidationError("--attention-q-bits must be in 2...16, got \(attentionQBits)") }
         if !(2...16).contains(attentionPBits) { throw ValidationError("--attention-p-bits must be in 2...16, got \(attentionPBits)") }
         if let t = threads, t <= 0 { throw ValidationError("threads must be positive, got \(t)") }
+        if let r = headRefine, r < 0 { throw ValidationError("--head-refine must be 0 or more rows, got \(r)") }
+        if let k = headCoarseK, !(k > 0 && k.isFinite) { throw ValidationError("--head-coarse-k must be positive, got \(k)") }
         if let t = thrifty, !(t >= 0 && t <= 0.5) { throw ValidationError("--thrifty must be in 0...0.5, got \(t)") }
     }
 
@@ -112,6 +120,11 @@ struct Convert: AsyncParsableCommand {
                 throw .invalidArgument("--probes '\(path)' is not a 'convert --ppl-budget … --json' report")
             }
             o.budgetProbes = .init(sensitivity: sens, unitSOPs: sops, denseNLL: dense)
+        }
+        if let r = headRefine { o.headRefineRows = r }
+        if let k = headCoarseK { o.headCoarseK = k }
+        if (headRefine ?? 0) > 0 || headCoarseK != nil, !o.refinesHead {
+            throw .invalidArgument("--head-refine and --head-coarse-k need the mean rule (not --timesteps or --ppl-budget), --weights int8 or int4i and rows > 0")
         }
         o.spikeAttention = !noSpikeAttention
         o.attentionQBits = attentionQBits

@@ -379,6 +379,49 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
         #expect(parts["rmsnorm"] == rmsnorm)
     }
 
+    /// The refined head against two plain heads of the real model: the rows with the largest
+    /// coarse logits carry exactly the fine head's logits, every other row the coarse head's;
+    /// the counters add the fine train's spikes on those rows, their rescales and the
+    /// comparisons that chose them.
+    @Test func refinedHeadMatchesPlainHeads() async throws {
+        let model = try SharedModel.get()
+        let tokens = (0..<6).map { Int32(200 + $0 * 31) }
+        let vocab = 49152, rowsKept = 300
+        func run(headK: Float, refine: Int) async throws -> ([Float], [SpikeSiteStatistics]) {
+            var cfg = SpikeConfig.uniform(k: 8, nLayer: 30)
+            cfg.weights = .int8
+            cfg.encoding = .naf
+            cfg.sites[120] = .mean(k: headK)
+            if refine > 0 { cfg.headRefineRows = refine; cfg.headRefineK = 12 }
+            let session = try Session(model: model, contextLength: 16, batchSize: 16, mode: .spike(SpikeSetup(config: cfg)))
+            let logits = try await session.allLogits(for: tokens)
+            return (logits, await session.spikeStatistics())
+        }
+        let (coarse, coarseStats) = try await run(headK: 3, refine: 0)
+        let (fine, fineStats) = try await run(headK: 12, refine: 0)
+        let (refined, refinedStats) = try await run(headK: 3, refine: rowsKept)
+        var fromFine = 0
+        for t in 0..<tokens.count {
+            let c = Array(coarse[(t * vocab)..<((t + 1) * vocab)])
+            let kept = Set((0..<vocab).sorted { c[$0] != c[$1] ? c[$0] > c[$1] : $0 < $1 }.prefix(rowsKept))
+            for r in 0..<vocab {
+                let want = kept.contains(r) ? fine[t * vocab + r] : c[r]
+                if refined[t * vocab + r].bitPattern == want.bitPattern { fromFine += kept.contains(r) ? 1 : 0 } else {
+                    Issue.record("token \(t) row \(r): \(refined[t * vocab + r]) != \(want)")
+                    return
+                }
+            }
+        }
+        #expect(fromFine == rowsKept * tokens.count)
+        #expect(coarse != fine)   // the test would not see a missing refinement otherwise
+        let h = { (s: [SpikeSiteStatistics]) in s.first { $0.site == "H" }! }
+        let (hc, hf, hr) = (h(coarseStats), h(fineStats), h(refinedStats))
+        #expect(hr.spikes == hc.spikes + hf.spikes && hr.activations == hc.activations + hf.activations)
+        #expect(hr.sops == hc.sops + hf.spikes * rowsKept)
+        #expect(hr.rescaleMultiplies == hc.rescaleMultiplies + 2 * rowsKept * tokens.count)
+        #expect(hr.selectCompares >= vocab * tokens.count && hc.selectCompares == 0)
+    }
+
     @Test func pplBudgetAllocatesMixedK() async throws {
         let (dir, src) = try SyntheticLlama.make()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -160,6 +160,27 @@ struct FPGAEmulatorTests {
         #expect(ii.stderr.contains("int4i"), "\(ii.stderr)")
         let cpu = try runProcess(TestPaths.executable, ["generate", "-m", int4i, "--backend", "cpu", "-p", "x", "-n", "1"])
         #expect(cpu.status == 0, "\(cpu.stderr)")
+        // a refined head is CPU-only too: refused by the CLI and by the library
+        var rc = SpikeConfig.uniform(k: 8, nLayer: model.config.nLayer)
+        rc.weights = .int8
+        rc.headRefineRows = 64
+        rc.headRefineK = 12
+        let refined = FileManager.default.temporaryDirectory.appendingPathComponent("spikerun-emu-\(getpid())-refined.gguf").path
+        defer { try? FileManager.default.removeItem(atPath: refined) }
+        try SpikeModelWriter.write(source: model, setup: SpikeSetup(config: rc), to: refined)
+        let rr = try runProcess(TestPaths.executable, ["generate", "-m", refined, "--backend", "fpga-emu", "--xclbin", kernel,
+                                                       "-p", "x", "-n", "1"])
+        #expect(rr.status == 1)
+        #expect(rr.stderr.contains("refined head"), "\(rr.stderr)")
+        do {
+            let m = try Model.load(refined, options: .init(threads: 2, backend: .fpgaEmulator(kernel: kernel)))
+            _ = try Session(model: m, contextLength: 16, batchSize: 16)
+            Issue.record("a refined head loaded onto the emulated FPGA")
+        } catch {
+            #expect(error.message.contains("refined head"), "\(error)")
+        }
+        let rcpu = try runProcess(TestPaths.executable, ["generate", "-m", refined, "--backend", "cpu", "-p", "x", "-n", "1"])
+        #expect(rcpu.status == 0, "\(rcpu.stderr)")
         // through the library: a missing file, and a file that is not the emulated kernel
         var o = FPGAAccelerator.Options()
         o.emulated = true

@@ -719,6 +719,68 @@ struct SpikeKernelTests {
         #expect(checked > 300)
     }
 
+    @Test("refined head: the chosen rows equal sr_spike_matvec on the same codes, bit for bit")
+    func refinedRows() {
+        var rng = SplitMix64(77)
+        var checked = 0
+        for it in 0..<60 {
+            let enc = [SR_SPIKE_SIGN_MAGNITUDE, SR_SPIKE_TWOS_COMPLEMENT, SR_SPIKE_TERNARY, SR_SPIKE_NAF][it % 4]
+            let nIn = 32 * rng.int(1, 8), nOut = rng.int(1, 400)
+            let (W, codes) = randomWeights(SR_SPIKE_W_I8_ROW, nOut: nOut, nIn: nIn, &rng)
+            let T = enc == SR_SPIKE_TERNARY ? rng.int(1, 12) : rng.int(1, 12)
+            let c = randomCounts(nIn, enc, T: T, z: 0, &rng)
+            let X = Planes(cap: nIn, T: 64)
+            #expect(X.set(c, enc, T: T, scales: [0.001 + rng.unit()]) == 0)
+            let full = matvec(W, X, 0, nOut, level: -1)
+            guard full.status == 0 else { continue }
+            let m = rng.int(0, nOut)
+            var rows = Array(0..<nOut).shuffled(using: &rng).prefix(m).map { Int32($0) }
+            var y = [Float](repeating: .nan, count: nOut)
+            let i8 = codes.map { Int8($0) }
+            let scale = (0..<nOut).map { W.w.row_scale[$0] }
+            #expect(code(sr_spike_rows_i8(i8, scale, Int32(nOut), &X.p, &rows, Int32(m), &y)) == 0)
+            for r in rows { #expect(y[Int(r)].bitPattern == full.y[Int(r)], "enc \(enc.rawValue) row \(r)") }
+            let untouched = Set(rows.map(Int.init))
+            #expect((0..<nOut).allSatisfy { untouched.contains($0) || y[$0].isNaN })
+            checked += 1
+        }
+        #expect(checked > 50)
+        // the binary code (offset) and grouped scales are refused
+        let X = Planes(cap: 64)
+        #expect(X.set([Int32](repeating: 1, count: 64), SR_SPIKE_BINARY, T: 2) == 0)
+        var y = [Float](repeating: 0, count: 1)
+        #expect(code(sr_spike_rows_i8([Int8](repeating: 1, count: 64), [1], 1, &X.p, [0], 1, &y)) == St.unsupported.rawValue)
+        #expect(X.set([Int32](repeating: 1, count: 64), SR_SPIKE_NAF, T: 2, scales: [1, 2], group: 32) == 0)
+        #expect(code(sr_spike_rows_i8([Int8](repeating: 1, count: 64), [1], 1, &X.p, [0], 1, &y)) == St.unsupported.rawValue)
+    }
+
+    @Test("refined head: top rows are the m largest (ties by lower index), NaN never chosen")
+    func topRows() {
+        var rng = SplitMix64(5)
+        for it in 0..<200 {
+            let n = it % 2 == 0 ? rng.int(1, 3000) : rng.int(4096, 60000)
+            // few distinct values on some rounds: many ties
+            var y = (0..<n).map { _ in it % 3 == 0 ? Float(rng.int(0, 6)) : rng.laplace() }
+            if it % 5 == 0 { for _ in 0..<rng.int(1, 5) { y[rng.int(0, n - 1)] = .nan } }
+            let m = it % 4 < 2 ? rng.int(0, min(n, 2000)) : rng.int(0, n + 3)
+            if it % 7 == 1 && n >= 4096 {   // the strided sample sees only large values: the bound misleads
+                let stride = n / 2048
+                for r in 0..<n { y[r] = r % stride == 0 ? 100 + Float(r % 3) : rng.unit() }
+            }
+            var got = [Int32](repeating: -1, count: max(m, 1))
+            var scratch = [Float](repeating: 0, count: n)
+            var cand = [Int32](repeating: 0, count: n)
+            var mm = Int32(m)
+            let cmp = sr_spike_top_rows(y, Int32(n), &mm, &scratch, &cand, &got)
+            // oracle: stable sort by value descending, then index
+            let valid = (0..<n).filter { !y[$0].isNaN }
+            let want = valid.sorted { y[$0] != y[$1] ? y[$0] > y[$1] : $0 < $1 }.prefix(m)
+            #expect(Int(mm) == want.count)
+            #expect(Set(got.prefix(Int(mm)).map(Int.init)) == Set(want), "n \(n) m \(m)")
+            #expect(m == 0 || cmp >= UInt64(n))
+        }
+    }
+
     @Test("matvec: float output equals the dequantized dense product (Q4_1, Q8_0)")
     func floatMatchesDense() {
         var rng = SplitMix64(99)

@@ -60,6 +60,10 @@ struct sr_spike_net {
     float *fpga_y;               // outputs of one step
     bool fpga_token;             // the whole token runs on the FPGA (one spk_token run per token)
     int32_t token_head;          // matrix index of the head in the token program
+    int8_t *head_codes;          // refined head: the head's int8 codes, row-major (n_vocab, n_embd)
+    float *head_sel;             // refined head: selection scratch (n_vocab)
+    int32_t *head_cand;          // refined head: candidate rows (n_vocab)
+    int32_t *head_rows;          // refined head: the chosen rows (head_refine_rows)
 };
 
 static int32_t max3(int32_t a, int32_t b, int32_t c) {
@@ -142,6 +146,7 @@ void sr_spike_net_free(sr_spike_net *net) {
     free(net->fpga_y);
     free(net->sites); free(net->v_scales); free(net->counts); free(net->scales);
     free(net->th_counts); free(net->th_scales); free(net->stats);
+    free(net->head_codes); free(net->head_sel); free(net->head_cand); free(net->head_rows);
     free(net);
 }
 
@@ -170,6 +175,11 @@ sr_status sr_spike_net_create(const sr_spike_net_params *p, sr_spike_net **out) 
         sr_status s = check_site(&p->sites[i], i);
         if (s != SR_OK) return s;
     }
+    if (p->head_refine_rows < 0 ||
+        (p->head_refine_rows > 0 && (p->sites[n_sites - 1].rule != SR_SPIKE_RULE_MEAN ||
+                                     p->sites[n_sites - 1].encoding == SR_SPIKE_BINARY ||
+                                     !(p->head_refine_k > 0.0f) || !isfinite(p->head_refine_k))))
+        return sr_fail(SR_ERR_INVALID_ARG, "a refined head needs a mean-rule head site (no binary code) and a refine k > 0");
     if (p->spike_attention && (!p->v_scales || p->q_bits < 2 || p->q_bits > 16 || p->p_bits < 2 ||
                                p->p_bits > 16))
         return sr_fail(SR_ERR_INVALID_ARG, "spike attention needs V scales, q bits and p bits in 2..16");
@@ -256,6 +266,21 @@ static sr_status pack_blocks(sr_spike_weights *w, sr_spike_format fmt, const voi
     return s;
 }
 
+// The refined head reads its chosen rows' codes row-major (the packed tiles hold a row as one
+// byte in each of n_in lines): a copy of the codes, plus the selection scratch.
+static sr_status keep_head_codes(sr_spike_net *net, const void *data, int32_t n_out, int32_t n_in) {
+    free(net->head_codes); free(net->head_sel); free(net->head_cand); free(net->head_rows);
+    const int32_t m = net->p.head_refine_rows < n_out ? net->p.head_refine_rows : n_out;
+    net->head_codes = malloc((size_t)n_out * (size_t)n_in);
+    net->head_sel = malloc(sizeof(float) * (size_t)n_out);
+    net->head_cand = malloc(sizeof(int32_t) * (size_t)n_out);
+    net->head_rows = malloc(sizeof(int32_t) * (size_t)m);
+    if (!net->head_codes || !net->head_sel || !net->head_cand || !net->head_rows)
+        return sr_fail(SR_ERR_NO_MEMORY, "cannot allocate the refined head's row codes");
+    memcpy(net->head_codes, data, (size_t)n_out * (size_t)n_in);
+    return SR_OK;
+}
+
 sr_status sr_spike_net_set_linear(sr_spike_net *net, int32_t layer, sr_proj proj, sr_spike_format fmt,
                                   const void *data, const float *row_scale, int32_t n_out, int32_t n_in) {
     if (layer < 0 || layer > net->p.n_layer || (layer == net->p.n_layer) != (proj == SR_PROJ_HEAD) ||
@@ -277,11 +302,17 @@ sr_status sr_spike_net_set_linear(sr_spike_net *net, int32_t layer, sr_proj proj
             (s = sr_spike_weights_int_scales(w, 0, n_out)) != SR_OK)
             sr_spike_weights_free(w);
         break;
-    case SR_SPIKE_W_I8_ROW: s = sr_spike_weights_pack_i8(w, data, row_scale, n_out, n_in); break;
+    case SR_SPIKE_W_I8_ROW:
+        if ((s = sr_spike_weights_pack_i8(w, data, row_scale, n_out, n_in)) == SR_OK && proj == SR_PROJ_HEAD &&
+            net->p.head_refine_rows > 0)
+            s = keep_head_codes(net, data, n_out, n_in);
+        break;
     case SR_SPIKE_W_TERNARY: s = sr_spike_weights_pack_ternary(w, data, row_scale, n_out, n_in); break;
     default: return sr_fail(SR_ERR_INVALID_ARG, "unknown spike weight format %d", (int)fmt);
     }
     if (s != SR_OK) return s;
+    if (proj == SR_PROJ_HEAD && net->p.head_refine_rows > 0 && fmt != SR_SPIKE_W_I8_ROW)
+        return sr_fail(SR_ERR_UNSUPPORTED, "a refined head needs int8-row head codes (--weights int8 or int4i)");
     // The binary (offset) code needs per-block row sums for its correction term.
     if (c->encoding == SR_SPIKE_BINARY && (s = sr_spike_weights_add_row_sums(w)) != SR_OK) return s;
     net->lin_set[lin_index(net, layer, proj)] = true;
@@ -453,10 +484,9 @@ static sr_status fpga_site(sr_spike_net *net, int32_t layer, sr_site site, const
     return SR_OK;
 }
 
-static sr_status linear_hook(void *user, int32_t layer, sr_site site, int32_t count,
-                             const sr_proj *projs, const sr_linear *const *lins, const float *x,
-                             int32_t n_tok, float *const *ys) {
-    sr_spike_net *net = user;
+static sr_status spike_site(sr_spike_net *net, int32_t layer, sr_site site, int32_t count,
+                            const sr_proj *projs, const sr_linear *const *lins, const float *x,
+                            int32_t n_tok, float *const *ys) {
     const int32_t n_in = lins[0]->n_in;
     const sr_spike_site_cfg *c = &net->sites[layer == net->p.n_layer ? layer * 4 : layer * 4 + (int32_t)site];
     sr_spike_site_stats *st = stats_at(net, layer, (int32_t)site);
@@ -509,6 +539,67 @@ static sr_status linear_hook(void *user, int32_t layer, sr_site site, int32_t co
             }
     }
     return SR_OK;
+}
+
+// The refined head, per token: the head_refine_rows largest coarse logits are recomputed from
+// a train of the same input at k = head_refine_k (bit-identical to running the whole head at
+// that k, for those rows). Its spikes, SOPs, rescales and selection compares are counted.
+typedef struct refine_job {
+    const sr_spike_net *net;
+    const sr_spike_planes *pl;
+    int32_t m;
+    float *y;
+    sr_status status[SR_SPIKE_MAX_THREADS];
+    char error[SR_SPIKE_MAX_THREADS][160];
+} refine_job;
+
+static void refine_worker(void *ctx, int ith, int nth) {
+    refine_job *j = ctx;
+    if (ith >= SR_SPIKE_MAX_THREADS) return;
+    const sr_spike_weights *w = &j->net->lin[lin_index(j->net, j->net->p.n_layer, SR_PROJ_HEAD)];
+    const int nt = nth < SR_SPIKE_MAX_THREADS ? nth : SR_SPIKE_MAX_THREADS;
+    const int32_t r0 = (int32_t)((int64_t)j->m * ith / nt), r1 = (int32_t)((int64_t)j->m * (ith + 1) / nt);
+    j->status[ith] = sr_spike_rows_i8(j->net->head_codes, w->row_scale, w->n_out, j->pl, j->net->head_rows + r0,
+                                      r1 - r0, j->y);
+    if (j->status[ith] != SR_OK) snprintf(j->error[ith], sizeof j->error[ith], "%s", sr_last_error());
+}
+
+static sr_status refine_head(sr_spike_net *net, const float *x, int32_t n_in, int32_t n_tok, float *y) {
+    const sr_spike_weights *w = &net->lin[lin_index(net, net->p.n_layer, SR_PROJ_HEAD)];
+    sr_spike_site_cfg fine = net->sites[net->p.n_layer * 4];
+    fine.k = net->p.head_refine_k;
+    sr_spike_site_stats *st = stats_at(net, net->p.n_layer, SR_SITE_H);
+    sr_spike_planes *pl = &net->bplanes[0];   // free again once the coarse head has run
+    for (int32_t t = 0; t < n_tok; t++) {
+        float *yt = y + (size_t)t * (size_t)w->n_out;
+        int32_t m = net->p.head_refine_rows < w->n_out ? net->p.head_refine_rows : w->n_out;
+        st->select_compares += sr_spike_top_rows(yt, w->n_out, &m, net->head_sel, net->head_cand, net->head_rows);
+        sr_status s = encode(net, &fine, x + (size_t)t * (size_t)n_in, n_in, pl);
+        if (s != SR_OK) return s;
+        refine_job job = {.net = net, .pl = pl, .m = m, .y = yt};
+        sr_pool_run(net->pool, refine_worker, &job);
+        for (int th = 0; th < net->n_threads && th < SR_SPIKE_MAX_THREADS; th++)
+            if (job.status[th] != SR_OK) return sr_fail(job.status[th], "%s", job.error[th]);
+        st->tokens++;   // a second encoded vector of the head input: its quantizer, spikes, planes
+        st->activations += (uint64_t)n_in;
+        st->planes += (uint64_t)pl->T;
+        st->spikes += pl->spikes;
+        st->sops += pl->spikes * (uint64_t)m;
+        st->horner_adds += (uint64_t)pl->T * (uint64_t)m;
+        st->rescale_mults += 2u * (uint64_t)m;
+    }
+    return SR_OK;
+}
+
+static sr_status linear_hook(void *user, int32_t layer, sr_site site, int32_t count,
+                             const sr_proj *projs, const sr_linear *const *lins, const float *x,
+                             int32_t n_tok, float *const *ys) {
+    sr_spike_net *net = user;
+    sr_status s = spike_site(net, layer, site, count, projs, lins, x, n_tok, ys);
+    if (s == SR_OK && layer == net->p.n_layer && net->head_codes && !net->fpga &&
+        net->sites[layer * 4].rule == SR_SPIKE_RULE_MEAN)
+        s = refine_head(net, x, lins[0]->n_in, n_tok, ys[0]);
+    return s;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -930,6 +1021,8 @@ sr_status sr_spike_net_use_fpga(sr_spike_net *net, struct sr_fpga *f) {
     if (net->fpga_token && net->engine) sr_engine_set_token_hook(net->engine, NULL, NULL);
     net->fpga_token = false;
     if (!f) return SR_OK;
+    if (net->p.head_refine_rows > 0)
+        return sr_fail(SR_ERR_UNSUPPORTED, "the refined head runs on the CPU only (the FPGA kernel has no row refinement): convert with --head-refine 0 for the FPGA");
     const int32_t n_sites = net->p.n_layer * 4 + 1;
     static const sr_proj groups[4][3] = {
         {SR_PROJ_Q, SR_PROJ_K, SR_PROJ_V}, {SR_PROJ_O, SR_PROJ_O, SR_PROJ_O},

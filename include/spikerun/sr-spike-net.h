@@ -47,6 +47,7 @@ typedef struct sr_spike_site_stats {
     uint64_t dense_macs;   // d_in x d_out of the layers reading the site, per token
     uint64_t rescale_mults;// float multiplies of the integer->float rescale
     uint64_t rescale_int_mults; // integer block-scale products D*A, M*N (--weights int4i)
+    uint64_t select_compares;   // float comparisons choosing the refined head's rows
 } sr_spike_site_stats;
 
 /// Attention sites recorded with the per-block ones (index SR_N_SITES + 0/1).
@@ -60,6 +61,11 @@ typedef struct sr_spike_net_params {
     int32_t p_bits;                  // attention: probabilities at this many bits (>= 10)
     const float *v_scales;           // (n_layer, n_head_kv * head_dim) static V scales, or NULL
     int32_t n_seq;                   // sequences with K/V caches of their own (0 = 1)
+    // Refined head (0 rows = off; mean-rule head with int8-row codes, CPU only): the head runs
+    // on its site's (coarse) train, then the head_refine_rows largest logits are recomputed
+    // exactly from a second train of the same input with k = head_refine_k.
+    int32_t head_refine_rows;
+    float head_refine_k;
 } sr_spike_net_params;
 
 typedef struct sr_spike_net sr_spike_net;

@@ -677,6 +677,19 @@ SR_API sr_status sr_spike_matvec_check(const sr_spike_weights *w, const sr_spike
 SR_API sr_status sr_spike_matvec_ref(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0,
                                      int32_t o1, float *y, int32_t *acc, sr_spike_stats *stats);
 
+/// Head refinement (docs/spike-algorithms.md §4): the rows of the *m largest of y[0..n) (ties:
+/// the lower index first) in rows[0..*m); *m becomes the number chosen (fewer only when y has
+/// fewer non-NaN values: NaN is never chosen). scratch holds n floats, cand n ints. Returns the
+/// comparisons made (energy accounting).
+SR_API uint64_t sr_spike_top_rows(const float *y, int32_t n, int32_t *m, float *scratch, int32_t *cand,
+                                  int32_t *rows);
+/// Spike accumulation of the m chosen rows of row-major int8 codes (n_rows x x->n) from the
+/// planes x (one train, mean rule: one scale, no binary offset), each event an add or a
+/// subtract, planes combined by Horner shifts; then the row rescale of sr_spike_matvec:
+/// y[rows[i]] is bit-identical to what sr_spike_matvec gives for that row of the same codes.
+SR_API sr_status sr_spike_rows_i8(const int8_t *codes, const float *row_scale, int32_t n_rows,
+                                  const sr_spike_planes *x, const int32_t *rows, int32_t m, float *y);
+
 /// Row range of thread ith of nth, aligned to the tile width (may be empty).
 SR_API void sr_spike_row_split(const sr_spike_weights *w, int32_t n_rows, int ith, int nth,
                                int32_t *o0, int32_t *o1);

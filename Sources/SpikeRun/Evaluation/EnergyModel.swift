@@ -44,7 +44,11 @@ public struct EnergyEstimate: Sendable, Hashable, Codable {
     public var spikeFloatMicrojoules: Double
     /// Integer block-scale products · E_intmul (`--weights int4i`; 0 otherwise).
     public var spikeIntScaleMicrojoules: Double = 0
-    public var spikeMicrojoules: Double { spikeAccumulateMicrojoules + spikeFloatMicrojoules + spikeIntScaleMicrojoules }
+    /// A refined head's row-choice comparisons · E_AC (0 otherwise).
+    public var spikeSelectMicrojoules: Double = 0
+    public var spikeMicrojoules: Double {
+        spikeAccumulateMicrojoules + spikeFloatMicrojoules + spikeIntScaleMicrojoules + spikeSelectMicrojoules
+    }
     /// E_dense / E_spike (> 1: the spike model spends less arithmetic energy).
     public var ratio: Double { spikeMicrojoules > 0 ? denseMicrojoules / spikeMicrojoules : 0 }
     public var note = "arithmetic only: memory traffic (weights, KV cache) is not counted"
@@ -52,6 +56,7 @@ public struct EnergyEstimate: Sendable, Hashable, Codable {
     enum CodingKeys: String, CodingKey {
         case convention, denseMicrojoules = "dense_uj", spikeAccumulateMicrojoules = "spike_sop_uj",
              spikeFloatMicrojoules = "spike_mac_rest_uj", spikeIntScaleMicrojoules = "spike_int_scale_uj",
+             spikeSelectMicrojoules = "spike_select_uj",
              spikeTotal = "spike_uj", ratio = "dense_over_spike", note
     }
     public func encode(to encoder: Encoder) throws {
@@ -61,6 +66,7 @@ public struct EnergyEstimate: Sendable, Hashable, Codable {
         try c.encode(spikeAccumulateMicrojoules, forKey: .spikeAccumulateMicrojoules)
         try c.encode(spikeFloatMicrojoules, forKey: .spikeFloatMicrojoules)
         try c.encode(spikeIntScaleMicrojoules, forKey: .spikeIntScaleMicrojoules)
+        try c.encode(spikeSelectMicrojoules, forKey: .spikeSelectMicrojoules)
         try c.encode(spikeMicrojoules, forKey: .spikeTotal)
         try c.encode(ratio, forKey: .ratio)
         try c.encode(note, forKey: .note)
@@ -72,15 +78,17 @@ public struct EnergyEstimate: Sendable, Hashable, Codable {
         spikeAccumulateMicrojoules = try c.decode(Double.self, forKey: .spikeAccumulateMicrojoules)
         spikeFloatMicrojoules = try c.decode(Double.self, forKey: .spikeFloatMicrojoules)
         spikeIntScaleMicrojoules = try c.decodeIfPresent(Double.self, forKey: .spikeIntScaleMicrojoules) ?? 0
+        spikeSelectMicrojoules = try c.decodeIfPresent(Double.self, forKey: .spikeSelectMicrojoules) ?? 0
         note = try c.decode(String.self, forKey: .note)
     }
     public init(convention: String, denseMicrojoules: Double, spikeAccumulateMicrojoules: Double, spikeFloatMicrojoules: Double,
-                spikeIntScaleMicrojoules: Double = 0) {
+                spikeIntScaleMicrojoules: Double = 0, spikeSelectMicrojoules: Double = 0) {
         self.convention = convention
         self.denseMicrojoules = denseMicrojoules
         self.spikeAccumulateMicrojoules = spikeAccumulateMicrojoules
         self.spikeFloatMicrojoules = spikeFloatMicrojoules
         self.spikeIntScaleMicrojoules = spikeIntScaleMicrojoules
+        self.spikeSelectMicrojoules = spikeSelectMicrojoules
     }
 }
 
@@ -93,6 +101,7 @@ public struct EnergyEstimate: Sendable, Hashable, Codable {
 ///   3·d per norm, RoPE 3 per rotated element, SiLU·gate 3 per FFN channel, softmax 3 per
 ///   score, residual adds 2·d per block, q/k/v bias adds of qwen2 1 per output), each counted
 ///   as one MAC-equivalent (conservative).
+/// - A refined head's row choice: its comparisons, each charged as one accumulation.
 public struct EnergyReport: Sendable, Codable {
     public var tokens: Int
     public var meanAttendedPositions: Double
@@ -106,6 +115,9 @@ public struct EnergyReport: Sendable, Codable {
     public var quantizerMultipliesPerToken: Double
     public var floatAttentionMACsPerToken: Double
     public var otherFloatOpsPerToken: Double
+    /// Comparisons choosing the refined head's rows, charged as accumulations (a comparator is
+    /// a subtractor: an INT32 add under B, an FP32 add under A).
+    public var selectComparesPerToken: Double
     public var macRestPerToken: Double
     /// The float operations of `macRestPerToken` by part: `rescale.<site>` (the per-row or
     /// per-block rescaling of each site's outputs: A = q/k/v, O = o, F = gate/up, D = down,
@@ -146,6 +158,7 @@ public struct EnergyReport: Sendable, Codable {
         let residual = Double(c.nLayer) * 2 * d
         let bias = c.hasQKVBias ? Double(c.nLayer) * (qd + 2 * kv) : 0
         otherFloatOpsPerToken = norms + rope + silu + softmax + residual + bias
+        selectComparesPerToken = Double(stats.reduce(0) { $0 + $1.selectCompares }) / t
         var parts: [String: Double] = [:]
         if spiking {
             for st in stats { parts["rescale." + st.site, default: 0] += Double(st.rescaleMultiplies) / t }
@@ -165,11 +178,13 @@ public struct EnergyReport: Sendable, Codable {
         floatOpsPerTokenByPart = parts
         sopsPerDenseMAC = sopsPerToken / denseMACsPerToken
         let (dense, sops, rest, intMul) = (denseMACsPerToken, sopsPerToken, macRestPerToken, integerScaleMultipliesPerToken)
+        let select = selectComparesPerToken
         func estimate(_ e: EnergyConvention) -> EnergyEstimate {
             EnergyEstimate(convention: e.name, denseMicrojoules: dense * e.macPJ * 1e-6,
                            spikeAccumulateMicrojoules: sops * e.acPJ * 1e-6,
                            spikeFloatMicrojoules: rest * (spiking ? e.floatOpPJ : e.macPJ) * 1e-6,
-                           spikeIntScaleMicrojoules: intMul * e.intScaleMulPJ * 1e-6)
+                           spikeIntScaleMicrojoules: intMul * e.intScaleMulPJ * 1e-6,
+                           spikeSelectMicrojoules: select * e.acPJ * 1e-6)
         }
         conventionA = estimate(.snnLiterature)
         conventionB = estimate(.matchedInteger)
@@ -182,6 +197,7 @@ public struct EnergyReport: Sendable, Codable {
              integerScaleMultipliesPerToken = "integer_scale_multiplies_per_token",
              quantizerMultipliesPerToken = "quantizer_multiplies_per_token",
              floatAttentionMACsPerToken = "float_attention_macs_per_token", otherFloatOpsPerToken = "other_float_ops_per_token",
+             selectComparesPerToken = "head_select_compares_per_token",
              macRestPerToken = "mac_rest_per_token", floatOpsPerTokenByPart = "float_ops_per_token_by_part",
              sopsPerDenseMAC = "sops_per_dense_mac",
              conventionA = "energy_convention_a", conventionB = "energy_convention_b", note

@@ -104,6 +104,11 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
     public var attentionPBits: Int
     /// Source model file name and sha256, calibration text, budget: provenance only.
     public var provenance: [String: String]
+    /// Refined head (0 = off): the head runs on its site's coarse train, then this many rows
+    /// (the largest coarse logits) are recomputed exactly from a train at `headRefineK`
+    /// (docs/spike-algorithms.md §4). Needs a mean-rule head with int8-row codes; CPU only.
+    public var headRefineRows: Int = 0
+    public var headRefineK: Float = 0
 
     public static let siteNames = ["A", "O", "F", "D"]
 
@@ -166,12 +171,20 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
         for key in md.keys where key.hasPrefix("spike.source.") || key.hasPrefix("spike.calibration.") {
             if let s = md.string(key) { prov[key] = s } else if let d = md.double(key) { prov[key] = "\(d)" }
         }
+        // Files written before the refined head have neither key: the head is not refined.
+        let refineRows = md["spike.head.refine_rows"] == nil ? 0
+            : try need(md.int("spike.head.refine_rows"), "spike.head.refine_rows")
+        let refineK = md["spike.head.refine_k"] == nil ? 0
+            : try need(md.double("spike.head.refine_k").map(Float.init), "spike.head.refine_k")
+        guard refineRows >= 0, refineRows == 0 || (refineK > 0 && refineK.isFinite) else {
+            throw .format("spike.head.refine_rows \(refineRows) / refine_k \(refineK) are inconsistent")
+        }
         return SpikeConfig(
             encoding: enc, weights: wf, sites: sites,
             spikeAttention: md.bool("spike.attention") ?? false,
             attentionQBits: md.int("spike.attention.q_bits") ?? 8,
             attentionPBits: md.int("spike.attention.p_bits") ?? 12,
-            provenance: prov)
+            provenance: prov, headRefineRows: refineRows, headRefineK: refineK)
     }
 
     /// Writes the `spike.` keys (not the tensors) into a GGUF writer.
@@ -190,6 +203,10 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
         try w.set("spike.attention", .bool(spikeAttention))
         try w.set("spike.attention.q_bits", .int32(Int32(attentionQBits)))
         try w.set("spike.attention.p_bits", .int32(Int32(attentionPBits)))
+        if headRefineRows > 0 {
+            try w.set("spike.head.refine_rows", .uint32(UInt32(headRefineRows)))
+            try w.set("spike.head.refine_k", .float32(headRefineK))
+        }
         for (k, v) in provenance.sorted(by: { $0.key < $1.key }) { try w.set(k, .string(v)) }
     }
 

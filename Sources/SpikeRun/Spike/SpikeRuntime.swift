@@ -86,6 +86,8 @@ public struct SpikeSiteStatistics: Sendable, Hashable, Codable {
     public var rescaleMultiplies: Int
     /// Integer block-scale products D·A and M·N (`--weights int4i`; 0 otherwise).
     public var rescaleIntMultiplies: Int = 0
+    /// Float comparisons that chose the refined head's rows (H only; 0 otherwise).
+    public var selectCompares: Int = 0
 
     /// Spikes per activation (SPA).
     public var spikesPerActivation: Double { activations > 0 ? Double(spikes) / Double(activations) : 0 }
@@ -138,7 +140,8 @@ final class SpikeRuntime {
                     n_head: Int32(c.nHead), n_head_kv: Int32(c.nHeadKV), head_dim: Int32(c.headDim),
                     n_ctx: Int32(contextLength), sites: sp.baseAddress, spike_attention: cfg.spikeAttention,
                     q_bits: Int32(cfg.attentionQBits), p_bits: Int32(cfg.attentionPBits),
-                    v_scales: vp.isEmpty ? nil : vp.baseAddress, n_seq: Int32(sequences))
+                    v_scales: vp.isEmpty ? nil : vp.baseAddress, n_seq: Int32(sequences),
+                    head_refine_rows: Int32(cfg.headRefineRows), head_refine_k: cfg.headRefineK)
                 return sr_spike_net_create(&params, &out)
             }
         }
@@ -247,7 +250,8 @@ final class SpikeRuntime {
                     layer: l, site: Self.siteLabels[s], tokens: Int(st.tokens), activations: Int(st.activations),
                     spikes: Int(st.spikes), timesteps: Int(st.planes), sops: Int(st.sops),
                     hornerAdds: Int(st.horner_adds), denseMACs: Int(st.dense_macs),
-                    rescaleMultiplies: Int(st.rescale_mults), rescaleIntMultiplies: Int(st.rescale_int_mults)))
+                    rescaleMultiplies: Int(st.rescale_mults), rescaleIntMultiplies: Int(st.rescale_int_mults),
+                    selectCompares: Int(st.select_compares)))
             }
         }
         return out
