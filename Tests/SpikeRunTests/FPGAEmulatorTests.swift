@@ -147,40 +147,34 @@ struct FPGAEmulatorTests {
                                                           "--xclbin", kernel, "-p", "x", "-n", "1"])
         #expect(dense.status == 1)
         #expect(dense.stderr.contains("spike-driven"), "\(dense.stderr)")
-        // integer block scales (--weights int4i) are CPU-only: the kernel rescales fp16 scales
+        // CPU-only spike models: integer block scales (--weights int4i; the kernel rescales fp16
+        // scales) and a refined head (the kernel has no row refinement). Each is refused by the
+        // CLI and by the library with its reason, and runs on the CPU.
         let model = try SharedModel.result.get()
-        var cfg = SpikeConfig.uniform(k: 8, nLayer: model.config.nLayer)
-        cfg.weights = .int4i
-        let int4i = FileManager.default.temporaryDirectory.appendingPathComponent("spikerun-emu-\(getpid())-int4i.gguf").path
-        defer { try? FileManager.default.removeItem(atPath: int4i) }
-        try SpikeModelWriter.write(source: model, setup: SpikeSetup(config: cfg), to: int4i)
-        let ii = try runProcess(TestPaths.executable, ["generate", "-m", int4i, "--backend", "fpga-emu", "--xclbin", kernel,
-                                                       "-p", "x", "-n", "1"])
-        #expect(ii.status == 1)
-        #expect(ii.stderr.contains("int4i"), "\(ii.stderr)")
-        let cpu = try runProcess(TestPaths.executable, ["generate", "-m", int4i, "--backend", "cpu", "-p", "x", "-n", "1"])
-        #expect(cpu.status == 0, "\(cpu.stderr)")
-        // a refined head is CPU-only too: refused by the CLI and by the library
-        var rc = SpikeConfig.uniform(k: 8, nLayer: model.config.nLayer)
-        rc.weights = .int8
-        rc.headRefineRows = 64
-        rc.headRefineK = 12
-        let refined = FileManager.default.temporaryDirectory.appendingPathComponent("spikerun-emu-\(getpid())-refined.gguf").path
-        defer { try? FileManager.default.removeItem(atPath: refined) }
-        try SpikeModelWriter.write(source: model, setup: SpikeSetup(config: rc), to: refined)
-        let rr = try runProcess(TestPaths.executable, ["generate", "-m", refined, "--backend", "fpga-emu", "--xclbin", kernel,
-                                                       "-p", "x", "-n", "1"])
-        #expect(rr.status == 1)
-        #expect(rr.stderr.contains("refined head"), "\(rr.stderr)")
-        do {
-            let m = try Model.load(refined, options: .init(threads: 2, backend: .fpgaEmulator(kernel: kernel)))
-            _ = try Session(model: m, contextLength: 16, batchSize: 16)
-            Issue.record("a refined head loaded onto the emulated FPGA")
-        } catch {
-            #expect(error.message.contains("refined head"), "\(error)")
+        var int4i = SpikeConfig.uniform(k: 8, nLayer: model.config.nLayer)
+        int4i.weights = .int4i
+        var refined = SpikeConfig.uniform(k: 8, nLayer: model.config.nLayer)
+        refined.weights = .int8
+        refined.headRefineRows = 64
+        refined.headRefineK = 12
+        for (name, cfg, reason) in [("int4i", int4i, "int4i"), ("refined", refined, "refined head")] {
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("spikerun-emu-\(getpid())-\(name).gguf").path
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            try SpikeModelWriter.write(source: model, setup: SpikeSetup(config: cfg), to: path)
+            let emu = try runProcess(TestPaths.executable, ["generate", "-m", path, "--backend", "fpga-emu", "--xclbin", kernel,
+                                                            "-p", "x", "-n", "1"])
+            #expect(emu.status == 1)
+            #expect(emu.stderr.contains(reason), "\(emu.stderr)")
+            do {
+                let m = try Model.load(path, options: .init(threads: 2, backend: .fpgaEmulator(kernel: kernel)))
+                _ = try Session(model: m, contextLength: 16, batchSize: 16)
+                Issue.record("a \(name) model loaded onto the emulated FPGA")
+            } catch {
+                #expect(error.message.contains(reason), "\(error)")
+            }
+            let cpu = try runProcess(TestPaths.executable, ["generate", "-m", path, "--backend", "cpu", "-p", "x", "-n", "1"])
+            #expect(cpu.status == 0, "\(cpu.stderr)")
         }
-        let rcpu = try runProcess(TestPaths.executable, ["generate", "-m", refined, "--backend", "cpu", "-p", "x", "-n", "1"])
-        #expect(rcpu.status == 0, "\(rcpu.stderr)")
         // through the library: a missing file, and a file that is not the emulated kernel
         var o = FPGAAccelerator.Options()
         o.emulated = true
