@@ -167,13 +167,20 @@ static int run(model *m, sr_spike_net *net, float *out) {
     return s == SR_OK;
 }
 
-static sr_spike_net *spike_net(model *m, bool poison_q) {
+// refine: the head as int8 rows on a mean-rule NAF train at k = 3, its 16 largest logits
+// recomputed at k = 12 (the refined head of the default conversion)
+static sr_spike_net *spike_net(model *m, bool poison_q, bool refine) {
     sr_spike_site_cfg sites[N_LAYER * 4 + 1];
     for (int i = 0; i < N_LAYER * 4 + 1; i++)
         sites[i] = (sr_spike_site_cfg){SR_SPIKE_RULE_MAX, SR_SPIKE_SIGN_MAGNITUDE, 0.0f, 8, 1.0f, 0, 0.0f, 0};
+    if (refine) sites[N_LAYER * 4] = (sr_spike_site_cfg){SR_SPIKE_RULE_MEAN, SR_SPIKE_NAF, 3.0f, 0, 1.0f, 0, 0.0f, 0, 0.35f};
     static float v_scales[N_LAYER * N_HEAD_KV * HEAD_DIM];   // static per-(head, channel) V scales
     for (int i = 0; i < N_LAYER * N_HEAD_KV * HEAD_DIM; i++) v_scales[i] = 0.05f;
     sr_spike_net_params np = {N_LAYER, N_EMBD, N_FF, N_HEAD, N_HEAD_KV, HEAD_DIM, N_CTX, sites, true, 8, 12, v_scales};
+    if (refine) {
+        np.head_refine_rows = 16;
+        np.head_refine_k = 12.0f;
+    }
     sr_spike_net *net = NULL;
     sr_status s = sr_spike_net_create(&np, &net);
     CHECK(s == SR_OK, "sr_spike_net_create: %s", sr_last_error());
@@ -193,7 +200,7 @@ static sr_spike_net *spike_net(model *m, bool poison_q) {
         for (int i = 0; i < n && s == SR_OK; i++) {
             const sr_linear *x = ls[i];
             const sr_proj proj = l < N_LAYER ? (sr_proj)i : SR_PROJ_HEAD;
-            if (x->type == SR_TYPE_F16) {  // re-code as int8 rows with a row scale
+            if (x->type == SR_TYPE_F16 || (refine && proj == SR_PROJ_HEAD)) {  // re-code as int8 rows with a row scale
                 int8_t *codes = malloc((size_t)x->n_in * (size_t)x->n_out);
                 float *scale = malloc(sizeof(float) * (size_t)x->n_out);
                 for (int32_t r = 0; r < x->n_out; r++) {
@@ -270,7 +277,7 @@ int main(void) {
             for (int level = 0; level <= best; level++) {
                 sr_spike_set_simd_level(level);
                 model_init(&m, threads);
-                sr_spike_net *net = spike_net(&m, false);
+                sr_spike_net *net = spike_net(&m, false, false);
                 if (net && run(&m, net, got)) {
                     if (!have_ref) { memcpy(ref, got, sizeof(float) * n_logits); have_ref = 1; }
                     CHECK(memcmp(ref, got, sizeof(float) * n_logits) == 0,
@@ -284,6 +291,21 @@ int main(void) {
     sr_pool_set_thread_defaults(false, 0, 0, false);
     sr_spike_set_simd_level(SR_SPIKE_SIMD_AUTO);
 
+    // The refined head: its row choice and row sums split over the pool, the same bits on 1
+    // and 3 threads.
+    have_ref = 0;
+    for (int threads = 1; threads <= 3; threads += 2) {
+        model_init(&m, threads);
+        sr_spike_net *net = spike_net(&m, false, true);
+        if (net && run(&m, net, got)) {
+            if (!have_ref) { memcpy(ref, got, sizeof(float) * n_logits); have_ref = 1; }
+            CHECK(memcmp(ref, got, sizeof(float) * n_logits) == 0, "refined-head logits differ on %d threads", threads);
+        }
+        CHECK(net != NULL, "cannot set up the refined-head spike net");
+        sr_spike_net_free(net);
+        model_free(&m);
+    }
+
     // A worker's failure inside spike attention keeps its sentence.
     for (int threads = 1; threads <= 3; threads += 2) {
         model_init(&m, threads);
@@ -291,7 +313,7 @@ int main(void) {
         // scores overflow to Inf, so softmax yields NaN and the probability encoder fails on a
         // pool worker.
         for (int i = 0; i < N_EMBD; i++) ((float *)m.blocks[0].attn_norm)[i] = 1e30f;
-        sr_spike_net *net = spike_net(&m, false);
+        sr_spike_net *net = spike_net(&m, false, false);
         sr_engine *e = NULL;
         if (net && sr_engine_create(&m.p, &m.w, &e) == SR_OK && sr_spike_net_attach(net, e) == SR_OK) {
             sr_status s = sr_engine_eval(e, prompt, 4, 0, got, false);
