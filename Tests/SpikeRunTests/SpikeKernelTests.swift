@@ -731,6 +731,7 @@ struct SpikeKernelTests {
             let c = randomCounts(nIn, enc, T: T, z: 0, &rng)
             let X = Planes(cap: nIn, T: 64)
             #expect(X.set(c, enc, T: T, scales: [0.001 + rng.unit()]) == 0)
+            #expect(code(sr_spike_planes_events(&X.p)) == 0)
             let full = matvec(W, X, 0, nOut, level: -1)
             guard full.status == 0 else { continue }
             let m = rng.int(0, nOut)

@@ -291,6 +291,8 @@ sr_status sr_spike_net_set_linear(sr_spike_net *net, int32_t layer, sr_proj proj
     const int32_t site = proj <= SR_PROJ_V ? 0 : proj == SR_PROJ_O ? 1 : proj <= SR_PROJ_UP ? 2 : 3;
     const sr_spike_site_cfg *c = &net->sites[proj == SR_PROJ_HEAD ? net->p.n_layer * 4 : layer * 4 + site];
     const bool release = net->release_sources && c->rule != SR_SPIKE_RULE_DENSE;
+    if (proj == SR_PROJ_HEAD && net->p.head_refine_rows > 0 && fmt != SR_SPIKE_W_I8_ROW)
+        return sr_fail(SR_ERR_UNSUPPORTED, "a refined head needs int8-row head codes (--weights int8 or int4i)");
     sr_status s;
     switch (fmt) {
     case SR_SPIKE_W_Q4_1:
@@ -311,8 +313,6 @@ sr_status sr_spike_net_set_linear(sr_spike_net *net, int32_t layer, sr_proj proj
     default: return sr_fail(SR_ERR_INVALID_ARG, "unknown spike weight format %d", (int)fmt);
     }
     if (s != SR_OK) return s;
-    if (proj == SR_PROJ_HEAD && net->p.head_refine_rows > 0 && fmt != SR_SPIKE_W_I8_ROW)
-        return sr_fail(SR_ERR_UNSUPPORTED, "a refined head needs int8-row head codes (--weights int8 or int4i)");
     // The binary (offset) code needs per-block row sums for its correction term.
     if (c->encoding == SR_SPIKE_BINARY && (s = sr_spike_weights_add_row_sums(w)) != SR_OK) return s;
     net->lin_set[lin_index(net, layer, proj)] = true;
@@ -575,6 +575,7 @@ static sr_status refine_head(sr_spike_net *net, const float *x, int32_t n_in, in
         int32_t m = net->p.head_refine_rows < w->n_out ? net->p.head_refine_rows : w->n_out;
         st->select_compares += sr_spike_top_rows(yt, w->n_out, &m, net->head_sel, net->head_cand, net->head_rows);
         sr_status s = encode(net, &fine, x + (size_t)t * (size_t)n_in, n_in, pl);
+        if (s == SR_OK) s = sr_spike_planes_events(pl);   // once, for every thread's rows
         if (s != SR_OK) return s;
         refine_job job = {.net = net, .pl = pl, .m = m, .y = yt};
         sr_pool_run(net->pool, refine_worker, &job);

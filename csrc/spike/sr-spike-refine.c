@@ -6,9 +6,7 @@
 // stretch; in the packed tiles they are one byte in each of 576 lines), one event at a time.
 #include "sr-spike-impl.h"
 
-#include <stdlib.h>
 #include <math.h>
-#include <string.h>
 
 // k-th largest (0-based) of v[0..n) by quickselect (median of three), counting comparisons.
 static float kth_largest(float *v, int32_t n, int32_t k, uint64_t *cmp) {
@@ -96,60 +94,37 @@ sr_status sr_spike_rows_i8(const int8_t *codes, const float *row_scale, int32_t 
         return sr_fail(SR_ERR_INVALID_ARG, "spike rows: null buffer or m < 0");
     if (x->encoding == SR_SPIKE_BINARY || x->n_groups != 1)
         return sr_fail(SR_ERR_UNSUPPORTED, "spike rows: needs one activation scale and no binary offset");
-    const int32_t T = x->T, nw = x->n_words, n = x->n, enc = x->encoding;
-    // the events once per call: plane t's positive inputs in ev[ps[t] .. ns[t]), its negative
-    // ones in ev[ns[t] .. ps[t + 1])
-    int32_t *ev = malloc(sizeof(int32_t) * ((size_t)x->spikes + 2u * (size_t)T + 2));
-    if (!ev) return sr_fail(SR_ERR_NO_MEMORY, "spike rows: out of memory");
-    int32_t *ps = ev + x->spikes, *ns = ps + T + 1;
-    int32_t e = 0;
-    for (int32_t t = 0; t < T; t++) {
-        const uint32_t *pos = x->bits + (size_t)t * 2u * (size_t)nw, *neg = pos + nw;
-        ps[t] = e;
-        for (int32_t b = 0; b < nw; b++)
-            for (uint32_t p = pos[b]; p; p &= p - 1u) ev[e++] = b * 32 + __builtin_ctz(p);
-        ns[t] = e;
-        for (int32_t b = 0; b < nw; b++)
-            for (uint32_t q = neg[b]; q; q &= q - 1u) ev[e++] = b * 32 + __builtin_ctz(q);
-    }
-    ps[T] = e;
-    sr_status st = SR_OK;
+    if (!x->has_events) return sr_fail(SR_ERR_INVALID_ARG, "spike rows: no event lists (sr_spike_planes_events first)");
+    const int32_t T = x->T, n = x->n, enc = x->encoding;
+    const uint32_t *ev = x->ev;   // (j << 1) | (sigma < 0), per plane from ev_start[t]
     for (int32_t i = 0; i < m; i++)
-        if (rows[i] < 0 || rows[i] >= n_rows) {
-            free(ev);
+        if (rows[i] < 0 || rows[i] >= n_rows)
             return sr_fail(SR_ERR_INVALID_ARG, "spike rows: row %d outside 0..%d", rows[i], n_rows - 1);
-        }
-    // four rows per pass over the events: each event index is loaded once for all four
-    for (int32_t i = 0; i < m && st == SR_OK; i += 4) {
+    // four rows per pass over the events: each event is loaded once for all four
+    for (int32_t i = 0; i < m; i += 4) {
         const int32_t g = m - i < 4 ? m - i : 4;
         const int8_t *w[4];
         for (int32_t u = 0; u < 4; u++) w[u] = codes + (size_t)rows[i + (u < g ? u : 0)] * (size_t)n;
         int64_t acc[4] = {0, 0, 0, 0};
         for (int32_t t = 0; t < T; t++) {
             int32_t P[4] = {0, 0, 0, 0};   // |sum| <= 128 n per plane: int32 is exact
-            for (int32_t k = ps[t]; k < ns[t]; k++) {
-                const int32_t j = ev[k];
-                P[0] += w[0][j]; P[1] += w[1][j]; P[2] += w[2][j]; P[3] += w[3][j];
+            for (int32_t k = x->ev_start[t]; k < x->ev_start[t + 1]; k++) {
+                const uint32_t j = ev[k] >> 1;
+                const int32_t neg = -(int32_t)(ev[k] & 1u);   // 0 or -1: (v ^ neg) - neg negates
+                for (int32_t u = 0; u < 4; u++) P[u] += ((int32_t)w[u][j] ^ neg) - neg;
             }
-            for (int32_t k = ns[t]; k < ps[t + 1]; k++) {
-                const int32_t j = ev[k];
-                P[0] -= w[0][j]; P[1] -= w[1][j]; P[2] -= w[2][j]; P[3] -= w[3][j];
-            }
-            const int hs = sr_spike_horner_shift(enc, t), neg = sr_spike_plane_sign(enc, t) < 0;
+            const int hs = sr_spike_horner_shift(enc, t), minus = sr_spike_plane_sign(enc, t) < 0;
             for (int32_t u = 0; u < 4; u++) {
                 if (hs) acc[u] += acc[u];
-                acc[u] = neg ? acc[u] - P[u] : acc[u] + P[u];
+                acc[u] = minus ? acc[u] - P[u] : acc[u] + P[u];
             }
         }
         for (int32_t u = 0; u < g; u++) {
-            if (acc[u] > INT32_MAX || acc[u] < INT32_MIN) {
-                st = sr_fail(SR_ERR_UNSUPPORTED, "spike rows: row %d leaves int32", rows[i + u]);
-                break;
-            }
+            if (acc[u] > INT32_MAX || acc[u] < INT32_MIN)
+                return sr_fail(SR_ERR_UNSUPPORTED, "spike rows: row %d leaves int32", rows[i + u]);
             const int32_t A = (int32_t)acc[u];
             sr_spike_rescale_rows(&y[rows[i + u]], &A, &row_scale[rows[i + u]], x->scale[0], 1);
         }
     }
-    free(ev);
-    return st;
+    return SR_OK;
 }

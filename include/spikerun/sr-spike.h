@@ -684,8 +684,9 @@ SR_API sr_status sr_spike_matvec_ref(const sr_spike_weights *w, const sr_spike_p
 SR_API uint64_t sr_spike_top_rows(const float *y, int32_t n, int32_t *m, float *scratch, int32_t *cand,
                                   int32_t *rows);
 /// Spike accumulation of the m chosen rows of row-major int8 codes (n_rows x x->n) from the
-/// planes x (one train, mean rule: one scale, no binary offset), each event an add or a
-/// subtract, planes combined by Horner shifts; then the row rescale of sr_spike_matvec:
+/// event lists of x (sr_spike_planes_events; one train, mean rule: one scale, no binary
+/// offset), each event an add or a subtract, planes combined by Horner shifts; then the row
+/// rescale of sr_spike_matvec:
 /// y[rows[i]] is bit-identical to what sr_spike_matvec gives for that row of the same codes.
 SR_API sr_status sr_spike_rows_i8(const int8_t *codes, const float *row_scale, int32_t n_rows,
                                   const sr_spike_planes *x, const int32_t *rows, int32_t m, float *y);
