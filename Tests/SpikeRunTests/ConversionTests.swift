@@ -422,6 +422,25 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
         #expect(hr.selectCompares >= vocab * tokens.count && hc.selectCompares == 0)
     }
 
+    /// Refined-head keys from an untrusted file: a row count past Int32 is a format error, not a trap.
+    @Test func refinedHeadKeysAreChecked() throws {
+        let (dir, src) = try SyntheticLlama.make()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try Model.load(src, options: .init(threads: 2))
+        var cfg = SpikeConfig.uniform(k: 8, nLayer: SyntheticLlama.nLayer)
+        cfg.weights = .int8
+        cfg.headRefineRows = 3_000_000_000
+        cfg.headRefineK = 12
+        let out = dir + "/bad-refine.gguf"
+        try SpikeModelWriter.write(source: model, setup: SpikeSetup(config: cfg), to: out)
+        do {
+            _ = try Model.load(out, options: .init(threads: 2))
+            Issue.record("a refine row count past Int32 loaded")
+        } catch {
+            #expect(error.kind == .format && error.message.contains("refine_rows"), "\(error)")
+        }
+    }
+
     @Test func pplBudgetAllocatesMixedK() async throws {
         let (dir, src) = try SyntheticLlama.make()
         defer { try? FileManager.default.removeItem(atPath: dir) }

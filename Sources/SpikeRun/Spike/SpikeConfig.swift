@@ -176,7 +176,7 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
             : try need(md.int("spike.head.refine_rows"), "spike.head.refine_rows")
         let refineK = md["spike.head.refine_k"] == nil ? 0
             : try need(md.double("spike.head.refine_k").map(Float.init), "spike.head.refine_k")
-        guard refineRows >= 0, refineRows == 0 || (refineK > 0 && refineK.isFinite) else {
+        guard (0...Int(Int32.max)).contains(refineRows), refineRows == 0 || (refineK > 0 && refineK.isFinite) else {
             throw .format("spike.head.refine_rows \(refineRows) / refine_k \(refineK) are inconsistent")
         }
         return SpikeConfig(
