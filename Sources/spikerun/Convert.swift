@@ -58,6 +58,10 @@ struct Convert: AsyncParsableCommand {
     @Option(name: .customLong("attention-p-bits"), help: "Spike attention: bits of the probabilities' unsigned code (default 12).")
     var attentionPBits: Int = 12
 
+    @Flag(name: .customLong("pow2-steps"), inversion: .prefixedNo,
+          help: "Mean rule: snap each step to the nearest power of two, so quantizing and rescaling by it are exponent adds (default on).")
+    var pow2Steps = true
+
     @Option(name: .customLong("v-scale-headroom"), help: "Spike attention: V-cache scales = calibration max|v| × this / 127 (default 2).")
     var vScaleHeadroom: Float = 2
 
@@ -126,6 +130,7 @@ struct Convert: AsyncParsableCommand {
         if (headRefine ?? 0) > 0 || headCoarseK != nil, !o.refinesHead {
             throw .invalidArgument("--head-refine and --head-coarse-k need the mean rule (not --timesteps or --ppl-budget), --weights int8 or int4i and rows > 0")
         }
+        o.pow2Steps = pow2Steps
         o.spikeAttention = !noSpikeAttention
         o.attentionQBits = attentionQBits
         o.attentionPBits = attentionPBits

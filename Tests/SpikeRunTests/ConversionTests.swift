@@ -348,35 +348,47 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
     /// - int8 rows: 2 per output row (s_w·A, then s_x), head included (requantized to rows).
     /// - int4i (integer block scales): 4 per output row (s_x·sd, s_x·sm and their products), the
     ///   head as int8 rows; the integer products D·A and M·N, 2 per row and block, counted apart.
-    @Test(arguments: [SpikeWeightFormat.int4, .int8, .int4i])
-    func floatMultiplyCountsPerPart(_ format: SpikeWeightFormat) async throws {
+    /// - power-of-two steps: every product with s_x (1 per row, 2 with integer block scales)
+    ///   and the quantizer's one per encoded value become exponent adds, counted apart.
+    @Test(arguments: [SpikeWeightFormat.int4, .int8, .int4i], [false, true])
+    func floatMultiplyCountsPerPart(_ format: SpikeWeightFormat, pow2: Bool) async throws {
         let model = try SharedModel.get()
         var cfg = SpikeConfig.uniform(k: 8, nLayer: 30)
         cfg.weights = format
+        cfg.sites = cfg.sites.map { _ in .mean(k: 8, pow2: pow2) }
         let session = try Session(model: model, contextLength: 64, batchSize: 64, mode: .spike(SpikeSetup(config: cfg)))
         _ = try await session.allLogits(for: (0..<16).map { Int32(100 + $0 * 13) })
         let report = EnergyReport(config: model.config, stats: await session.spikeStatistics(), tokens: 16,
                                   meanAttendedPositions: 8.5, spikeAttention: false)
         let parts = report.floatOpsPerTokenByPart
         let rowsA = 576 + 192 + 192, rowsF = 2 * 1536
-        func rows(_ n: Int, blocksPerRow: Int, q8: Bool = false) -> Double {
+        // (float multiplies, products with s_x) per row
+        func perRow(blocksPerRow: Int, q8: Bool = false) -> (Int, Int) {
             switch format {
-            case .int4: Double(n * (blocksPerRow * (q8 ? 1 : 2) + 1))
-            case .int4i: Double(n * (q8 ? 2 : 4))
-            default: Double(n * 2)
+            case .int4: (blocksPerRow * (q8 ? 1 : 2) + 1, 1)
+            case .int4i: q8 ? (2, 1) : (4, 2)
+            default: (2, 1)
             }
+        }
+        var shifts = 0.0
+        func rows(_ n: Int, blocksPerRow: Int, q8: Bool = false, times: Int = 30) -> Double {
+            let (mults, sx) = perRow(blocksPerRow: blocksPerRow, q8: q8)
+            if pow2 { shifts += Double(times * n * sx) }
+            return Double(times * n * (mults - (pow2 ? sx : 0)))
         }
         let intProducts = format == .int4i ? Double(30 * 2 * ((rowsA + 576 + rowsF) * 18 + 576 * 48)) : 0
         #expect(report.integerScaleMultipliesPerToken == intProducts)
-        #expect(parts["rescale.A"] == 30 * rows(rowsA, blocksPerRow: 18))
-        #expect(parts["rescale.O"] == 30 * rows(576, blocksPerRow: 18))
-        #expect(parts["rescale.F"] == 30 * rows(rowsF, blocksPerRow: 18))
-        #expect(parts["rescale.D"] == 30 * rows(576, blocksPerRow: 48))
-        #expect(parts["rescale.H"] == rows(49152, blocksPerRow: 18, q8: true))
-        let quantizer: Double = 30 * (3 * 576 + 1536) + 576  // one multiply per encoded activation
-        let rmsnorm: Double = 61 * 3 * 576                    // 2 norms per block + the final one
-        #expect(parts["quantizer"] == quantizer)
+        #expect(parts["rescale.A"] == rows(rowsA, blocksPerRow: 18))
+        #expect(parts["rescale.O"] == rows(576, blocksPerRow: 18))
+        #expect(parts["rescale.F"] == rows(rowsF, blocksPerRow: 18))
+        #expect(parts["rescale.D"] == rows(576, blocksPerRow: 48))
+        #expect(parts["rescale.H"] == rows(49152, blocksPerRow: 18, q8: true, times: 1))
+        let encoded: Double = 30 * (3 * 576 + 1536) + 576  // one quantizer product per encoded activation
+        let rmsnorm: Double = 61 * 3 * 576                  // 2 norms per block + the final one
+        #expect(parts["quantizer"] == (pow2 ? 0 : encoded))
+        #expect(report.scaleShiftsPerToken == shifts + (pow2 ? encoded : 0))
         #expect(parts["rmsnorm"] == rmsnorm)
+        #expect(report.conventionB.spikeShiftMicrojoules == report.scaleShiftsPerToken * 0.1 * 1e-6)
     }
 
     /// The refined head against two plain heads of the real model: the rows with the largest
@@ -441,6 +453,29 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
         }
     }
 
+    /// Power-of-two steps survive the file (older files have no key: off), and a pow2 flag on a
+    /// site that is not mean-rule is a format error at load.
+    @Test func pow2StepKeysRoundTripAndAreChecked() throws {
+        let (dir, src) = try SyntheticLlama.make()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try Model.load(src, options: .init(threads: 2))
+        var cfg = SpikeConfig.uniform(k: 8, nLayer: SyntheticLlama.nLayer)
+        cfg.sites = cfg.sites.enumerated().map { .mean(k: 8, pow2: $0.offset % 2 == 0) }
+        let good = dir + "/pow2.gguf"
+        try SpikeModelWriter.write(source: model, setup: SpikeSetup(config: cfg), to: good)
+        let back = try #require(try Model.load(good, options: .init(threads: 2)).spike).config
+        #expect(back.sites.map(\.pow2) == cfg.sites.map(\.pow2))
+        cfg.sites[1] = .init(rule: .max, k: 0, bits: 8, gamma: 1, clip: 0, rho: 0, group: 32, pow2: true)
+        let bad = dir + "/bad-pow2.gguf"
+        try SpikeModelWriter.write(source: model, setup: SpikeSetup(config: cfg), to: bad)
+        do {
+            _ = try Model.load(bad, options: .init(threads: 2))
+            Issue.record("a max-rule site with power-of-two steps loaded")
+        } catch {
+            #expect(error.kind == .format && error.message.contains("pow2"), "\(error)")
+        }
+    }
+
     @Test func pplBudgetAllocatesMixedK() async throws {
         let (dir, src) = try SyntheticLlama.make()
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -488,14 +523,16 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
     }
 }
 
-/// Bounds of the default conversion's quality test (ConversionTests). Measured 2026-12-03 with
-/// the thrifty rounding (tau 0.35) in the test's own setting (256 calibration tokens, Botchan
-/// 2 chunks of 256): KLD 0.0413, paired ppl ratio 0.9928 [0.9566, 1.0302], SPA 1.199 (before
-/// it, 2026-12-02: KLD 0.0468, ratio 1.0505, SPA 1.428). The bounds leave ~25% on the KLD, the
+/// Bounds of the default conversion's quality test (ConversionTests), in the test's own setting
+/// (256 calibration tokens, Botchan 2 chunks of 256). Measured 2026-12-04 with power-of-two
+/// steps and the refined head: KLD 0.0528, paired ppl ratio 1.0086 [0.9626, 1.0567], SPA 1.197
+/// (float steps: KLD 0.0426; on 16 chunks of 512 the two are 0.0300 and 0.0301, see
+/// docs/benchmarks.md: these 254 positions are a small sample). 2026-12-03, thrifty rounding,
+/// plain head: KLD 0.0413, ratio 0.9928, SPA 1.199. The bounds leave ~25% on the KLD, the
 /// interval's width on the ratio and 5% on SPA: a regression of the converter or the kernels
 /// trips them.
 enum DefaultConversionBounds {
-    static let kld = 0.052
+    static let kld = 0.066
     static let pplRatio = 1.08
     static let spikesPerActivation = 1.26
 }

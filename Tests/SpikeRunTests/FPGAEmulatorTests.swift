@@ -35,9 +35,9 @@ struct FPGAEmulatorTests {
             let c = model.config
             var cfg = SpikeConfig.uniform(k: 8, nLayer: c.nLayer)
             cfg.spikeAttention = spikeAttention
-            if spikeAttention {  // the token program encodes on the device: the default's NAF thrifty rounding
-                cfg.encoding = .naf
-                cfg.sites = cfg.sites.map { _ in .mean(k: 8, tau: ConversionOptions.defaultTau) }
+            if spikeAttention {  // the token program encodes on the device: the default's NAF thrifty
+                cfg.encoding = .naf  // rounding and power-of-two steps
+                cfg.sites = cfg.sites.map { _ in .mean(k: 8, tau: ConversionOptions.defaultTau, pow2: true) }
             }
             let setup = SpikeSetup(config: cfg, vScales: spikeAttention
                                    ? [Float](repeating: 0.05, count: c.nLayer * c.nHeadKV * c.headDim) : nil)

@@ -338,6 +338,62 @@ struct SpikeKernelTests {
         #expect(code(sr_spike_encode_max(x, 4, &p, &n, &s)) == St.invalidArg.rawValue)
     }
 
+    @Test("power-of-two steps: the nearest power of two in the log domain, exact quantizer and rescale")
+    func pow2Steps() {
+        // The snap against log2 in double precision (ties cannot occur: sqrt 2 is irrational).
+        func want(_ s: Float) -> Float {
+            let e = Double(s).exponent  // s = m * 2^e, m in [1, 2)
+            let m = Double(s) / pow(2, Double(e))
+            return Float(pow(2, Double(e) + (m >= 2.0.squareRoot() ? 1 : 0)))
+        }
+        var rng = SplitMix64(29)
+        for _ in 0..<20_000 {
+            let s = Float(bitPattern: UInt32(rng.int(0x0080_0000, 0x7f7f_ffff)))
+            #expect(sr_spike_pow2_snap(s).bitPattern == want(s).bitPattern, "\(s)")
+        }
+        let sqrt2 = Float(2.0.squareRoot())              // 1.41421354 < sqrt 2
+        #expect(sr_spike_pow2_snap(sqrt2) == 1 && sr_spike_pow2_snap(sqrt2.nextUp) == 2)
+        #expect(sr_spike_pow2_snap(0.7) == 0.5 && sr_spike_pow2_snap(0.71) == 1 && sr_spike_pow2_snap(1) == 1)
+        #expect(sr_spike_pow2_snap(0) == 0 && sr_spike_pow2_snap(Float.leastNormalMagnitude.nextDown) == 0)
+        #expect(sr_spike_pow2_snap(.greatestFiniteMagnitude) == .infinity && sr_spike_pow2_snap(.infinity) == .infinity)
+        #expect(sr_spike_pow2_snap(.nan).isNaN)
+        // Through the encoders: the step is a power of two, x * inv is exact, the counts are
+        // those of the snapped step, at every SIMD level and in the one-group encoder the FPGA
+        // token program runs; the rescale's step product is exact as well.
+        for it in 0..<200 {
+            let n = rng.int(1, 150)
+            let x = (0..<n).map { _ in rng.laplace() * pow(10, Float(rng.int(-3, 3))) }
+            let k: Float = [2, 3, 4, 8, 12][it % 5], tau: Float = it % 2 == 0 ? 0.35 : 0
+            var s0: Float = 0, inv: Float = 0
+            let ok = sr_spike_scale_mean(sr_spike_sum_abs(x, Int32(n)), Int32(n), k, 1, &s0, &inv)
+            guard ok == 1 else { continue }
+            var plain: Float = 0, plainInv: Float = 0
+            _ = sr_spike_scale_mean(sr_spike_sum_abs(x, Int32(n)), Int32(n), k, 0, &plain, &plainInv)
+            #expect(s0 == want(plain) && s0.significandBitPattern == 0 && inv * s0 == 1)
+            #expect(x.allSatisfy { Double($0 * inv) == Double($0) / Double(s0) })
+            let rowScale = rng.laplace()
+            #expect(Double(s0 * rowScale) == Double(s0) * Double(rowScale))
+            let wantCounts = x.map { tau > 0 ? sr_spike_round_thrifty($0 * inv, 0.5, 0.5 - tau, 0.5 + tau, 32767)
+                                             : sr_spike_round_clip($0 * inv, 0.5, 32767) }
+            for level: Int32 in hasAVX2 ? [0, 1, 2] : [0] {
+                let old = sr_spike_get_simd_level()
+                sr_spike_set_simd_level(level)
+                var mp = sr_spike_mean_default_params(k)
+                mp.tau = tau
+                mp.pow2 = 1
+                var c = [Int32](repeating: 0, count: n)
+                var s: Float = 0
+                #expect(code(sr_spike_encode_mean_ex(x, Int32(n), &mp, &c, &s)) == 0)
+                #expect(s.bitPattern == s0.bitPattern && c == wantCounts, "it \(it) level \(level)")
+                sr_spike_set_simd_level(old)
+            }
+            var g = [Int32](repeating: 0, count: n)
+            var sg: Float = 0
+            #expect(sr_spike_encode_mean_group(x, Int32(n), k, 0, tau, 1, 32767, &g, &sg) == 0)
+            #expect(sg.bitPattern == s0.bitPattern && g == wantCounts)
+        }
+    }
+
     @Test("spike-thrifty rounding: the neighbour with fewer NAF digits within 0.5 + tau steps")
     func thriftyRounding() {
         // NAF weights from the definition (digits from the low end), against the shift/mask form.
@@ -365,7 +421,7 @@ struct SpikeKernelTests {
             let tau: Float = [0.1, 0.25, 0.35, 0.5][it % 4]
             let k: Float = [2, 4, 8, 12][(it / 4) % 4]
             var sDef: Float = 0, inv: Float = 0
-            let ok = sr_spike_scale_mean(sr_spike_sum_abs(x, Int32(n)), Int32(n), k, &sDef, &inv)
+            let ok = sr_spike_scale_mean(sr_spike_sum_abs(x, Int32(n)), Int32(n), k, 0, &sDef, &inv)
             let def = x.map { sr_spike_round_thrifty($0 * inv, 0.5, 0.5 - tau, 0.5 + tau, 32767) }
             let plain = x.map { sr_spike_round_clip($0 * inv, 0.5, 32767) }
             // never more NAF digits than plain rounding, never more than 0.5 + tau steps off
@@ -569,7 +625,7 @@ struct SpikeKernelTests {
             var sum: Float = 0
             sum = sr_spike_sum_abs(x, Int32(n))
             var sDef: Float = 0, inv: Float = 0
-            let ok = sr_spike_scale_mean(sum, Int32(n), 8, &sDef, &inv)
+            let ok = sr_spike_scale_mean(sum, Int32(n), 8, 0, &sDef, &inv)
             let def = x.map { sr_spike_round_clip($0 * inv, 0.5, 32767) }
             var results: [[Int32]] = []
             var p = sr_spike_max_default_params(Int32(rng.int(2, 12)))

@@ -91,6 +91,8 @@ static int32_t site_planes(const sr_spike_site_cfg *c) {
 static sr_status check_site(const sr_spike_site_cfg *c, int32_t i) {
     if (c->encoding < SR_SPIKE_SIGN_MAGNITUDE || c->encoding > SR_SPIKE_NAF)
         return sr_fail(SR_ERR_INVALID_ARG, "site %d: unknown encoding %d", i, c->encoding);
+    if (c->pow2 != 0 && (c->pow2 != 1 || c->rule != SR_SPIKE_RULE_MEAN))
+        return sr_fail(SR_ERR_INVALID_ARG, "site %d: power-of-two steps (pow2 = 1) are for the mean rule only", i);
     if (c->encoding == SR_SPIKE_NAF && c->rule == SR_SPIKE_RULE_MAX)
         return sr_fail(SR_ERR_INVALID_ARG, "site %d: the NAF code is for the mean rule (T per token)", i);
     if (c->rule == SR_SPIKE_RULE_MEAN) {
@@ -359,6 +361,7 @@ static sr_status encode_with(const sr_spike_site_cfg *c, const float *x, int32_t
         sr_spike_mean_params mp = sr_spike_mean_default_params(c->k);
         mp.rho = c->rho;
         mp.tau = c->tau;
+        mp.pow2 = c->pow2;
         if ((s = sr_spike_encode_mean_ex(x, n, &mp, counts, scales)) != SR_OK) return s;
         T = sr_spike_min_planes(counts, n, (sr_spike_encoding)c->encoding, 0);
         if (T < 0) return sr_fail(SR_ERR_NUMERIC, "counts exceed the planes of the encoding");
@@ -427,6 +430,32 @@ static uint64_t rescale_int_mults(const sr_spike_weights *w) {
     return w->int_scales ? (uint64_t)w->n_out * (uint64_t)w->n_blocks * 2u : 0u;
 }
 
+// A power-of-two step makes its products exponent adds: sx*s_row per row (sx*sd and sx*sm
+// with integer block scales; the final sx of a per-block rescale), one token-wide group only.
+static uint64_t rescale_shifts(const sr_spike_site_cfg *c, const sr_spike_weights *w, const sr_spike_planes *x) {
+    if (!c->pow2 || x->n_groups != 1) return 0u;
+    return (uint64_t)w->n_out * (w->int_scales ? 2u : 1u);
+}
+
+// One layer's rescale counters for one token.
+static void count_rescale(sr_spike_site_stats *st, const sr_spike_site_cfg *c, const sr_spike_weights *w,
+                          const sr_spike_planes *x) {
+    const uint64_t shifts = rescale_shifts(c, w, x);
+    st->rescale_mults += rescale_mults(w, x) - shifts;
+    st->rescale_shifts += shifts;
+    st->rescale_int_mults += rescale_int_mults(w);
+}
+
+// One encoded vector's counters; its quantizer products are shifts with a power-of-two step.
+static void count_encoded(sr_spike_site_stats *st, const sr_spike_site_cfg *c, const sr_spike_planes *pl,
+                          int32_t n_in) {
+    st->tokens++;
+    st->activations += (uint64_t)n_in;
+    st->spikes += pl->spikes;
+    st->planes += (uint64_t)pl->T;
+    if (c->pow2) st->quant_shifts += (uint64_t)n_in;
+}
+
 // A site left dense: llama.cpp's 8-bit activation path on the file's own (ggml) weights.
 static sr_status dense_site(sr_spike_net *net, int32_t count, const sr_linear *const *lins,
                             const float *x, int32_t n_tok, float *const *ys) {
@@ -465,10 +494,7 @@ static sr_status fpga_site(sr_spike_net *net, int32_t layer, sr_site site, const
                                      pl->encoding);
         sr_fpga_input in = {layer == net->p.n_layer ? 4 : (int32_t)site, pl};  // slots: see use_fpga
         if ((s = sr_fpga_step(net->fpga, net->fpga_base[idx], count, &in, 1, net->fpga_y)) != SR_OK) return s;
-        st->tokens++;
-        st->activations += (uint64_t)n_in;
-        st->spikes += pl->spikes;
-        st->planes += (uint64_t)pl->T;
+        count_encoded(st, c, pl, n_in);
         size_t off = 0;
         for (int32_t i = 0; i < count; i++) {
             const sr_spike_weights *w = &net->lin[lin_index(net, layer, projs[i])];
@@ -477,8 +503,7 @@ static sr_status fpga_site(sr_spike_net *net, int32_t layer, sr_site site, const
             st->sops += pl->spikes * (uint64_t)w->n_out;
             st->horner_adds += (uint64_t)pl->T * (uint64_t)w->n_out;
             st->dense_macs += (uint64_t)w->n_in * (uint64_t)w->n_out;
-            st->rescale_mults += rescale_mults(w, pl);
-            st->rescale_int_mults += rescale_int_mults(w);
+            count_rescale(st, c, w, pl);
         }
     }
     return SR_OK;
@@ -516,10 +541,7 @@ static sr_status spike_site(sr_spike_net *net, int32_t layer, sr_site site, int3
                 if (net->record) net->record(net->record_user, layer, (int32_t)site, net->counts, n_in, pl->T,
                                              pl->encoding);
             }
-            st->tokens++;
-            st->activations += (uint64_t)n_in;
-            st->spikes += pl->spikes;
-            st->planes += (uint64_t)pl->T;
+            count_encoded(st, c, pl, n_in);
         }
         for (int32_t i = 0; i < count; i++) job.y[i] = ys[i] + (size_t)t0 * (size_t)job.w[i]->n_out;
         job.n_tok = nb;
@@ -534,8 +556,7 @@ static sr_status spike_site(sr_spike_net *net, int32_t layer, sr_site site, int3
         for (int32_t t = 0; t < nb; t++)
             for (int32_t i = 0; i < count; i++) {
                 st->dense_macs += (uint64_t)job.w[i]->n_in * (uint64_t)job.w[i]->n_out;
-                st->rescale_mults += rescale_mults(job.w[i], &net->bplanes[t]);
-                st->rescale_int_mults += rescale_int_mults(job.w[i]);
+                count_rescale(st, c, job.w[i], &net->bplanes[t]);
             }
     }
     return SR_OK;
@@ -581,13 +602,11 @@ static sr_status refine_head(sr_spike_net *net, const float *x, int32_t n_in, in
         sr_pool_run(net->pool, refine_worker, &job);
         for (int th = 0; th < net->n_threads && th < SR_SPIKE_MAX_THREADS; th++)
             if (job.status[th] != SR_OK) return sr_fail(job.status[th], "%s", job.error[th]);
-        st->tokens++;   // a second encoded vector of the head input: its quantizer, spikes, planes
-        st->activations += (uint64_t)n_in;
-        st->planes += (uint64_t)pl->T;
-        st->spikes += pl->spikes;
+        count_encoded(st, &fine, pl, n_in);   // a second encoded vector of the head input
         st->sops += pl->spikes * (uint64_t)m;
         st->horner_adds += (uint64_t)pl->T * (uint64_t)m;
-        st->rescale_mults += 2u * (uint64_t)m;
+        st->rescale_mults += (fine.pow2 ? 1u : 2u) * (uint64_t)m;   // sx * s_row, then * A
+        if (fine.pow2) st->rescale_shifts += (uint64_t)m;
     }
     return SR_OK;
 }
@@ -848,6 +867,7 @@ static spk_desc encode_desc(const sr_spike_site_cfg *c, uint32_t src, uint32_t n
         d.f0 = fbits(c->k);
         d.f1 = fbits(c->rho);
         d.f2 = fbits(c->tau);
+        if (c->pow2) d.flags |= SPK_F_POW2;
     } else {
         d.enc = SPK_RULE_MAX | (uint32_t)c->encoding << 4 | (uint32_t)c->bits << 8 | (uint32_t)c->clip << 16;
         d.f0 = fbits(c->gamma);

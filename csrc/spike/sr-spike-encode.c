@@ -43,6 +43,7 @@ sr_spike_mean_params sr_spike_mean_default_params(float k) {
     p.k = k;
     p.rho = 0.0f;
     p.tau = 0.0f;
+    p.pow2 = 0;
     return p;
 }
 
@@ -102,13 +103,13 @@ sr_status sr_spike_encode_mean_ex(const float *x, int32_t n, const sr_spike_mean
     for (int32_t j0 = 0; j0 < n; j0 += G) {
         float sum = sr_spike_sum_abs_(x + j0, G);
         float s = 1.0f, inv = 0.0f;
-        if (sum > 0.0f && sr_spike_scale_mean(sum, G, p->k, &s, &inv) < 0)
+        if (sum > 0.0f && sr_spike_scale_mean(sum, G, p->k, p->pow2 != 0, &s, &inv) < 0)
             return sr_fail(SR_ERR_NUMERIC, "spike encoder: mean |x| / k overflows float32 (sum %g, k %g)", (double)sum, (double)p->k);
     }
     for (int32_t g = 0, j0 = 0; j0 < n; g++, j0 += G) {
         float sum = sr_spike_sum_abs_(x + j0, G);
         float s = 1.0f, inv = 0.0f;
-        if (!(sum > 0.0f) || sr_spike_scale_mean(sum, G, p->k, &s, &inv) != 1) {
+        if (!(sum > 0.0f) || sr_spike_scale_mean(sum, G, p->k, p->pow2 != 0, &s, &inv) != 1) {
             memset(counts + j0, 0, (size_t)G * sizeof *counts);
             scales[g] = 1.0f;
             continue;

@@ -144,7 +144,8 @@ uint32_t op_encode(const spk_line *out, spk_line *spk, const spk_desc &d, uint32
         int32_t T;
         int rc;
         if (rule == SPK_RULE_MEAN) {
-            rc = sr_spike_encode_mean_group(x, (int32_t)n, f_of(d.f0), f_of(d.f1), f_of(d.f2), SR_SPIKE_MEAN_CAP,
+            rc = sr_spike_encode_mean_group(x, (int32_t)n, f_of(d.f0), f_of(d.f1), f_of(d.f2),
+                                            (d.flags & SPK_F_POW2) != 0, SR_SPIKE_MEAN_CAP,
                                             counts, &s);
             if (rc != 0) return SPK_TOKEN_NUMERIC;
             T = sr_spike_min_planes_bitwise(counts, (int32_t)n, (int32_t)enc);

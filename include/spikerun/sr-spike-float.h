@@ -164,15 +164,15 @@ static inline uint32_t sr_spike_max_abs_bits(const float *x, int32_t n) {
 
 /// Mean rule, one group: sum = sr_spike_sum_abs; if sum > 0 and sr_spike_scale_mean(...) == 1:
 /// counts_j = sr_spike_round_clip(x_j * inv, 0.5f + rho, cap) (sr_spike_round_thrifty when
-/// tau > 0), scale = s; else all 0, scale 1.
+/// tau > 0), scale = s (a power of two when pow2); else all 0, scale 1.
 /// Returns -2 when mean / k overflows float32 (an error on the CPU as well).
 static inline int sr_spike_encode_mean_group(const float *x, int32_t n, float k, float rho, float tau,
-                                             int32_t cap, int32_t *counts, float *scale) {
+                                             int pow2, int32_t cap, int32_t *counts, float *scale) {
     if (sr_spike_max_abs_bits(x, n) >= 0x7f800000u) return -1;
     const float th = 0.5f + rho, lo = 0.5f - tau, hi = 0.5f + tau;
     const float sum = sr_spike_sum_abs(x, n);
     float s = 1.0f, inv = 0.0f;
-    int ok = sum > 0.0f ? sr_spike_scale_mean(sum, n, k, &s, &inv) : 0;
+    int ok = sum > 0.0f ? sr_spike_scale_mean(sum, n, k, pow2, &s, &inv) : 0;
     if (ok < 0) return -2;
     if (ok != 1) {
         for (int32_t j = 0; j < n; j++) counts[j] = 0;

@@ -34,6 +34,7 @@ typedef struct sr_spike_site_cfg {
     float rho;          // dead zone [0, 0.5)
     int32_t group;      // channels per scale (0 = one per token); max rule only
     float tau;          // mean rule with NAF trains: spike-thrifty rounding margin [0, 0.5]
+    int32_t pow2;       // mean rule: the step is a power of two (its products are exponent adds)
 } sr_spike_site_cfg;
 
 /// Counters of one site (summed over tokens since the last reset).
@@ -47,6 +48,8 @@ typedef struct sr_spike_site_stats {
     uint64_t dense_macs;   // d_in x d_out of the layers reading the site, per token
     uint64_t rescale_mults;// float multiplies of the integer->float rescale
     uint64_t rescale_int_mults; // integer block-scale products D*A, M*N (--weights int4i)
+    uint64_t rescale_shifts; // power-of-two steps: step x row scale as an exponent add, per row
+    uint64_t quant_shifts; // power-of-two steps: x / step as an exponent add, per encoded value
     uint64_t select_compares;   // float comparisons choosing the refined head's rows
 } sr_spike_site_stats;
 

@@ -132,6 +132,7 @@ typedef struct sr_spike_mean_params {
     float k;        // resolution, > 0 and finite
     float rho;      // dead-zone rounding offset, [0, 0.5); 0 = plain rhaz
     float tau;      // spike-thrifty rounding margin [0, 0.5] for NAF trains; 0 = off
+    int32_t pow2;   // 1: s snapped to the nearest power of two (sr_spike_pow2_snap); 0 = off
 } sr_spike_mean_params;
 
 /// Defaults for a b-bit-equivalent max rule: G = token, Q = C = 2^(b-1)-1, gamma 1, rho 0.
@@ -248,12 +249,30 @@ static inline bool sr_spike_scale_max(float m, float gamma, int32_t q, float *s,
     return sv > 0.0f && iv <= 3.40282347e38f;
 }
 
+/// Nearest power of two to s in the log domain (§1, power-of-two steps): 2^e with
+/// e = floor(log2 s) + (mantissa >= sqrt 2), from the bits alone. Zero and subnormal s give 0
+/// (the group is then silent), a result past the float range gives +Inf, Inf/NaN pass through.
+static inline float sr_spike_pow2_snap(float s) {
+    uint32_t b;
+    memcpy(&b, &s, 4);
+    const uint32_t e = (b >> 23) & 0xffu;
+    if (e == 0xffu) return s;
+    if (e == 0u) return 0.0f;
+    const uint32_t up = (b & 0x7fffffu) >= 0x3504f4u ? 1u : 0u;   // 1 + m/2^23 >= sqrt(2)
+    const uint32_t r = (b & 0x80000000u) | ((e + up) << 23);      // e + up = 255: Inf
+    float out;
+    memcpy(&out, &r, 4);
+    return out;
+}
+
 /// Scale of the mean rule from sum = sr_spike_sum_abs (finite, > 0) over n values:
-/// mean = sum / (float)n; s = mean / k; inv = 1.0f / s. Returns 1 if ok, 0 if inv is not
-/// finite (treat as all-zero), -1 if s is not finite (error).
-static inline int sr_spike_scale_mean(float sum, int32_t n, float k, float *s, float *inv) {
+/// mean = sum / (float)n; s = mean / k (snapped by sr_spike_pow2_snap when pow2);
+/// inv = 1.0f / s. Returns 1 if ok, 0 if inv is not finite (treat as all-zero), -1 if s is
+/// not finite (error).
+static inline int sr_spike_scale_mean(float sum, int32_t n, float k, int pow2, float *s, float *inv) {
     float mean = sum / (float)n;
     float sv = mean / k;
+    if (pow2) sv = sr_spike_pow2_snap(sv);
     float iv = 1.0f / sv;
     *s = sv;
     *inv = iv;

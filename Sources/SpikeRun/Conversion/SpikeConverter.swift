@@ -24,9 +24,13 @@ public struct ConversionOptions: Sendable, Hashable {
     /// docs/spike-algorithms.md; ignored for other codes): measured in docs/benchmarks.md.
     public var tau: Float = ConversionOptions.defaultTau
     public static let defaultTau: Float = 0.35
-    /// A mean-rule site at resolution `k` with this recipe's rounding.
+    /// Mean-rule steps snapped to powers of two (§1 of docs/spike-algorithms.md): the
+    /// quantizer and the step's share of the rescale become exponent adds. Measured in
+    /// docs/benchmarks.md.
+    public var pow2Steps = true
+    /// A mean-rule site at resolution `k` with this recipe's rounding and steps.
     public func meanSite(k: Float) -> SpikeSiteSetting {
-        .mean(k: k, tau: encoding == .naf ? tau : 0)
+        .mean(k: k, tau: encoding == .naf ? tau : 0, pow2: pow2Steps)
     }
     public var weights: SpikeWeightFormat = .int8
     /// Refined head (mean rule, int8-row head codes: `--weights int8` or `int4i`): the head

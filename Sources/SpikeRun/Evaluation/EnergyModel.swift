@@ -46,8 +46,11 @@ public struct EnergyEstimate: Sendable, Hashable, Codable {
     public var spikeIntScaleMicrojoules: Double = 0
     /// A refined head's row-choice comparisons · E_AC (0 otherwise).
     public var spikeSelectMicrojoules: Double = 0
+    /// Products with power-of-two steps (exponent adds) · E_AC (0 otherwise).
+    public var spikeShiftMicrojoules: Double = 0
     public var spikeMicrojoules: Double {
         spikeAccumulateMicrojoules + spikeFloatMicrojoules + spikeIntScaleMicrojoules + spikeSelectMicrojoules
+            + spikeShiftMicrojoules
     }
     /// E_dense / E_spike (> 1: the spike model spends less arithmetic energy).
     public var ratio: Double { spikeMicrojoules > 0 ? denseMicrojoules / spikeMicrojoules : 0 }
@@ -56,7 +59,7 @@ public struct EnergyEstimate: Sendable, Hashable, Codable {
     enum CodingKeys: String, CodingKey {
         case convention, denseMicrojoules = "dense_uj", spikeAccumulateMicrojoules = "spike_sop_uj",
              spikeFloatMicrojoules = "spike_mac_rest_uj", spikeIntScaleMicrojoules = "spike_int_scale_uj",
-             spikeSelectMicrojoules = "spike_select_uj",
+             spikeSelectMicrojoules = "spike_select_uj", spikeShiftMicrojoules = "spike_shift_uj",
              spikeTotal = "spike_uj", ratio = "dense_over_spike", note
     }
     public func encode(to encoder: Encoder) throws {
@@ -67,6 +70,7 @@ public struct EnergyEstimate: Sendable, Hashable, Codable {
         try c.encode(spikeFloatMicrojoules, forKey: .spikeFloatMicrojoules)
         try c.encode(spikeIntScaleMicrojoules, forKey: .spikeIntScaleMicrojoules)
         try c.encode(spikeSelectMicrojoules, forKey: .spikeSelectMicrojoules)
+        try c.encode(spikeShiftMicrojoules, forKey: .spikeShiftMicrojoules)
         try c.encode(spikeMicrojoules, forKey: .spikeTotal)
         try c.encode(ratio, forKey: .ratio)
         try c.encode(note, forKey: .note)
@@ -79,16 +83,18 @@ public struct EnergyEstimate: Sendable, Hashable, Codable {
         spikeFloatMicrojoules = try c.decode(Double.self, forKey: .spikeFloatMicrojoules)
         spikeIntScaleMicrojoules = try c.decodeIfPresent(Double.self, forKey: .spikeIntScaleMicrojoules) ?? 0
         spikeSelectMicrojoules = try c.decodeIfPresent(Double.self, forKey: .spikeSelectMicrojoules) ?? 0
+        spikeShiftMicrojoules = try c.decodeIfPresent(Double.self, forKey: .spikeShiftMicrojoules) ?? 0
         note = try c.decode(String.self, forKey: .note)
     }
     public init(convention: String, denseMicrojoules: Double, spikeAccumulateMicrojoules: Double, spikeFloatMicrojoules: Double,
-                spikeIntScaleMicrojoules: Double = 0, spikeSelectMicrojoules: Double = 0) {
+                spikeIntScaleMicrojoules: Double = 0, spikeSelectMicrojoules: Double = 0, spikeShiftMicrojoules: Double = 0) {
         self.convention = convention
         self.denseMicrojoules = denseMicrojoules
         self.spikeAccumulateMicrojoules = spikeAccumulateMicrojoules
         self.spikeFloatMicrojoules = spikeFloatMicrojoules
         self.spikeIntScaleMicrojoules = spikeIntScaleMicrojoules
         self.spikeSelectMicrojoules = spikeSelectMicrojoules
+        self.spikeShiftMicrojoules = spikeShiftMicrojoules
     }
 }
 
@@ -102,6 +108,8 @@ public struct EnergyEstimate: Sendable, Hashable, Codable {
 ///   score, residual adds 2·d per block, q/k/v bias adds of qwen2 1 per output), each counted
 ///   as one MAC-equivalent (conservative).
 /// - A refined head's row choice: its comparisons, each charged as one accumulation.
+/// - Power-of-two steps: the quantizer's x/s and the rescale's s·s_row are exponent adds,
+///   counted apart from the float ops and each charged as one accumulation.
 public struct EnergyReport: Sendable, Codable {
     public var tokens: Int
     public var meanAttendedPositions: Double
@@ -118,6 +126,10 @@ public struct EnergyReport: Sendable, Codable {
     /// Comparisons choosing the refined head's rows, charged as accumulations (a comparator is
     /// a subtractor: an INT32 add under B, an FP32 add under A).
     public var selectComparesPerToken: Double
+    /// Products with a power-of-two step done as exponent adds (quantizer and rescale), each
+    /// charged as one accumulation (an INT32 add under B, an FP32 add under A: conservative for
+    /// an 8-bit exponent add).
+    public var scaleShiftsPerToken: Double
     public var macRestPerToken: Double
     /// The float operations of `macRestPerToken` by part: `rescale.<site>` (the per-row or
     /// per-block rescaling of each site's outputs: A = q/k/v, O = o, F = gate/up, D = down,
@@ -149,7 +161,8 @@ public struct EnergyReport: Sendable, Codable {
         sopsPerToken = Double(stats.reduce(0) { $0 + $1.sops + $1.hornerAdds }) / t
         rescaleMultipliesPerToken = Double(stats.reduce(0) { $0 + $1.rescaleMultiplies }) / t
         integerScaleMultipliesPerToken = Double(stats.reduce(0) { $0 + $1.rescaleIntMultiplies }) / t
-        quantizerMultipliesPerToken = Double(stats.reduce(0) { $0 + $1.activations }) / t
+        quantizerMultipliesPerToken = Double(stats.reduce(0) { $0 + $1.activations - $1.quantizerShifts }) / t
+        scaleShiftsPerToken = Double(stats.reduce(0) { $0 + $1.rescaleShifts + $1.quantizerShifts }) / t
         floatAttentionMACsPerToken = spiking && spikeAttention ? 0 : attentionMACsPerToken
         let norms = Double(2 * c.nLayer + 1) * 3 * d
         let rope = Double(c.nLayer) * 3 * (qd + kv)
@@ -178,13 +191,13 @@ public struct EnergyReport: Sendable, Codable {
         floatOpsPerTokenByPart = parts
         sopsPerDenseMAC = sopsPerToken / denseMACsPerToken
         let (dense, sops, rest, intMul) = (denseMACsPerToken, sopsPerToken, macRestPerToken, integerScaleMultipliesPerToken)
-        let select = selectComparesPerToken
+        let (select, shifts) = (selectComparesPerToken, scaleShiftsPerToken)
         func estimate(_ e: EnergyConvention) -> EnergyEstimate {
             EnergyEstimate(convention: e.name, denseMicrojoules: dense * e.macPJ * 1e-6,
                            spikeAccumulateMicrojoules: sops * e.acPJ * 1e-6,
                            spikeFloatMicrojoules: rest * (spiking ? e.floatOpPJ : e.macPJ) * 1e-6,
                            spikeIntScaleMicrojoules: intMul * e.intScaleMulPJ * 1e-6,
-                           spikeSelectMicrojoules: select * e.acPJ * 1e-6)
+                           spikeSelectMicrojoules: select * e.acPJ * 1e-6, spikeShiftMicrojoules: shifts * e.acPJ * 1e-6)
         }
         conventionA = estimate(.snnLiterature)
         conventionB = estimate(.matchedInteger)
@@ -197,7 +210,7 @@ public struct EnergyReport: Sendable, Codable {
              integerScaleMultipliesPerToken = "integer_scale_multiplies_per_token",
              quantizerMultipliesPerToken = "quantizer_multiplies_per_token",
              floatAttentionMACsPerToken = "float_attention_macs_per_token", otherFloatOpsPerToken = "other_float_ops_per_token",
-             selectComparesPerToken = "head_select_compares_per_token",
+             selectComparesPerToken = "head_select_compares_per_token", scaleShiftsPerToken = "scale_shifts_per_token",
              macRestPerToken = "mac_rest_per_token", floatOpsPerTokenByPart = "float_ops_per_token_by_part",
              sopsPerDenseMAC = "sops_per_dense_mac",
              conventionA = "energy_convention_a", conventionB = "energy_convention_b", note

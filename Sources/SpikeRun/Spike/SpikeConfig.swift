@@ -58,8 +58,13 @@ public struct SpikeSiteSetting: Sendable, Hashable, Codable {
     /// Of the two integers next to x/s, the one whose NAF fires fewer spikes is taken when it
     /// lies within 0.5 + tau steps (docs/spike-algorithms.md §3).
     public var tau: Float = 0
+    /// Mean rule: the step s = mean|x|/k is snapped to the nearest power of two (in the log
+    /// domain), so the quantizer's x/s and the rescale's s·s_row are exponent adds, not float
+    /// multiplies (docs/spike-algorithms.md §1).
+    public var pow2 = false
 
-    public init(rule: Rule, k: Float, bits: Int, gamma: Float, clip: Int, rho: Float, group: Int, tau: Float = 0) {
+    public init(rule: Rule, k: Float, bits: Int, gamma: Float, clip: Int, rho: Float, group: Int, tau: Float = 0,
+                pow2: Bool = false) {
         self.rule = rule
         self.k = k
         self.bits = bits
@@ -68,20 +73,22 @@ public struct SpikeSiteSetting: Sendable, Hashable, Codable {
         self.rho = rho
         self.group = group
         self.tau = tau
+        self.pow2 = pow2
     }
 
-    enum CodingKeys: String, CodingKey { case rule, k, bits, gamma, clip, rho, group, tau }
+    enum CodingKeys: String, CodingKey { case rule, k, bits, gamma, clip, rho, group, tau, pow2 }
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(rule: try c.decode(Rule.self, forKey: .rule), k: try c.decode(Float.self, forKey: .k),
                   bits: try c.decode(Int.self, forKey: .bits), gamma: try c.decode(Float.self, forKey: .gamma),
                   clip: try c.decode(Int.self, forKey: .clip), rho: try c.decode(Float.self, forKey: .rho),
                   group: try c.decode(Int.self, forKey: .group),
-                  tau: try c.decodeIfPresent(Float.self, forKey: .tau) ?? 0)  // reports before tau
+                  tau: try c.decodeIfPresent(Float.self, forKey: .tau) ?? 0,  // reports before tau
+                  pow2: try c.decodeIfPresent(Bool.self, forKey: .pow2) ?? false)
     }
 
-    public static func mean(k: Float, tau: Float = 0) -> SpikeSiteSetting {
-        .init(rule: .mean, k: k, bits: 0, gamma: 1, clip: 0, rho: 0, group: 0, tau: tau)
+    public static func mean(k: Float, tau: Float = 0, pow2: Bool = false) -> SpikeSiteSetting {
+        .init(rule: .mean, k: k, bits: 0, gamma: 1, clip: 0, rho: 0, group: 0, tau: tau, pow2: pow2)
     }
     public static func max(bits: Int, gamma: Float = 1, group: Int = 32) -> SpikeSiteSetting {
         .init(rule: .max, k: 0, bits: bits, gamma: gamma, clip: 0, rho: 0, group: group)
@@ -155,7 +162,10 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
         // Files written before the thrifty rounding have no tau: plain rhaz everywhere.
         let taus = md["spike.site.tau"] == nil ? [Float](repeating: 0, count: n)
             : try need(md.floats("spike.site.tau"), "spike.site.tau")
-        guard [rules.count, taus.count, ks.count, bits.count, gammas.count, clips.count, rhos.count, groups.count]
+        // Files written before power-of-two steps have none.
+        let pow2s = md["spike.site.pow2"] == nil ? [Int](repeating: 0, count: n)
+            : try need(md.ints("spike.site.pow2"), "spike.site.pow2")
+        guard [rules.count, taus.count, pow2s.count, ks.count, bits.count, gammas.count, clips.count, rhos.count, groups.count]
             .allSatisfy({ $0 == n }) else {
             throw .format("spike.site.* arrays must have \(n) entries (4 per block + head)")
         }
@@ -164,8 +174,11 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
             guard let r = SpikeSiteSetting.Rule(rawValue: rules[i]) else {
                 throw .format("unknown spike.site.rule '\(rules[i])'")
             }
+            guard pow2s[i] == 0 || (pow2s[i] == 1 && r == .mean) else {
+                throw .format("spike.site.pow2[\(i)] = \(pow2s[i]): power-of-two steps are 0 or 1, and 1 only for the mean rule")
+            }
             sites.append(.init(rule: r, k: ks[i], bits: bits[i], gamma: gammas[i], clip: clips[i],
-                               rho: rhos[i], group: groups[i], tau: taus[i]))
+                               rho: rhos[i], group: groups[i], tau: taus[i], pow2: pow2s[i] == 1))
         }
         var prov: [String: String] = [:]
         for key in md.keys where key.hasPrefix("spike.source.") || key.hasPrefix("spike.calibration.") {
@@ -200,6 +213,7 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
         try w.set("spike.site.rho", .array(sites.map { .float32($0.rho) }))
         try w.set("spike.site.group", .array(sites.map { .int32(Int32($0.group)) }))
         try w.set("spike.site.tau", .array(sites.map { .float32($0.tau) }))
+        if sites.contains(where: \.pow2) { try w.set("spike.site.pow2", .array(sites.map { .int32($0.pow2 ? 1 : 0) })) }
         try w.set("spike.attention", .bool(spikeAttention))
         try w.set("spike.attention.q_bits", .int32(Int32(attentionQBits)))
         try w.set("spike.attention.p_bits", .int32(Int32(attentionPBits)))
@@ -219,7 +233,7 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
                 rule: Int32($0.rule == .mean ? SR_SPIKE_RULE_MEAN.rawValue
                             : $0.rule == .max ? SR_SPIKE_RULE_MAX.rawValue : SR_SPIKE_RULE_DENSE.rawValue),
                 encoding: encoding.cValue, k: $0.k, bits: Int32($0.bits), gamma: $0.gamma,
-                clip: Int32($0.clip), rho: $0.rho, group: Int32($0.group), tau: $0.tau)
+                clip: Int32($0.clip), rho: $0.rho, group: Int32($0.group), tau: $0.tau, pow2: $0.pow2 ? 1 : 0)
         }
     }
 }

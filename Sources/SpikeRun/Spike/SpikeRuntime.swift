@@ -88,6 +88,11 @@ public struct SpikeSiteStatistics: Sendable, Hashable, Codable {
     public var rescaleIntMultiplies: Int = 0
     /// Float comparisons that chose the refined head's rows (H only; 0 otherwise).
     public var selectCompares: Int = 0
+    /// Power-of-two steps (0 otherwise): the step times a row's scale as an exponent add, per
+    /// output row (not in `rescaleMultiplies`) ...
+    public var rescaleShifts: Int = 0
+    /// ... and x / step as an exponent add, per encoded value (not a quantizer multiply).
+    public var quantizerShifts: Int = 0
 
     /// Spikes per activation (SPA).
     public var spikesPerActivation: Double { activations > 0 ? Double(spikes) / Double(activations) : 0 }
@@ -251,7 +256,8 @@ final class SpikeRuntime {
                     spikes: Int(st.spikes), timesteps: Int(st.planes), sops: Int(st.sops),
                     hornerAdds: Int(st.horner_adds), denseMACs: Int(st.dense_macs),
                     rescaleMultiplies: Int(st.rescale_mults), rescaleIntMultiplies: Int(st.rescale_int_mults),
-                    selectCompares: Int(st.select_compares)))
+                    selectCompares: Int(st.select_compares), rescaleShifts: Int(st.rescale_shifts),
+                    quantizerShifts: Int(st.quant_shifts)))
             }
         }
         return out
