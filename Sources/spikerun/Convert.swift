@@ -59,7 +59,7 @@ struct Convert: AsyncParsableCommand {
     var attentionPBits: Int = 12
 
     @Flag(name: .customLong("pow2-steps"), inversion: .prefixedNo,
-          help: "Mean rule: snap each step to the nearest power of two, so quantizing and rescaling by it are exponent adds (default on).")
+          help: "Power-of-two steps (default on): each mean-rule step snapped to the nearest power of two, spike attention's query step rounded up to one and its probabilities scaled by 2^-bits, so quantizing and rescaling by them are exponent adds.")
     var pow2Steps = true
 
     @Option(name: .customLong("v-scale-headroom"), help: "Spike attention: V-cache scales = calibration max|v| × this / 127 (default 2).")

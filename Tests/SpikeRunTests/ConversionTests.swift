@@ -391,6 +391,36 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
         #expect(report.conventionB.spikeShiftMicrojoules == report.scaleShiftsPerToken * 0.1 * 1e-6)
     }
 
+    /// Spike attention's float work with and without power-of-two steps (head_dim 64, so
+    /// 1/√64 is a power of two): per score and per P·V output one multiply instead of two, no
+    /// quantizer multiply for q or the probabilities; the products that left are shifts.
+    @Test func attentionPow2Counts() async throws {
+        let model = try SharedModel.get()
+        let c = model.config
+        func run(_ pow2: Bool) async throws -> EnergyReport {
+            var cfg = SpikeConfig.uniform(k: 8, nLayer: c.nLayer)
+            cfg.weights = .int8
+            cfg.spikeAttention = true
+            cfg.attentionPow2 = pow2
+            let setup = SpikeSetup(config: cfg, vScales: [Float](repeating: 0.05, count: c.nLayer * c.nHeadKV * c.headDim))
+            let session = try Session(model: model, contextLength: 64, batchSize: 64, mode: .spike(setup))
+            _ = try await session.allLogits(for: (0..<16).map { Int32(300 + $0 * 7) })
+            return EnergyReport(config: c, stats: await session.spikeStatistics(), tokens: 16,
+                                meanAttendedPositions: 8.5, spikeAttention: true)
+        }
+        let exact = try await run(false), shifted = try await run(true)
+        let scores = Double(c.nLayer * c.nHead) * 8.5, outputs = Double(c.nLayer * c.nHead * c.headDim)
+        let qValues = Double(c.nLayer * c.nHead * c.headDim)
+        #expect(exact.floatOpsPerTokenByPart["rescale.Q"] == 2 * scores)
+        #expect(shifted.floatOpsPerTokenByPart["rescale.Q"] == scores)
+        #expect(exact.floatOpsPerTokenByPart["rescale.P"] == 2 * outputs)
+        #expect(shifted.floatOpsPerTokenByPart["rescale.P"] == outputs)
+        let linearValues: Double = 30 * (3 * 576 + 1536) + 576
+        #expect(exact.quantizerMultipliesPerToken == linearValues + qValues + scores)
+        #expect(shifted.quantizerMultipliesPerToken == linearValues)
+        #expect(shifted.scaleShiftsPerToken == qValues + scores + scores + outputs)
+    }
+
     /// The refined head against two plain heads of the real model: the rows with the largest
     /// coarse logits carry exactly the fine head's logits, every other row the coarse head's;
     /// the counters add the fine train's spikes on those rows, their rescales and the

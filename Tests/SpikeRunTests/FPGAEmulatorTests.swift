@@ -38,6 +38,7 @@ struct FPGAEmulatorTests {
             if spikeAttention {  // the token program encodes on the device: the default's NAF thrifty
                 cfg.encoding = .naf  // rounding and power-of-two steps
                 cfg.sites = cfg.sites.map { _ in .mean(k: 8, tau: ConversionOptions.defaultTau, pow2: true) }
+                cfg.attentionPow2 = true
             }
             let setup = SpikeSetup(config: cfg, vScales: spikeAttention
                                    ? [Float](repeating: 0.05, count: c.nLayer * c.nHeadKV * c.headDim) : nil)

@@ -394,6 +394,42 @@ struct SpikeKernelTests {
         }
     }
 
+    @Test("power-of-two steps of attention: the query's step rounded up, the probabilities times 2^bits")
+    func attentionPow2Steps() {
+        var rng = SplitMix64(31)
+        for _ in 0..<20_000 {
+            let s = Float(bitPattern: UInt32(rng.int(0x0080_0000, 0x7eff_ffff)))
+            let c = sr_spike_pow2_ceil(s)
+            #expect(c.significandBitPattern == 0 && c >= s && c < 2 * s, "\(s)")
+        }
+        #expect(sr_spike_pow2_ceil(4) == 4 && sr_spike_pow2_ceil(Float(4).nextUp) == 8 && sr_spike_pow2_ceil(0.3) == 0.5)
+        #expect(sr_spike_pow2_ceil(0) == 0 && sr_spike_pow2_ceil(.greatestFiniteMagnitude) == .infinity)
+        for it in 0..<200 {
+            let n = rng.int(1, 128)
+            let x = (0..<n).map { _ in rng.laplace() * pow(10, Float(rng.int(-3, 3))) }
+            let bits = Int32([4, 6, 8][it % 3])
+            var p = sr_spike_max_default_params(bits)
+            p.pow2 = 1
+            var c = [Int32](repeating: 0, count: n)
+            var s: Float = 0
+            #expect(code(sr_spike_encode_max(x, Int32(n), &p, &c, &s)) == 0)
+            let m = x.map(\.magnitude).max()!
+            let want = sr_spike_pow2_ceil(m / Float(p.q))
+            #expect(s == want && c == x.map { sr_spike_round_clip($0 * (1 / want), 0.5, p.q) })
+            #expect(c.allSatisfy { abs($0) <= p.q })
+            var g = [Int32](repeating: 0, count: n)
+            var sg: Float = 0
+            #expect(sr_spike_encode_max_group(x, Int32(n), p.q, p.q, 1, 0, 1, &g, &sg) == 0 && g == c && sg == s)
+            // probabilities: times 2^bits, clipped at 2^bits - 1, scale 2^-bits
+            let pb = Int32([10, 12][it % 2]), probs = (0..<n).map { _ in Float(rng.int(0, 1 << 20)) / Float(1 << 20) }
+            var u = [Int32](repeating: 0, count: n), ug = u
+            #expect(code(sr_spike_encode_unsigned(probs, Int32(n), pb, 1, &u)) == 0)
+            #expect(u == probs.map { min(sr_spike_round_clip($0 * Float(1 << pb), 0.5, 1 << 30), (1 << pb) - 1) })
+            #expect(sr_spike_encode_unsigned_group(probs, Int32(n), pb, 1, &ug) == 0 && ug == u)
+            #expect(sr_spike_unsigned_scale(pb, 1) == 1 / Float(1 << pb))
+        }
+    }
+
     @Test("spike-thrifty rounding: the neighbour with fewer NAF digits within 0.5 + tau steps")
     func thriftyRounding() {
         // NAF weights from the definition (digits from the low end), against the shift/mask form.
@@ -541,11 +577,11 @@ struct SpikeKernelTests {
             var mp = sr_spike_mean_default_params(8)
             mp.group = 50
             #expect(code(sr_spike_encode_mean_ex(x, 100, &mp, &n, &s)) == St.numeric.rawValue)
-            #expect(code(sr_spike_encode_unsigned(x, 100, 12, &n)) == St.numeric.rawValue)
+            #expect(code(sr_spike_encode_unsigned(x, 100, 12, 0, &n)) == St.numeric.rawValue)
             #expect(n.allSatisfy { $0 == 77 } && s == [42, 42, 42, 42])
         }
         var n = [Int32](repeating: 0, count: 2)
-        #expect(code(sr_spike_encode_unsigned([0.5, -0.1], 2, 10, &n)) == St.numeric.rawValue)
+        #expect(code(sr_spike_encode_unsigned([0.5, -0.1], 2, 10, 0, &n)) == St.numeric.rawValue)
         // a finite vector whose |x| sum overflows float32 is an error for the mean rule
         let huge = [Float](repeating: 3e38, count: 4)
         var s: Float = 0
@@ -600,9 +636,9 @@ struct SpikeKernelTests {
             #expect(code(sr_spike_encode_mean_ex(out, 64, &mp, &n, &s)) == 0 && n[5] == 100)
             // unsigned probabilities at 12 bits: P = 4095
             var u = [Int32](repeating: 0, count: 4)
-            #expect(code(sr_spike_encode_unsigned([0, 1, 0.5, 2], 4, 12, &u)) == 0)
+            #expect(code(sr_spike_encode_unsigned([0, 1, 0.5, 2], 4, 12, 0, &u)) == 0)
             #expect(u == [0, 4095, 2048, 4095])   // 0.5 * 4095 = 2047.5 -> 2048 (half away)
-            #expect(sr_spike_unsigned_scale(12) == Float(1) / Float(4095))
+            #expect(sr_spike_unsigned_scale(12, 0) == Float(1) / Float(4095))
             // bad parameters
             p.q = 0
             #expect(code(sr_spike_encode_max(eq, 64, &p, &n, &s)) == St.invalidArg.rawValue)
@@ -1141,9 +1177,9 @@ struct SpikeKernelTests {
         let sum = e.reduce(0, +)
         let prob = e.map { $0 / sum }
         var pc = [Int32](repeating: 0, count: nPos)
-        #expect(code(sr_spike_encode_unsigned(prob, Int32(nPos), 12, &pc)) == 0)
+        #expect(code(sr_spike_encode_unsigned(prob, Int32(nPos), 12, 0, &pc)) == 0)
         let Pp = Planes(cap: cap, T: 16)
-        #expect(Pp.set(pc, SR_SPIKE_SIGN_MAGNITUDE, T: 12, scales: [sr_spike_unsigned_scale(12)]) == 0)
+        #expect(Pp.set(pc, SR_SPIKE_SIGN_MAGNITUDE, T: 12, scales: [sr_spike_unsigned_scale(12, 0)]) == 0)
         var o1 = [Float](repeating: .nan, count: hd), o2 = o1
         var b1 = [Int32](repeating: 0, count: hd), b2 = b1
         #expect(code(sr_spike_attn_pv_ref(&V.w, &Pp.p, &o1, &b1, nil)) == 0)

@@ -185,6 +185,8 @@ sr_status sr_spike_net_create(const sr_spike_net_params *p, sr_spike_net **out) 
     if (p->spike_attention && (!p->v_scales || p->q_bits < 2 || p->q_bits > 16 || p->p_bits < 2 ||
                                p->p_bits > 16))
         return sr_fail(SR_ERR_INVALID_ARG, "spike attention needs V scales, q bits and p bits in 2..16");
+    if (p->attn_pow2 != 0 && p->attn_pow2 != 1)
+        return sr_fail(SR_ERR_INVALID_ARG, "attention power-of-two steps must be 0 or 1, got %d", p->attn_pow2);
 
     sr_spike_net *net = calloc(1, sizeof *net);
     if (!net) return sr_fail(SR_ERR_NO_MEMORY, "cannot allocate the spike net");
@@ -646,6 +648,7 @@ static void attn_worker(void *ctx, int ith, int nth) {
     const int32_t hd = net->p.head_dim, nh = net->p.n_head, group = nh / net->p.n_head_kv;
     const float kq_scale = sr_kq_scale(hd);
     sr_spike_max_params qp = sr_spike_max_default_params(net->p.q_bits);
+    qp.pow2 = net->p.attn_pow2;
     j->status[ith] = SR_OK;
     for (int32_t task = ith; task < j->n_tok * nh; task += nth) {
         const int32_t t = task / nh, h = task % nh, kvh = h / group, n_pos = j->pos + t + 1;
@@ -666,8 +669,8 @@ static void attn_worker(void *ctx, int ith, int nth) {
         a->q_tokens++;
         a->q_acts += (uint64_t)hd;
         sr_spike_softmax(a->scores, n_pos);   // shared with the FPGA token program
-        float pscale = sr_spike_unsigned_scale(net->p.p_bits);
-        s = sr_spike_encode_unsigned(a->scores, n_pos, net->p.p_bits, a->counts);
+        float pscale = sr_spike_unsigned_scale(net->p.p_bits, net->p.attn_pow2);
+        s = sr_spike_encode_unsigned(a->scores, n_pos, net->p.p_bits, net->p.attn_pow2, a->counts);
         if (s == SR_OK)
             s = sr_spike_planes_from_counts(&a->p, a->counts, n_pos, SR_SPIKE_SIGN_MAGNITUDE,
                                             net->p.p_bits, 0, &pscale, n_pos);
@@ -720,6 +723,14 @@ static sr_status attention_hook(void *user, int32_t layer, int32_t seq, const fl
     }
     sr_pool_run(net->pool, attn_worker, &job);
     sr_spike_site_stats *sq = stats_at(net, layer, SR_SITE_ATTN_Q), *sp = stats_at(net, layer, SR_SITE_ATTN_P);
+    // Power-of-two steps: q's step times kq_scale is a power of two when kq_scale is one
+    // (head_dim 4^i), so each score's product with a K row scale is a shift; every output of
+    // P.V has the step 2^-p_bits.
+    const bool pow2 = net->p.attn_pow2 != 0;
+    const float kq = sr_kq_scale(hd);
+    uint32_t kq_bits;
+    memcpy(&kq_bits, &kq, 4);
+    const bool q_shift = pow2 && (kq_bits & 0x7fffffu) == 0u;
     for (int32_t i = 0; i < net->n_threads; i++) {
         if (job.status[i] != SR_OK)
             return sr_fail(job.status[i], "spike attention, layer %d: %s", layer, job.error[i]);
@@ -731,8 +742,14 @@ static sr_status attention_hook(void *user, int32_t layer, int32_t seq, const fl
         // Dense attention MACs: q.k over n_pos positions and p.V over n_pos, per head.
         sq->dense_macs += a->p_acts * (uint64_t)hd;
         sp->dense_macs += a->p_acts * (uint64_t)hd;
-        sq->rescale_mults += a->p_acts * 2u;
-        sp->rescale_mults += a->p_tokens * (uint64_t)hd * 2u;
+        sq->rescale_mults += a->p_acts * (q_shift ? 1u : 2u);
+        sq->rescale_shifts += q_shift ? a->p_acts : 0u;
+        sp->rescale_mults += a->p_tokens * (uint64_t)hd * (pow2 ? 1u : 2u);
+        sp->rescale_shifts += pow2 ? a->p_tokens * (uint64_t)hd : 0u;
+        if (pow2) {
+            sq->quant_shifts += a->q_acts;
+            sp->quant_shifts += a->p_acts;
+        }
     }
     return SR_OK;
 }
@@ -976,7 +993,7 @@ static sr_status token_build(sr_spike_net *net, sr_fpga *f, const sr_fpga_matrix
         x.n = (uint32_t)hd; x.job = (uint32_t)qk0; x.n_jobs = (uint32_t)pv0; x.stride = (uint32_t)group;
         prog[nd++] = x;
         x = desc(SPK_OP_ENCODE); x.src0 = OUT(bq); x.n = (uint32_t)hd; x.m = (uint32_t)nh; x.stride = (uint32_t)hd;
-        x.dst = SLOT(5); x.dstride = q_slot_stride; x.flags = SPK_F_KQ;
+        x.dst = SLOT(5); x.dstride = q_slot_stride; x.flags = SPK_F_KQ | (p->attn_pow2 ? SPK_F_POW2 : 0u);
         x.enc = SPK_RULE_MAX | (uint32_t)SR_SPIKE_SIGN_MAGNITUDE << 4 | (uint32_t)p->q_bits << 8;
         x.f0 = fbits(1.0f); x.f1 = fbits(sr_kq_scale(hd)); x.f2 = fbits(0.0f);
         prog[nd++] = x;
@@ -984,7 +1001,8 @@ static sr_status token_build(sr_spike_net *net, sr_fpga *f, const sr_fpga_matrix
         prog[nd++] = x;
         x = desc(SPK_OP_SOFTMAX); x.src0 = OUT(qk0); x.m = (uint32_t)nh; x.stride = qk_stride; x.flags = SPK_F_NPOS;
         prog[nd++] = x;
-        x = desc(SPK_OP_ENCODE); x.src0 = OUT(qk0); x.m = (uint32_t)nh; x.stride = qk_stride; x.flags = SPK_F_NPOS;
+        x = desc(SPK_OP_ENCODE); x.src0 = OUT(qk0); x.m = (uint32_t)nh; x.stride = qk_stride;
+        x.flags = SPK_F_NPOS | (p->attn_pow2 ? SPK_F_POW2 : 0u);
         x.dst = SLOT(5 + nh); x.dstride = p_slot_stride;
         x.enc = SPK_RULE_UNSIGNED | (uint32_t)SR_SPIKE_SIGN_MAGNITUDE << 4 | (uint32_t)p->p_bits << 8;
         prog[nd++] = x;

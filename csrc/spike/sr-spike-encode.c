@@ -33,6 +33,7 @@ sr_spike_max_params sr_spike_max_default_params(int32_t bits) {
     p.clip = 0;
     p.gamma = 1.0f;
     p.rho = 0.0f;
+    p.pow2 = 0;
     return p;
 }
 
@@ -75,7 +76,7 @@ sr_status sr_spike_encode_max(const float *x, int32_t n, const sr_spike_max_para
     for (int32_t g = 0, j0 = 0; j0 < n; g++, j0 += G) {
         uint32_t mb = sr_spike_max_abs_bits_(x + j0, G);
         float s = 1.0f, inv = 0.0f;
-        if (mb == 0 || !sr_spike_scale_max(sr_spike_float_from_bits(mb), p->gamma, p->q, &s, &inv)) {
+        if (mb == 0 || !sr_spike_scale_max(sr_spike_float_from_bits(mb), p->gamma, p->q, p->pow2 != 0, &s, &inv)) {
             memset(counts + j0, 0, (size_t)G * sizeof *counts);
             scales[g] = 1.0f;
             continue;
@@ -129,7 +130,7 @@ sr_status sr_spike_encode_mean(const float *x, int32_t n, float k, int32_t *coun
     return sr_spike_encode_mean_ex(x, n, &p, counts, scale);
 }
 
-sr_status sr_spike_encode_unsigned(const float *p, int32_t n, int32_t bits, int32_t *counts) {
+sr_status sr_spike_encode_unsigned(const float *p, int32_t n, int32_t bits, int pow2, int32_t *counts) {
     if (!p || !counts || n <= 0) return sr_fail(SR_ERR_INVALID_ARG, "spike encoder: null buffer or n <= 0");
     if (bits < 1 || bits > 16) return sr_fail(SR_ERR_INVALID_ARG, "spike encoder: unsigned bits %d outside 1..16", bits);
     for (int32_t j = 0; j < n; j++) {
@@ -137,7 +138,7 @@ sr_status sr_spike_encode_unsigned(const float *p, int32_t n, int32_t bits, int3
         if (p[j] < 0.0f) return sr_fail(SR_ERR_NUMERIC, "spike encoder: probability %d is negative", j);
     }
     int32_t P = (1 << bits) - 1;
-    sr_spike_quantize_(p, n, (float)P, 0.5f, P, counts);
+    sr_spike_quantize_(p, n, sr_spike_unsigned_mult(bits, pow2), 0.5f, P, counts);
     return SR_OK;
 }
 

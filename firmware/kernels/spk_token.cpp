@@ -152,15 +152,16 @@ uint32_t op_encode(const spk_line *out, spk_line *spk, const spk_desc &d, uint32
             if (T < 0 || T > (int32_t)SPK_MAX_T) return SPK_TOKEN_NO_FIT;
         } else if (rule == SPK_RULE_MAX) {
             const int32_t q = (1 << (bits - 1)) - 1, cl = clip ? (int32_t)clip : q;
-            rc = sr_spike_encode_max_group(x, (int32_t)n, q, cl, f_of(d.f0), f_of(d.f2), counts, &s);
+            rc = sr_spike_encode_max_group(x, (int32_t)n, q, cl, f_of(d.f0), f_of(d.f2), (d.flags & SPK_F_POW2) != 0,
+                                           counts, &s);
             if (rc != 0) return SPK_TOKEN_NUMERIC;
             T = enc == SR_SPIKE_SIGN_MAGNITUDE ? (int32_t)bits - 1 : (int32_t)bits;  // two's complement
             if (d.flags & SPK_F_KQ) s = s * f_of(d.f1);
         } else if (rule == SPK_RULE_UNSIGNED) {
-            rc = sr_spike_encode_unsigned_group(x, (int32_t)n, (int32_t)bits, counts);
+            rc = sr_spike_encode_unsigned_group(x, (int32_t)n, (int32_t)bits, (d.flags & SPK_F_POW2) != 0, counts);
             if (rc != 0) return SPK_TOKEN_NUMERIC;
             T = (int32_t)bits;
-            s = sr_spike_unsigned_scale((int32_t)bits);
+            s = sr_spike_unsigned_scale((int32_t)bits, (d.flags & SPK_F_POW2) != 0);
         } else {
             return SPK_TOKEN_BAD_OP;
         }

@@ -60,7 +60,7 @@ enum spk_op {
 /// Descriptor flags.
 #define SPK_F_NPOS   1u   // ENCODE / SOFTMAX / MATVEC: the length is the position count pos+1
 #define SPK_F_KQ     2u   // ENCODE: the slot scale is s * f1 (attention q: kq_scale)
-#define SPK_F_POW2   4u   // ENCODE, mean rule: the step is snapped to a power of two
+#define SPK_F_POW2   4u   // ENCODE: power-of-two steps (mean: nearest, max: rounded up, unsigned: 2^-bits)
 
 /// Encoder selector of ENCODE (`enc`): rule | encoding << 4 | bits << 8 | clip << 16.
 ///   rule 0 mean (k = f0, rho = f1, thrifty margin tau = f2, cap 32767, bitwise codes, T = fewest),

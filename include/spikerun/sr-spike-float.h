@@ -186,15 +186,15 @@ static inline int sr_spike_encode_mean_group(const float *x, int32_t n, float k,
     return 0;
 }
 
-/// Max rule, one group: m = max|x|; if m > 0 and sr_spike_scale_max(m, gamma, q) holds:
+/// Max rule, one group: m = max|x|; if m > 0 and sr_spike_scale_max(m, gamma, q, pow2) holds:
 /// counts_j = sr_spike_round_clip(x_j * inv, 0.5f + rho, clip), scale = s; else 0 and 1.
 static inline int sr_spike_encode_max_group(const float *x, int32_t n, int32_t q, int32_t clip, float gamma,
-                                            float rho, int32_t *counts, float *scale) {
+                                            float rho, int pow2, int32_t *counts, float *scale) {
     const uint32_t mb = sr_spike_max_abs_bits(x, n);
     if (mb >= 0x7f800000u) return -1;
     const float th = 0.5f + rho;
     float s = 1.0f, inv = 0.0f;
-    if (mb == 0 || !sr_spike_scale_max(sr_spike_float_from_bits(mb), gamma, q, &s, &inv)) {
+    if (mb == 0 || !sr_spike_scale_max(sr_spike_float_from_bits(mb), gamma, q, pow2, &s, &inv)) {
         for (int32_t j = 0; j < n; j++) counts[j] = 0;
         *scale = 1.0f;
         return 0;
@@ -205,12 +205,15 @@ static inline int sr_spike_encode_max_group(const float *x, int32_t n, int32_t q
 }
 
 /// Unsigned fixed-scale rule (attention probabilities): counts_j = sr_spike_round_clip(p_j *
-/// (float)P, 0.5f, P), P = 2^bits - 1. -1 on NaN, Inf or a negative p_j.
-static inline int sr_spike_encode_unsigned_group(const float *p, int32_t n, int32_t bits, int32_t *counts) {
+/// sr_spike_unsigned_mult(bits, pow2), 0.5f, P), P = 2^bits - 1. -1 on NaN, Inf or a
+/// negative p_j.
+static inline int sr_spike_encode_unsigned_group(const float *p, int32_t n, int32_t bits, int pow2,
+                                                 int32_t *counts) {
     for (int32_t j = 0; j < n; j++)
         if (sr_spike_abs_bits(p[j]) >= 0x7f800000u || p[j] < 0.0f) return -1;
     const int32_t P = (1 << bits) - 1;
-    for (int32_t j = 0; j < n; j++) counts[j] = sr_spike_round_clip(p[j] * (float)P, 0.5f, P);
+    const float M = sr_spike_unsigned_mult(bits, pow2);
+    for (int32_t j = 0; j < n; j++) counts[j] = sr_spike_round_clip(p[j] * M, 0.5f, P);
     return 0;
 }
 
@@ -220,7 +223,7 @@ static inline int sr_spike_kcache_codes(const float *k, int32_t n, int8_t *codes
     const uint32_t mb = sr_spike_max_abs_bits(k, n);
     if (mb >= 0x7f800000u) return -1;
     float s = 1.0f, inv = 0.0f;
-    if (mb == 0 || !sr_spike_scale_max(sr_spike_float_from_bits(mb), 1.0f, 127, &s, &inv)) {
+    if (mb == 0 || !sr_spike_scale_max(sr_spike_float_from_bits(mb), 1.0f, 127, 0, &s, &inv)) {
         for (int32_t j = 0; j < n; j++) codes[j] = 0;
         *row_scale = 1.0f;
         return 0;

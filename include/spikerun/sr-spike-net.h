@@ -62,6 +62,8 @@ typedef struct sr_spike_net_params {
     bool spike_attention;            // QK and PV through spike kernels (option A)
     int32_t q_bits;                  // attention: q encoded by the max rule at this many bits
     int32_t p_bits;                  // attention: probabilities at this many bits (>= 10)
+    int32_t attn_pow2;               // attention: q's step rounded up to a power of two, the
+                                     // probabilities' scale 2^-p_bits (0 = exact steps)
     const float *v_scales;           // (n_layer, n_head_kv * head_dim) static V scales, or NULL
     int32_t n_seq;                   // sequences with K/V caches of their own (0 = 1)
     // Refined head (0 rows = off; mean-rule head with int8-row codes, CPU only): the head runs

@@ -123,6 +123,7 @@ typedef struct sr_spike_max_params {
     int32_t clip;   // membrane clip C, 1..Q; 0 = Q
     float gamma;    // clip level alpha = gamma * max|x|, in (0, 1]
     float rho;      // dead-zone rounding offset, [0, 0.5); 0 = plain rhaz
+    int32_t pow2;   // 1: s rounded up to a power of two (sr_spike_pow2_ceil); 0 = off
 } sr_spike_max_params;
 
 /// Mean-step rule (§1, recommended default): s = mean|x| / k, no clip but the safety cap.
@@ -151,9 +152,10 @@ SR_API sr_status sr_spike_encode_mean(const float *x, int32_t n, float k, int32_
 SR_API sr_status sr_spike_encode_mean_ex(const float *x, int32_t n, const sr_spike_mean_params *p,
                                          int32_t *counts, float *scales);
 /// Unsigned fixed-scale rule for attention probabilities (§5 option A): P = 2^bits - 1,
-/// n_i = min(rhaz(p_i * (float)P), P); the scale is 1/P (sr_spike_unsigned_scale).
-/// bits in 1..16. Negative, NaN or Inf p -> SR_ERR_NUMERIC (nothing written).
-SR_API sr_status sr_spike_encode_unsigned(const float *p, int32_t n, int32_t bits, int32_t *counts);
+/// n_i = min(rhaz(p_i * M), P) with M = P, or M = 2^bits when pow2; the scale is 1/M
+/// (sr_spike_unsigned_scale). bits in 1..16. Negative, NaN or Inf p -> SR_ERR_NUMERIC
+/// (nothing written).
+SR_API sr_status sr_spike_encode_unsigned(const float *p, int32_t n, int32_t bits, int pow2, int32_t *counts);
 
 /// Exact rhaz with dead zone and clip, on one float32 value v = x * inv (§1 step 4, §3):
 ///   a = |v|; if a >= 2^23: mag = clip; else r = trunc(a) (exact), f = a - r (exact),
@@ -237,18 +239,6 @@ static inline float sr_spike_sum_abs(const float *x, int32_t n) {
     return a0 + a1;
 }
 
-/// Scale of the max rule from m = max|x| (m finite, > 0): alpha = gamma * m; s = alpha / Q;
-/// inv = 1.0f / s. Returns false when inv is not finite (s below ~2^-128: the group is then
-/// treated as all-zero, counts 0, s = 1).
-static inline bool sr_spike_scale_max(float m, float gamma, int32_t q, float *s, float *inv) {
-    float alpha = gamma * m;
-    float sv = alpha / (float)q;
-    float iv = 1.0f / sv;
-    *s = sv;
-    *inv = iv;
-    return sv > 0.0f && iv <= 3.40282347e38f;
-}
-
 /// Nearest power of two to s in the log domain (§1, power-of-two steps): 2^e with
 /// e = floor(log2 s) + (mantissa >= sqrt 2), from the bits alone. Zero and subnormal s give 0
 /// (the group is then silent), a result past the float range gives +Inf, Inf/NaN pass through.
@@ -263,6 +253,34 @@ static inline float sr_spike_pow2_snap(float s) {
     float out;
     memcpy(&out, &r, 4);
     return out;
+}
+
+/// Smallest power of two >= s (the max rule's power-of-two steps: no count grows past Q):
+/// s itself when its mantissa field is 0, else 2^(floor(log2 s) + 1). Zero and subnormal s
+/// give 0 (silent group), past the float range +Inf, Inf/NaN pass through.
+static inline float sr_spike_pow2_ceil(float s) {
+    uint32_t b;
+    memcpy(&b, &s, 4);
+    const uint32_t e = (b >> 23) & 0xffu;
+    if (e == 0xffu) return s;
+    if (e == 0u) return 0.0f;
+    const uint32_t r = (b & 0x80000000u) | ((e + ((b & 0x7fffffu) != 0u ? 1u : 0u)) << 23);
+    float out;
+    memcpy(&out, &r, 4);
+    return out;
+}
+
+/// Scale of the max rule from m = max|x| (m finite, > 0): alpha = gamma * m; s = alpha / Q;
+/// inv = 1.0f / s. Returns false when inv is not finite (s below ~2^-128: the group is then
+/// treated as all-zero, counts 0, s = 1).
+static inline bool sr_spike_scale_max(float m, float gamma, int32_t q, int pow2, float *s, float *inv) {
+    float alpha = gamma * m;
+    float sv = alpha / (float)q;
+    if (pow2) sv = sr_spike_pow2_ceil(sv);
+    float iv = 1.0f / sv;
+    *s = sv;
+    *inv = iv;
+    return sv > 0.0f && sv <= 3.40282347e38f && iv <= 3.40282347e38f;
 }
 
 /// Scale of the mean rule from sum = sr_spike_sum_abs (finite, > 0) over n values:
@@ -280,9 +298,13 @@ static inline int sr_spike_scale_mean(float sum, int32_t n, float k, int pow2, f
     return (sv > 0.0f && iv <= 3.40282347e38f) ? 1 : 0;
 }
 
-/// Activation scale of sr_spike_encode_unsigned: 1.0f / (float)(2^bits - 1).
-static inline float sr_spike_unsigned_scale(int32_t bits) {
-    return 1.0f / (float)((1 << bits) - 1);
+/// Multiplier M of sr_spike_encode_unsigned: 2^bits - 1, or 2^bits with pow2.
+static inline float sr_spike_unsigned_mult(int32_t bits, int pow2) {
+    return (float)(pow2 ? (1 << bits) : (1 << bits) - 1);
+}
+/// Activation scale of sr_spike_encode_unsigned: 1.0f / M (exactly 2^-bits with pow2).
+static inline float sr_spike_unsigned_scale(int32_t bits, int pow2) {
+    return 1.0f / sr_spike_unsigned_mult(bits, pow2);
 }
 
 // ---------------------------------------------------------------------------------------

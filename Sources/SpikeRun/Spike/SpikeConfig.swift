@@ -109,6 +109,9 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
     public var spikeAttention: Bool
     public var attentionQBits: Int
     public var attentionPBits: Int
+    /// Spike attention with power-of-two steps: the query's max-rule step rounded up to a power
+    /// of two, the probabilities' scale 2^-attentionPBits instead of 1/(2^bits − 1).
+    public var attentionPow2 = false
     /// Source model file name and sha256, calibration text, budget: provenance only.
     public var provenance: [String: String]
     /// Refined head (0 = off): the head runs on its site's coarse train, then this many rows
@@ -197,6 +200,7 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
             spikeAttention: md.bool("spike.attention") ?? false,
             attentionQBits: md.int("spike.attention.q_bits") ?? 8,
             attentionPBits: md.int("spike.attention.p_bits") ?? 12,
+            attentionPow2: md.bool("spike.attention.pow2") ?? false,  // absent in older files
             provenance: prov, headRefineRows: refineRows, headRefineK: refineK)
     }
 
@@ -217,6 +221,7 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
         try w.set("spike.attention", .bool(spikeAttention))
         try w.set("spike.attention.q_bits", .int32(Int32(attentionQBits)))
         try w.set("spike.attention.p_bits", .int32(Int32(attentionPBits)))
+        if attentionPow2 { try w.set("spike.attention.pow2", .bool(true)) }
         if headRefineRows > 0 {
             try w.set("spike.head.refine_rows", .uint32(UInt32(headRefineRows)))
             try w.set("spike.head.refine_k", .float32(headRefineK))

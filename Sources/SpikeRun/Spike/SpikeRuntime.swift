@@ -145,6 +145,7 @@ final class SpikeRuntime {
                     n_head: Int32(c.nHead), n_head_kv: Int32(c.nHeadKV), head_dim: Int32(c.headDim),
                     n_ctx: Int32(contextLength), sites: sp.baseAddress, spike_attention: cfg.spikeAttention,
                     q_bits: Int32(cfg.attentionQBits), p_bits: Int32(cfg.attentionPBits),
+                    attn_pow2: cfg.attentionPow2 ? 1 : 0,
                     v_scales: vp.isEmpty ? nil : vp.baseAddress, n_seq: Int32(sequences),
                     head_refine_rows: Int32(cfg.headRefineRows), head_refine_k: cfg.headRefineK)
                 return sr_spike_net_create(&params, &out)
