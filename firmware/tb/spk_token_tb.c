@@ -132,7 +132,7 @@ static sr_spike_net *spike_net(model *m) {
     const sr_spike_site_cfg mean_sm = {SR_SPIKE_RULE_MEAN, SR_SPIKE_SIGN_MAGNITUDE, 8.0f, 0, 0.0f, 0, 0.0f, 0};
     const sr_spike_site_cfg mean_naf = {SR_SPIKE_RULE_MEAN, SR_SPIKE_NAF, 12.0f, 0, 0.0f, 0, 0.1f, 0};
     const sr_spike_site_cfg mean_tc = {SR_SPIKE_RULE_MEAN, SR_SPIKE_TWOS_COMPLEMENT, 4.0f, 0, 0.0f, 0, 0.0f, 0};
-    const sr_spike_site_cfg mean_thrifty = {SR_SPIKE_RULE_MEAN, SR_SPIKE_NAF, 6.0f, 0, 0.0f, 0, 0.0f, 0, 0.35f};
+    const sr_spike_site_cfg mean_thrifty = {SR_SPIKE_RULE_MEAN, SR_SPIKE_NAF, 6.0f, 0, 0.0f, 0, 0.0f, 0, 0.35f, 1};  // pow2 step
     const sr_spike_site_cfg max_sm = {SR_SPIKE_RULE_MAX, SR_SPIKE_SIGN_MAGNITUDE, 0.0f, 8, 0.95f, 0, 0.0f, 0};
     const sr_spike_site_cfg max_tc = {SR_SPIKE_RULE_MAX, SR_SPIKE_TWOS_COMPLEMENT, 0.0f, 6, 1.0f, 20, 0.2f, 0};
     const sr_spike_site_cfg order[N_LAYER * 4 + 1] = {mean_naf, mean_sm, max_sm, mean_tc,
@@ -140,7 +140,8 @@ static sr_spike_net *spike_net(model *m) {
     memcpy(sites, order, sizeof sites);
     static float v_scales[N_LAYER * N_HEAD_KV * HEAD_DIM];
     for (int i = 0; i < N_LAYER * N_HEAD_KV * HEAD_DIM; i++) v_scales[i] = 0.02f + 0.001f * (float)(i % 13);
-    sr_spike_net_params np = {N_LAYER, N_EMBD, N_FF, N_HEAD, N_HEAD_KV, HEAD_DIM, N_CTX, sites, true, 8, 12,
+    // exact attention steps here; the power-of-two ones are checked by FPGAEmulatorTests
+    sr_spike_net_params np = {N_LAYER, N_EMBD, N_FF, N_HEAD, N_HEAD_KV, HEAD_DIM, N_CTX, sites, true, 8, 12, 0,
                               v_scales, 1};
     sr_spike_net *net = NULL;
     sr_status s = sr_spike_net_create(&np, &net);

@@ -167,16 +167,18 @@ static int run(model *m, sr_spike_net *net, float *out) {
     return s == SR_OK;
 }
 
-// refine: the head as int8 rows on a mean-rule NAF train at k = 3, its 16 largest logits
-// recomputed at k = 12 (the refined head of the default conversion)
+// refine: the head as int8 rows on a mean-rule NAF train at k = 2 with a power-of-two step, its
+// 16 largest logits recomputed at k = 12, and attention with power-of-two steps (as the default
+// conversion)
 static sr_spike_net *spike_net(model *m, bool poison_q, bool refine) {
     sr_spike_site_cfg sites[N_LAYER * 4 + 1];
     for (int i = 0; i < N_LAYER * 4 + 1; i++)
         sites[i] = (sr_spike_site_cfg){SR_SPIKE_RULE_MAX, SR_SPIKE_SIGN_MAGNITUDE, 0.0f, 8, 1.0f, 0, 0.0f, 0};
-    if (refine) sites[N_LAYER * 4] = (sr_spike_site_cfg){SR_SPIKE_RULE_MEAN, SR_SPIKE_NAF, 3.0f, 0, 1.0f, 0, 0.0f, 0, 0.35f};
+    if (refine) sites[N_LAYER * 4] = (sr_spike_site_cfg){SR_SPIKE_RULE_MEAN, SR_SPIKE_NAF, 2.0f, 0, 1.0f, 0, 0.0f, 0, 0.35f, 1};
     static float v_scales[N_LAYER * N_HEAD_KV * HEAD_DIM];   // static per-(head, channel) V scales
     for (int i = 0; i < N_LAYER * N_HEAD_KV * HEAD_DIM; i++) v_scales[i] = 0.05f;
-    sr_spike_net_params np = {N_LAYER, N_EMBD, N_FF, N_HEAD, N_HEAD_KV, HEAD_DIM, N_CTX, sites, true, 8, 12, v_scales};
+    sr_spike_net_params np = {N_LAYER, N_EMBD, N_FF, N_HEAD, N_HEAD_KV, HEAD_DIM, N_CTX, sites, true, 8, 12,
+                              refine ? 1 : 0, v_scales};
     if (refine) {
         np.head_refine_rows = 16;
         np.head_refine_k = 12.0f;
