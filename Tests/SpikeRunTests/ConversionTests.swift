@@ -473,13 +473,19 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
         cfg.weights = .int8
         cfg.headRefineRows = 3_000_000_000
         cfg.headRefineK = 12
-        let out = dir + "/bad-refine.gguf"
-        try SpikeModelWriter.write(source: model, setup: SpikeSetup(config: cfg), to: out)
+        try expectFormatError(model, cfg, at: dir + "/bad-refine.gguf", mentioning: "refine_rows")
+    }
+
+    /// Writes `cfg` over `model`'s weights and expects the load to fail with a format error
+    /// that names `key`.
+    private func expectFormatError(_ model: Model, _ cfg: SpikeConfig, at path: String, mentioning key: String,
+                                   sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try SpikeModelWriter.write(source: model, setup: SpikeSetup(config: cfg), to: path)
         do {
-            _ = try Model.load(out, options: .init(threads: 2))
-            Issue.record("a refine row count past Int32 loaded")
+            _ = try Model.load(path, options: .init(threads: 2))
+            Issue.record("a file with a bad \(key) loaded", sourceLocation: sourceLocation)
         } catch {
-            #expect(error.kind == .format && error.message.contains("refine_rows"), "\(error)")
+            #expect(error.kind == .format && error.message.contains(key), "\(error)", sourceLocation: sourceLocation)
         }
     }
 
@@ -496,14 +502,7 @@ private func smallOptions(_ mode: ConversionOptions.Mode, encoding: SpikeEncodin
         let back = try #require(try Model.load(good, options: .init(threads: 2)).spike).config
         #expect(back.sites.map(\.pow2) == cfg.sites.map(\.pow2))
         cfg.sites[1] = .init(rule: .max, k: 0, bits: 8, gamma: 1, clip: 0, rho: 0, group: 32, pow2: true)
-        let bad = dir + "/bad-pow2.gguf"
-        try SpikeModelWriter.write(source: model, setup: SpikeSetup(config: cfg), to: bad)
-        do {
-            _ = try Model.load(bad, options: .init(threads: 2))
-            Issue.record("a max-rule site with power-of-two steps loaded")
-        } catch {
-            #expect(error.kind == .format && error.message.contains("pow2"), "\(error)")
-        }
+        try expectFormatError(model, cfg, at: dir + "/bad-pow2.gguf", mentioning: "pow2")
     }
 
     @Test func pplBudgetAllocatesMixedK() async throws {

@@ -239,36 +239,26 @@ static inline float sr_spike_sum_abs(const float *x, int32_t n) {
     return a0 + a1;
 }
 
-/// Nearest power of two to s in the log domain (§1, power-of-two steps): 2^e with
-/// e = floor(log2 s) + (mantissa >= sqrt 2), from the bits alone. Zero and subnormal s give 0
-/// (the group is then silent), a result past the float range gives +Inf, Inf/NaN pass through.
-static inline float sr_spike_pow2_snap(float s) {
+/// 2^(floor(log2 s) + [mantissa field >= up_from]) for a normal s, from the bits alone; zero
+/// and subnormal s give 0 (the group is then silent), a result past the float range +Inf,
+/// Inf/NaN pass through.
+static inline float sr_spike_pow2_round_(float s, uint32_t up_from) {
     uint32_t b;
     memcpy(&b, &s, 4);
     const uint32_t e = (b >> 23) & 0xffu;
     if (e == 0xffu) return s;
     if (e == 0u) return 0.0f;
-    const uint32_t up = (b & 0x7fffffu) >= 0x3504f4u ? 1u : 0u;   // 1 + m/2^23 >= sqrt(2)
-    const uint32_t r = (b & 0x80000000u) | ((e + up) << 23);      // e + up = 255: Inf
+    const uint32_t up = (b & 0x7fffffu) >= up_from ? 1u : 0u;
+    const uint32_t r = (b & 0x80000000u) | ((e + up) << 23);   // e + up = 255: Inf
     float out;
     memcpy(&out, &r, 4);
     return out;
 }
-
-/// Smallest power of two >= s (the max rule's power-of-two steps: no count grows past Q):
-/// s itself when its mantissa field is 0, else 2^(floor(log2 s) + 1). Zero and subnormal s
-/// give 0 (silent group), past the float range +Inf, Inf/NaN pass through.
-static inline float sr_spike_pow2_ceil(float s) {
-    uint32_t b;
-    memcpy(&b, &s, 4);
-    const uint32_t e = (b >> 23) & 0xffu;
-    if (e == 0xffu) return s;
-    if (e == 0u) return 0.0f;
-    const uint32_t r = (b & 0x80000000u) | ((e + ((b & 0x7fffffu) != 0u ? 1u : 0u)) << 23);
-    float out;
-    memcpy(&out, &r, 4);
-    return out;
-}
+/// Nearest power of two to s in the log domain (§1, power-of-two steps of the mean rule): up
+/// when 1 + m/2^23 >= sqrt 2, i.e. m >= 0x3504F4.
+static inline float sr_spike_pow2_snap(float s) { return sr_spike_pow2_round_(s, 0x3504f4u); }
+/// Smallest power of two >= s (the max rule's power-of-two steps: no count grows past Q).
+static inline float sr_spike_pow2_ceil(float s) { return sr_spike_pow2_round_(s, 1u); }
 
 /// Scale of the max rule from m = max|x| (m finite, > 0): alpha = gamma * m; s = alpha / Q;
 /// inv = 1.0f / s. Returns false when inv is not finite (s below ~2^-128: the group is then
