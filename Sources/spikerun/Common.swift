@@ -60,13 +60,9 @@ struct ModelOptionsGroup: ParsableArguments {
         }
         let file = try Model.openFile(path)
         let isSpike = file.metadata.int("spike.version") != nil && !dense
-        // spike models the FPGA kernel cannot run: they stay on the CPU under auto
-        var cpuOnly: String?
-        if isSpike && file.metadata.string("spike.weights") == SpikeWeightFormat.int4i.rawValue {
-            cpuOnly = "the FPGA kernel has no integer block scales (--weights int4i)"
-        } else if isSpike && (file.metadata.int("spike.head.refine_rows") ?? 0) > 0 {
-            cpuOnly = "the model has a refined head, which runs on the CPU only (convert with --head-refine 0 for the FPGA)"
-        }
+        // spike models the FPGA kernel cannot run stay on the CPU under auto (a malformed file
+        // is reported by the load below)
+        let cpuOnly = isSpike ? (try? SpikeConfig.read(from: file))?.fpgaUnsupportedReason : nil
         let chosen = try BackendChoice.resolve(backend, xclbin: xclbin, spikeModel: isSpike || spikePreview != nil,
                                                cpuOnly: cpuOnly)
         do throws(SpikeRunError) {

@@ -417,8 +417,8 @@ static void encode_worker(void *ctx, int ith, int nth) {
     if (s != SR_OK) snprintf(j->error[ith], sizeof j->error[ith], "%s", sr_last_error());
 }
 
-static uint64_t rescale_mults(const sr_spike_weights *w, const sr_spike_planes *x) {
-    const uint64_t rows = (uint64_t)w->n_out;
+// Float multiplies of `rows` output rows' rescale.
+static uint64_t rescale_mults(const sr_spike_weights *w, const sr_spike_planes *x, uint64_t rows) {
     if (w->int_scales) return rows * 4u;   // sx*sd, sx*sm and their two products
     if (w->format == SR_SPIKE_W_Q4_1 || w->format == SR_SPIKE_W_Q8_0) {
         const uint64_t per_block = (w->format == SR_SPIKE_W_Q4_1 ? 2u : 1u) + (x->group < x->n ? 1u : 0u);
@@ -428,24 +428,25 @@ static uint64_t rescale_mults(const sr_spike_weights *w, const sr_spike_planes *
 }
 
 // Integer block scales: D*A and M*N per row and block (8-bit constants times int32 sums).
-static uint64_t rescale_int_mults(const sr_spike_weights *w) {
-    return w->int_scales ? (uint64_t)w->n_out * (uint64_t)w->n_blocks * 2u : 0u;
+static uint64_t rescale_int_mults(const sr_spike_weights *w, uint64_t rows) {
+    return w->int_scales ? rows * (uint64_t)w->n_blocks * 2u : 0u;
 }
 
 // A power-of-two step makes its products exponent adds: sx*s_row per row (sx*sd and sx*sm
 // with integer block scales; the final sx of a per-block rescale), one token-wide group only.
-static uint64_t rescale_shifts(const sr_spike_site_cfg *c, const sr_spike_weights *w, const sr_spike_planes *x) {
+static uint64_t rescale_shifts(const sr_spike_site_cfg *c, const sr_spike_weights *w, const sr_spike_planes *x,
+                               uint64_t rows) {
     if (!c->pow2 || x->n_groups != 1) return 0u;
-    return (uint64_t)w->n_out * (w->int_scales ? 2u : 1u);
+    return rows * (w->int_scales ? 2u : 1u);
 }
 
-// One layer's rescale counters for one token.
+// Rescale counters of `rows` output rows of one layer for one token.
 static void count_rescale(sr_spike_site_stats *st, const sr_spike_site_cfg *c, const sr_spike_weights *w,
-                          const sr_spike_planes *x) {
-    const uint64_t shifts = rescale_shifts(c, w, x);
-    st->rescale_mults += rescale_mults(w, x) - shifts;
+                          const sr_spike_planes *x, uint64_t rows) {
+    const uint64_t shifts = rescale_shifts(c, w, x, rows);
+    st->rescale_mults += rescale_mults(w, x, rows) - shifts;
     st->rescale_shifts += shifts;
-    st->rescale_int_mults += rescale_int_mults(w);
+    st->rescale_int_mults += rescale_int_mults(w, rows);
 }
 
 // One encoded vector's counters; its quantizer products are shifts with a power-of-two step.
@@ -505,7 +506,7 @@ static sr_status fpga_site(sr_spike_net *net, int32_t layer, sr_site site, const
             st->sops += pl->spikes * (uint64_t)w->n_out;
             st->horner_adds += (uint64_t)pl->T * (uint64_t)w->n_out;
             st->dense_macs += (uint64_t)w->n_in * (uint64_t)w->n_out;
-            count_rescale(st, c, w, pl);
+            count_rescale(st, c, w, pl, (uint64_t)w->n_out);
         }
     }
     return SR_OK;
@@ -558,7 +559,7 @@ static sr_status spike_site(sr_spike_net *net, int32_t layer, sr_site site, int3
         for (int32_t t = 0; t < nb; t++)
             for (int32_t i = 0; i < count; i++) {
                 st->dense_macs += (uint64_t)job.w[i]->n_in * (uint64_t)job.w[i]->n_out;
-                count_rescale(st, c, job.w[i], &net->bplanes[t]);
+                count_rescale(st, c, job.w[i], &net->bplanes[t], (uint64_t)job.w[i]->n_out);
             }
     }
     return SR_OK;
@@ -607,8 +608,7 @@ static sr_status refine_head(sr_spike_net *net, const float *x, int32_t n_in, in
         count_encoded(st, &fine, pl, n_in);   // a second encoded vector of the head input
         st->sops += pl->spikes * (uint64_t)m;
         st->horner_adds += (uint64_t)pl->T * (uint64_t)m;
-        st->rescale_mults += (fine.pow2 ? 1u : 2u) * (uint64_t)m;   // sx * s_row, then * A
-        if (fine.pow2) st->rescale_shifts += (uint64_t)m;
+        count_rescale(st, &fine, w, pl, (uint64_t)m);
     }
     return SR_OK;
 }
@@ -727,10 +727,7 @@ static sr_status attention_hook(void *user, int32_t layer, int32_t seq, const fl
     // (head_dim 4^i), so each score's product with a K row scale is a shift; every output of
     // P.V has the step 2^-p_bits.
     const bool pow2 = net->p.attn_pow2 != 0;
-    const float kq = sr_kq_scale(hd);
-    uint32_t kq_bits;
-    memcpy(&kq_bits, &kq, 4);
-    const bool q_shift = pow2 && (kq_bits & 0x7fffffu) == 0u;
+    const bool q_shift = pow2 && sr_spike_pow2_ceil(sr_kq_scale(hd)) == sr_kq_scale(hd);
     for (int32_t i = 0; i < net->n_threads; i++) {
         if (job.status[i] != SR_OK)
             return sr_fail(job.status[i], "spike attention, layer %d: %s", layer, job.error[i]);

@@ -37,6 +37,14 @@ static float kth_largest(float *v, int32_t n, int32_t k, uint64_t *cmp) {
     return v[k];
 }
 
+// Rows r with y[r] >= tau in row order (NaN fails every comparison: never a candidate).
+static int32_t candidates(const float *y, int32_t n, float tau, int32_t *cand) {
+    int32_t nc = 0;
+    for (int32_t r = 0; r < n; r++)
+        if (y[r] >= tau) cand[nc++] = r;
+    return nc;
+}
+
 uint64_t sr_spike_top_rows(const float *y, int32_t n, int32_t *m_io, float *scratch, int32_t *cand,
                            int32_t *rows) {
     int32_t m = *m_io;
@@ -56,15 +64,10 @@ uint64_t sr_spike_top_rows(const float *y, int32_t n, int32_t *m_io, float *scra
         const int64_t q = ((int64_t)m * ns * 3) / ((int64_t)n * 2) + 8;   // 1.5x the share, + 8
         if (q < ns) tau = kth_largest(scratch, ns, (int32_t)q, &cmp);
     }
-    int32_t nc = 0;
-    for (int32_t r = 0; r < n; r++)
-        if (y[r] >= tau) cand[nc++] = r;   // NaN fails every comparison: never a candidate
+    int32_t nc = candidates(y, n, tau, cand);
     cmp += (uint64_t)n;
     if (nc < m && tau != -INFINITY) {       // the sample misjudged: take every row
-        tau = -INFINITY;
-        nc = 0;
-        for (int32_t r = 0; r < n; r++)
-            if (y[r] >= tau) cand[nc++] = r;
+        nc = candidates(y, n, -INFINITY, cand);
         cmp += (uint64_t)n;
     }
     if (m > nc) m = nc;

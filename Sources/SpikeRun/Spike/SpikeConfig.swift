@@ -136,6 +136,21 @@ public struct SpikeConfig: Sendable, Hashable, Codable {
         site == "H" ? nLayer * 4 : layer * 4 + siteNames.firstIndex(of: site)!
     }
 
+    /// Why the FPGA kernel cannot run this model (nil if it can); the C runtime refuses the
+    /// same cases (`sr_spike_net_use_fpga`).
+    public var fpgaUnsupportedReason: String? {
+        if weights == .int4i { return "the FPGA kernel has no integer block scales (--weights int4i)" }
+        if headRefineRows > 0 {
+            return "the model has a refined head, which runs on the CPU only (convert with --head-refine 0 for the FPGA)"
+        }
+        return nil
+    }
+
+    /// Reads the spike configuration of a converted model, with the file's own block count.
+    public static func read(from file: GGUFFile) throws(SpikeRunError) -> SpikeConfig? {
+        try read(from: file, nLayer: ModelConfig(gguf: file).nLayer)
+    }
+
     /// Reads the spike configuration of a converted model (nil for a dense model).
     public static func read(from file: GGUFFile, nLayer: Int) throws(SpikeRunError) -> SpikeConfig? {
         let md = file.metadata
