@@ -140,6 +140,7 @@ struct SpikeMeasurementsJSON: Encodable {
         var spikes_per_activation: Double
         var mean_timesteps: Double
         var sops_per_token: Double
+        var active_input_fraction: Double?   // linear sites only
     }
     var spike_driven: Bool
     var spike_attention: Bool
@@ -150,6 +151,12 @@ struct SpikeMeasurementsJSON: Encodable {
     var mean_timesteps: Double
     var attention_spikes_per_activation: Double?
     var sops_per_token: Double
+    /// Share of the linear sites' encoded values that fire at all (their weight lines are read).
+    var active_input_fraction: Double
+    /// Packed weight bytes one token decoded alone reads (lines of active inputs, all scales, the
+    /// refined head's rows) and would read without skipping silent inputs; memory, not arithmetic.
+    var decode_weight_bytes_read_per_token: Double
+    var decode_weight_bytes_full_per_token: Double
     var weight_bytes: Int
     var energy: EnergyReport
     var sites: [Site]
@@ -163,12 +170,16 @@ struct SpikeMeasurementsJSON: Encodable {
         tokens_evaluated = tokens
         sites = stats.map {
             Site(layer: $0.layer, site: $0.site, firing_rate: $0.firingRate, spikes_per_activation: $0.spikesPerActivation,
-                 mean_timesteps: $0.meanTimesteps, sops_per_token: Double($0.sops + $0.hornerAdds) / t)
+                 mean_timesteps: $0.meanTimesteps, sops_per_token: Double($0.sops + $0.hornerAdds) / t,
+                 active_input_fraction: $0.isLinearSite ? $0.activeFraction : nil)
         }
         let lin = stats.filter(\.isLinearSite)
         let acts = lin.reduce(0) { $0 + $1.activations }
         let spikes = lin.reduce(0) { $0 + $1.spikes }
         spikes_per_activation = acts > 0 ? Double(spikes) / Double(acts) : 0
+        active_input_fraction = acts > 0 ? Double(lin.reduce(0) { $0 + $1.activeInputs }) / Double(acts) : 0
+        decode_weight_bytes_read_per_token = Double(stats.reduce(0) { $0 + $1.weightBytesRead }) / t
+        decode_weight_bytes_full_per_token = Double(stats.reduce(0) { $0 + $1.weightBytesFull }) / t
         // Activation-weighted mean T; firing rate = spikes / (activations · T).
         let slots = lin.reduce(0.0) { $0 + Double($1.activations) * $1.meanTimesteps }
         mean_timesteps = acts > 0 ? slots / Double(acts) : 0

@@ -70,15 +70,34 @@ struct AnalyzeTests {
             let st = try #require(stats.first { $0.layer == key.layer && $0.site == key.site.name })
             #expect(st.tokens == tokens.count, "\(key)")
             // Every spike the runtime counted is in the recording, and no other.
-            var spikes = 0, steps = 0
+            var spikes = 0, steps = 0, active = 0
             for i in 0..<site.tokenCount {
                 steps += Int(site.tokenSteps[i])
                 for j in 0..<site.neuronCount {
-                    spikes += site.encoding.spikeCount(site.count(token: i, neuron: j), steps: Int(site.tokenSteps[i]))
+                    let n = site.encoding.spikeCount(site.count(token: i, neuron: j), steps: Int(site.tokenSteps[i]))
+                    spikes += n
+                    active += n > 0 ? 1 : 0
                 }
             }
             #expect(spikes == st.spikes, "\(key)")
             #expect(steps == st.timesteps, "\(key)")
+            // Weight bytes: a 64-byte line per (input, tile of rows), read for the inputs that
+            // fire; fp16 block scales (and Q4_1 mins) per (tile row, block), always read.
+            #expect(active == st.activeInputs, "\(key)")
+            let c = model.config
+            let (nIn, rows): (Int, [Int]) = switch key.site {
+            case .A: (c.nEmbd, [c.nEmbd, c.nHeadKV * c.headDim, c.nHeadKV * c.headDim])
+            case .O: (c.nEmbd, [c.nEmbd])
+            case .F: (c.nEmbd, [c.nFF, c.nFF])
+            case .D: (c.nFF, [c.nEmbd])
+            case .H: (c.nEmbd, [c.nVocab])
+            }
+            let tileRows = key.site == .H ? 64 : 128   // Q8_0 head lines, Q4_1 lines
+            let padded = rows.map { ($0 + tileRows - 1) / tileRows * tileRows }.reduce(0, +)
+            let line = padded / tileRows * 64
+            let scales = padded * (nIn / 32) * (key.site == .H ? 2 : 4)
+            #expect(st.weightBytesFull == tokens.count * (nIn * line + scales), "\(key)")
+            #expect(st.weightBytesRead == active * line + tokens.count * scales, "\(key)")
         }
         let widths = Dictionary(rec.keys.map { ($0.site, rec.sites[$0]!.width) }, uniquingKeysWith: { a, _ in a })
         #expect(widths[.A] == model.config.nEmbd)

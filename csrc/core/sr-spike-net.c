@@ -449,10 +449,35 @@ static void count_rescale(sr_spike_site_stats *st, const sr_spike_site_cfg *c, c
     st->rescale_int_mults += rescale_int_mults(w, rows);
 }
 
+// Inputs with at least one spike in any plane: only their weight lines are read.
+static uint64_t active_inputs(const sr_spike_planes *pl) {
+    const size_t stride = (size_t)pl->n_words * 2;
+    uint64_t n = 0;
+    for (int32_t b = 0; b < pl->n_words; b++) {
+        uint32_t m = 0;
+        for (int32_t t = pl->blk_tfirst[b]; t < pl->T; t++)
+            m |= pl->bits[stride * (size_t)t + (size_t)b] | pl->bits[stride * (size_t)t + (size_t)pl->n_words + (size_t)b];
+        n += (uint64_t)__builtin_popcount(m);
+    }
+    return n;
+}
+
+// Packed weight bytes of one layer for one token: the 64-byte line of each tile for every
+// input (full) or every active input (read), plus the scales, which the kernels read whole.
+static void count_reads(sr_spike_site_stats *st, const sr_spike_weights *w, const sr_spike_planes *pl) {
+    const uint64_t line_tiles = (uint64_t)w->n_chunks * SR_SPIKE_LINE_BYTES;
+    const uint64_t per_block = (uint64_t)w->n_chunks * (uint64_t)w->tile_w * 2u;   // fp16 or int16
+    const uint64_t scales = (w->d ? per_block : 0u) * (uint64_t)w->n_blocks + (w->m ? per_block : 0u) * (uint64_t)w->n_blocks
+                          + (w->row_scale ? 4u * (uint64_t)w->n_out : 0u) + (w->row_scale_m ? 4u * (uint64_t)w->n_out : 0u);
+    st->weight_bytes_read += active_inputs(pl) * line_tiles + scales;
+    st->weight_bytes_full += (uint64_t)w->n_in * line_tiles + scales;
+}
+
 // One encoded vector's counters; its quantizer products are shifts with a power-of-two step.
 static void count_encoded(sr_spike_site_stats *st, const sr_spike_site_cfg *c, const sr_spike_planes *pl,
                           int32_t n_in) {
     st->tokens++;
+    st->active_inputs += active_inputs(pl);
     st->activations += (uint64_t)n_in;
     st->spikes += pl->spikes;
     st->planes += (uint64_t)pl->T;
@@ -507,6 +532,7 @@ static sr_status fpga_site(sr_spike_net *net, int32_t layer, sr_site site, const
             st->horner_adds += (uint64_t)pl->T * (uint64_t)w->n_out;
             st->dense_macs += (uint64_t)w->n_in * (uint64_t)w->n_out;
             count_rescale(st, c, w, pl, (uint64_t)w->n_out);
+            count_reads(st, w, pl);
         }
     }
     return SR_OK;
@@ -560,6 +586,7 @@ static sr_status spike_site(sr_spike_net *net, int32_t layer, sr_site site, int3
             for (int32_t i = 0; i < count; i++) {
                 st->dense_macs += (uint64_t)job.w[i]->n_in * (uint64_t)job.w[i]->n_out;
                 count_rescale(st, c, job.w[i], &net->bplanes[t], (uint64_t)job.w[i]->n_out);
+                count_reads(st, job.w[i], &net->bplanes[t]);
             }
     }
     return SR_OK;
@@ -606,6 +633,8 @@ static sr_status refine_head(sr_spike_net *net, const float *x, int32_t n_in, in
         for (int th = 0; th < net->n_threads && th < SR_SPIKE_MAX_THREADS; th++)
             if (job.status[th] != SR_OK) return sr_fail(job.status[th], "%s", job.error[th]);
         count_encoded(st, &fine, pl, n_in);   // a second encoded vector of the head input
+        st->weight_bytes_read += (uint64_t)m * ((uint64_t)n_in + 4u);   // the rows' int8 codes and scales
+        st->weight_bytes_full += (uint64_t)m * ((uint64_t)n_in + 4u);
         st->sops += pl->spikes * (uint64_t)m;
         st->horner_adds += (uint64_t)pl->T * (uint64_t)m;
         count_rescale(st, &fine, w, pl, (uint64_t)m);

@@ -51,6 +51,10 @@ typedef struct sr_spike_site_stats {
     uint64_t rescale_shifts; // power-of-two steps: step x row scale as an exponent add, per row
     uint64_t quant_shifts; // power-of-two steps: x / step as an exponent add, per encoded value
     uint64_t select_compares;   // float comparisons choosing the refined head's rows
+    uint64_t active_inputs;     // encoded values with at least one spike (their weight lines are read)
+    uint64_t weight_bytes_read; // packed weight bytes the kernels read: the lines of active inputs,
+                                // every block scale and row scale (refined head: its int8 rows)
+    uint64_t weight_bytes_full; // packed weight bytes of the layers reading the site, per token
 } sr_spike_site_stats;
 
 /// Attention sites recorded with the per-block ones (index SR_N_SITES + 0/1).

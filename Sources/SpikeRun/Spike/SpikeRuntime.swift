@@ -93,11 +93,19 @@ public struct SpikeSiteStatistics: Sendable, Hashable, Codable {
     public var rescaleShifts: Int = 0
     /// ... and x / step as an exponent add, per encoded value (not a quantizer multiply).
     public var quantizerShifts: Int = 0
+    /// Encoded values with at least one spike: the inputs whose weight lines the kernels read.
+    public var activeInputs: Int = 0
+    /// Packed weight bytes the kernels read (active inputs' lines, all scales; the refined head's
+    /// rows) and the packed bytes of the layers reading the site, summed over tokens.
+    public var weightBytesRead: Int = 0
+    public var weightBytesFull: Int = 0
 
     /// Spikes per activation (SPA).
     public var spikesPerActivation: Double { activations > 0 ? Double(spikes) / Double(activations) : 0 }
     /// Mean time steps per token.
     public var meanTimesteps: Double { tokens > 0 ? Double(timesteps) / Double(tokens) : 0 }
+    /// Share of encoded values that fire at all (the share of weight lines read).
+    public var activeFraction: Double { activations > 0 ? Double(activeInputs) / Double(activations) : 0 }
     /// Firing rate = SPA / T.
     public var firingRate: Double { meanTimesteps > 0 ? spikesPerActivation / meanTimesteps : 0 }
     /// A linear layer's input (A, O, F, D, H), as opposed to attention's Q and P.
@@ -258,7 +266,8 @@ final class SpikeRuntime {
                     hornerAdds: Int(st.horner_adds), denseMACs: Int(st.dense_macs),
                     rescaleMultiplies: Int(st.rescale_mults), rescaleIntMultiplies: Int(st.rescale_int_mults),
                     selectCompares: Int(st.select_compares), rescaleShifts: Int(st.rescale_shifts),
-                    quantizerShifts: Int(st.quant_shifts)))
+                    quantizerShifts: Int(st.quant_shifts), activeInputs: Int(st.active_inputs),
+                    weightBytesRead: Int(st.weight_bytes_read), weightBytesFull: Int(st.weight_bytes_full)))
             }
         }
         return out
