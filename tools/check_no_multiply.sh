@@ -18,7 +18,8 @@ expected="sr_spike_acc_q4_1_portable sr_spike_acc_ternary_portable sr_spike_acc_
 sr_spike_acc_offset_fix sr_spike_acc_q4_1_i16_avx2 sr_spike_acc_q4_1_half_i16_avx2
 sr_spike_acc_q4_1_i32_avx2 sr_spike_acc_ternary_i16_avx2 sr_spike_acc_ternary_i32_avx2
 sr_spike_acc_i8_flush_avx2 sr_spike_acc_i8_flush2_avx2 sr_spike_acc_q4_1_i16_avx512
-sr_spike_acc_i8_flush_avx512 sr_spike_acc_i8_flush2_avx512 sr_spike_acc_i8_flush4_avx512"
+sr_spike_acc_i8_flush_avx512 sr_spike_acc_i8_flush2_avx512 sr_spike_acc_i8_flush4_avx512
+sr_spike_acc_row_i8_avx2"
 
 command -v objdump >/dev/null 2>&1 || { echo "check_no_multiply: objdump not found (install binutils)" >&2; exit 2; }
 

@@ -464,24 +464,27 @@ static uint64_t active_inputs(const sr_spike_planes *pl) {
 
 // Packed weight bytes of one layer for one token: the 64-byte line of each tile for every
 // input (full) or every active input (read), plus the scales, which the kernels read whole.
-static void count_reads(sr_spike_site_stats *st, const sr_spike_weights *w, const sr_spike_planes *pl) {
+static void count_reads(sr_spike_site_stats *st, const sr_spike_weights *w, uint64_t active) {
     const uint64_t line_tiles = (uint64_t)w->n_chunks * SR_SPIKE_LINE_BYTES;
     const uint64_t per_block = (uint64_t)w->n_chunks * (uint64_t)w->tile_w * 2u;   // fp16 or int16
     const uint64_t scales = (w->d ? per_block : 0u) * (uint64_t)w->n_blocks + (w->m ? per_block : 0u) * (uint64_t)w->n_blocks
                           + (w->row_scale ? 4u * (uint64_t)w->n_out : 0u) + (w->row_scale_m ? 4u * (uint64_t)w->n_out : 0u);
-    st->weight_bytes_read += active_inputs(pl) * line_tiles + scales;
+    st->weight_bytes_read += active * line_tiles + scales;
     st->weight_bytes_full += (uint64_t)w->n_in * line_tiles + scales;
 }
 
 // One encoded vector's counters; its quantizer products are shifts with a power-of-two step.
-static void count_encoded(sr_spike_site_stats *st, const sr_spike_site_cfg *c, const sr_spike_planes *pl,
-                          int32_t n_in) {
+// Returns its active inputs (for count_reads).
+static uint64_t count_encoded(sr_spike_site_stats *st, const sr_spike_site_cfg *c, const sr_spike_planes *pl,
+                              int32_t n_in) {
+    const uint64_t active = active_inputs(pl);
     st->tokens++;
-    st->active_inputs += active_inputs(pl);
+    st->active_inputs += active;
     st->activations += (uint64_t)n_in;
     st->spikes += pl->spikes;
     st->planes += (uint64_t)pl->T;
     if (c->pow2) st->quant_shifts += (uint64_t)n_in;
+    return active;
 }
 
 // A site left dense: llama.cpp's 8-bit activation path on the file's own (ggml) weights.
@@ -522,7 +525,7 @@ static sr_status fpga_site(sr_spike_net *net, int32_t layer, sr_site site, const
                                      pl->encoding);
         sr_fpga_input in = {layer == net->p.n_layer ? 4 : (int32_t)site, pl};  // slots: see use_fpga
         if ((s = sr_fpga_step(net->fpga, net->fpga_base[idx], count, &in, 1, net->fpga_y)) != SR_OK) return s;
-        count_encoded(st, c, pl, n_in);
+        const uint64_t active = count_encoded(st, c, pl, n_in);
         size_t off = 0;
         for (int32_t i = 0; i < count; i++) {
             const sr_spike_weights *w = &net->lin[lin_index(net, layer, projs[i])];
@@ -532,7 +535,7 @@ static sr_status fpga_site(sr_spike_net *net, int32_t layer, sr_site site, const
             st->horner_adds += (uint64_t)pl->T * (uint64_t)w->n_out;
             st->dense_macs += (uint64_t)w->n_in * (uint64_t)w->n_out;
             count_rescale(st, c, w, pl, (uint64_t)w->n_out);
-            count_reads(st, w, pl);
+            count_reads(st, w, active);
         }
     }
     return SR_OK;
@@ -549,6 +552,7 @@ static sr_status spike_site(sr_spike_net *net, int32_t layer, sr_site site, int3
     if (count > SR_SPIKE_BATCH_MAX_W)
         return sr_fail(SR_ERR_INVALID_ARG, "a site feeds %d layers (at most %d)", count, SR_SPIKE_BATCH_MAX_W);
     sr_spike_batch job;  // status/stats are written by every thread, error only on failure
+    uint64_t active[SR_SPIKE_NET_BATCH];
     job.pool = net->pool;
     job.n_w = count;
     for (int32_t i = 0; i < count; i++) job.w[i] = &net->lin[lin_index(net, layer, projs[i])];
@@ -570,12 +574,13 @@ static sr_status spike_site(sr_spike_net *net, int32_t layer, sr_site site, int3
                 if (net->record) net->record(net->record_user, layer, (int32_t)site, net->counts, n_in, pl->T,
                                              pl->encoding);
             }
-            count_encoded(st, c, pl, n_in);
+            active[t] = count_encoded(st, c, pl, n_in);
         }
         for (int32_t i = 0; i < count; i++) job.y[i] = ys[i] + (size_t)t0 * (size_t)job.w[i]->n_out;
         job.n_tok = nb;
         job.xs = net->bplanes;
         sr_spike_replica_fill(&net->replica, net->bplanes, nb, &job);
+        atomic_init(&job.next_tile, 0);
         sr_pool_run(net->pool, sr_spike_batch_run, &job);
         for (int th = 0; th < net->n_threads && th < SR_SPIKE_MAX_THREADS; th++) {
             if (job.status[th] != SR_OK) return sr_fail(job.status[th], "%s", job.error[th]);
@@ -586,7 +591,7 @@ static sr_status spike_site(sr_spike_net *net, int32_t layer, sr_site site, int3
             for (int32_t i = 0; i < count; i++) {
                 st->dense_macs += (uint64_t)job.w[i]->n_in * (uint64_t)job.w[i]->n_out;
                 count_rescale(st, c, job.w[i], &net->bplanes[t], (uint64_t)job.w[i]->n_out);
-                count_reads(st, job.w[i], &net->bplanes[t]);
+                count_reads(st, job.w[i], active[t]);
             }
     }
     return SR_OK;

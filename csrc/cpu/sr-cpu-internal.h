@@ -4,6 +4,7 @@
 #ifndef SPIKERUN_SR_CPU_INTERNAL_H
 #define SPIKERUN_SR_CPU_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -47,6 +48,7 @@ typedef struct sr_spike_batch {
     sr_status status[SR_SPIKE_MAX_THREADS];
     sr_spike_stats stats[SR_SPIKE_MAX_THREADS];  // summed over layers and tokens
     char error[SR_SPIKE_MAX_THREADS][160];       // sr_last_error() of a failing thread
+    _Atomic int64_t next_tile;              // one token on one node: the next tile to take
 } sr_spike_batch;
 
 // sr_pool_fn: runs thread ith's share of the batch.

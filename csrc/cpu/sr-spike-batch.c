@@ -47,6 +47,36 @@ void sr_spike_batch_run(void *ctx, int ith, int nth) {
         t0 = (int32_t)((int64_t)b->n_tok * ith / nth);
         t1 = (int32_t)((int64_t)b->n_tok * (ith + 1) / nth);
     }
+    // One token on one node: threads take runs of tiles of all the job's layers from a shared
+    // counter until none are left, so a thread that is slower (or delayed by its other work)
+    // takes fewer, and a layer whose tiles do not divide evenly (576 rows = 9 tiles of 64) is
+    // not split 4/5. Runs are whole multiples of 4 tiles (the row kernels' widest call) and
+    // about 8 per thread over the job, so each call's per-block setup stays small.
+    if (b->n_tok == 1 && nth > 1 && sr_pool_nodes(b->pool) == 1) {
+        int64_t tiles = 0;
+        for (int32_t i = 0; i < b->n_w; i++) tiles += b->w[i]->n_chunks;
+        int64_t run = tiles / (8 * (int64_t)nth) / 4 * 4;
+        if (run < 4) run = 4;
+        for (;;) {
+            const int64_t u0 = atomic_fetch_add_explicit(&b->next_tile, run, memory_order_relaxed);
+            if (u0 >= tiles || st != SR_OK) break;
+            const int64_t u1 = u0 + run < tiles ? u0 + run : tiles;
+            int64_t base = 0;
+            for (int32_t i = 0; i < b->n_w && st == SR_OK; base += b->w[i]->n_chunks, i++) {
+                const sr_spike_weights *w = b->w[i];
+                const int64_t lo = u0 > base ? u0 : base, hi = u1 < base + w->n_chunks ? u1 : base + w->n_chunks;
+                if (hi <= lo) continue;
+                const int64_t r0 = (lo - base) * w->tile_w, r1 = (hi - base) * w->tile_w < w->n_out ? (hi - base) * w->tile_w : w->n_out;
+                sr_spike_stats s1;
+                st = sr_spike_matvec(w, &xs[0], (int32_t)r0, (int32_t)r1, b->y[i], NULL, &s1);
+                if (st == SR_OK) sr_spike_stats_add(&sum, &s1);
+            }
+        }
+        b->status[ith] = st;
+        b->stats[ith] = sum;
+        if (st != SR_OK) snprintf(b->error[ith], sizeof b->error[ith], "%s", sr_last_error());
+        return;
+    }
     // On one node, the rows of all the job's layers are split as one range of tiles: q, k and v
     // (9 + 3 + 3 tiles of 64 rows) go 7 / 8 over two threads, where a split per layer gave one
     // thread 4 + 1 + 1 tiles and the other 5 + 2 + 2. With several nodes each layer is split as

@@ -38,6 +38,11 @@ int sr_spike_planes_sm_fast_(sr_spike_planes *p, const int32_t *counts, int32_t 
 // reports a count that does not fit T planes).
 int sr_spike_planes_naf_fast_(sr_spike_planes *p, const int32_t *counts, int32_t n, int32_t T);
 
+// The refined head's row sums (sr_spike_rows_i8 before its overflow check and rescale) at the
+// AVX2 level from the planes' masks; 0 when not taken (the scalar event loop runs instead).
+int sr_spike_rows_i8_sums_(const int8_t *codes, const sr_spike_planes *x, const int32_t *rows, int32_t m,
+                           int64_t *sums);
+
 // Row-format matvec with an explicit activation scale sx0 overriding x->scale[0]
 // (attention scores: sx0 = s_q * kq_scale). sx0_override = 0 uses x->scale. hot = 1: the
 // weights are cached (no software prefetch; same results).

@@ -1279,3 +1279,91 @@ sr_status sr_spike_matvec_hot(const sr_spike_weights *w, const sr_spike_planes *
                               float *y, int32_t *acc, sr_spike_stats *stats) {
     return sr_spike_matvec_opt_(w, x, o0, o1, y, acc, stats, 0, 0.0f, 1);
 }
+
+// ---------------------------------------------------------------- refined head rows (AVX2)
+
+#if SR_SPIKE_X86
+// 32 bytes, 0xFF where bit i of m is set (byte i is input 32 b + i of the mask's block b).
+SR_AVX2 static inline __m256i sr_mask_bytes_avx2(uint32_t m) {
+    const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)m), sel), bit);
+    return _mm256_cmpeq_epi8(v, bit);
+}
+
+// One row's spike sum over planes 0..T-1. Per plane and block, the row's codes biased to
+// unsigned (code + 128) under the + and - byte masks are summed by vpsadbw (absolute
+// differences from zero: adds only) in 64-bit lanes; corr[t] takes the 128 per spike back
+// out; then the Horner step of the event loop. Exact: no partial sum leaves its lane.
+SR_AVX2 SR_NOINLINE static int64_t sr_spike_acc_row_i8_avx2(const uint8_t *biased, const __m256i *mk,
+                                                           const int64_t *corr, int32_t nw, int32_t T,
+                                                           int32_t enc) {
+    const __m256i zero = _mm256_setzero_si256();
+    int64_t acc = 0;
+    for (int32_t t = 0; t < T; t++, mk += 2 * nw) {
+        __m256i sp = zero, sn = zero;
+        const uint8_t *c = biased;
+        for (int32_t b = 0; b < nw; b++, c += 32) {
+            const __m256i v = SR_LOAD(c);
+            sp = _mm256_add_epi64(sp, _mm256_sad_epu8(_mm256_and_si256(v, mk[2 * b]), zero));
+            sn = _mm256_add_epi64(sn, _mm256_sad_epu8(_mm256_and_si256(v, mk[2 * b + 1]), zero));
+        }
+        const __m256i d = _mm256_sub_epi64(sp, sn);
+        const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
+        const int64_t P = _mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1) - corr[t];
+        if (sr_spike_horner_shift(enc, t)) acc += acc;
+        acc = sr_spike_plane_sign(enc, t) < 0 ? acc - P : acc + P;
+    }
+    return acc;
+}
+
+SR_AVX2 static int sr_rows_i8_sums_avx2(const int8_t *codes, const sr_spike_planes *x, const int32_t *rows,
+                                        int32_t m, int64_t *sums) {
+    const int32_t nw = x->n_words, T = x->T, n = x->n;
+    enum { SR_ROWS_MAX_IN = 8192 };
+    if (n > SR_ROWS_MAX_IN || T < 1) return 0;
+    const size_t stride = (size_t)nw * 2;
+    __m256i *mk = NULL;
+    int64_t *corr = malloc(sizeof(int64_t) * (size_t)T);
+    if (posix_memalign((void **)&mk, 64, sizeof(__m256i) * stride * (size_t)T) != 0 || !corr) {
+        free(mk);
+        free(corr);
+        return 0;
+    }
+    // every row's masks and spike counts, once per call
+    for (int32_t t = 0; t < T; t++) {
+        int64_t np = 0;
+        for (int32_t b = 0; b < nw; b++) {
+            const uint32_t p = x->bits[stride * (size_t)t + (size_t)b], q = x->bits[stride * (size_t)t + (size_t)nw + (size_t)b];
+            mk[stride * (size_t)t + 2 * (size_t)b] = sr_mask_bytes_avx2(p);
+            mk[stride * (size_t)t + 2 * (size_t)b + 1] = sr_mask_bytes_avx2(q);
+            np += __builtin_popcount(p) - __builtin_popcount(q);
+        }
+        corr[t] = np * 128;
+    }
+    _Alignas(32) uint8_t biased[SR_ROWS_MAX_IN];
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (int32_t i = 0; i < m; i++) {
+        const int8_t *row = codes + (size_t)rows[i] * (size_t)n;
+        int32_t j = 0;
+        for (; j + 32 <= n; j += 32)
+            _mm256_store_si256((__m256i *)(void *)(biased + j),
+                               _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(row + j)), flip));
+        for (; j < nw * 32; j++) biased[j] = j < n ? (uint8_t)(row[j] ^ (int8_t)0x80) : 0;   // masks are 0 past n
+        sums[i] = sr_spike_acc_row_i8_avx2(biased, mk, corr, nw, T, x->encoding);
+    }
+    free(mk);
+    free(corr);
+    return 1;
+}
+#endif
+
+int sr_spike_rows_i8_sums_(const int8_t *codes, const sr_spike_planes *x, const int32_t *rows, int32_t m,
+                           int64_t *sums) {
+#if SR_SPIKE_X86
+    if (sr_spike_simd_level_() >= SR_SPIKE_SIMD_AVX2) return sr_rows_i8_sums_avx2(codes, x, rows, m, sums);
+#endif
+    (void)codes; (void)x; (void)rows; (void)m; (void)sums;
+    return 0;
+}

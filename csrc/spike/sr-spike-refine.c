@@ -7,6 +7,7 @@
 #include "sr-spike-impl.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 // k-th largest (0-based) of v[0..n) by quickselect (median of three), counting comparisons.
 static float kth_largest(float *v, int32_t n, int32_t k, uint64_t *cmp) {
@@ -103,31 +104,39 @@ sr_status sr_spike_rows_i8(const int8_t *codes, const float *row_scale, int32_t 
     for (int32_t i = 0; i < m; i++)
         if (rows[i] < 0 || rows[i] >= n_rows)
             return sr_fail(SR_ERR_INVALID_ARG, "spike rows: row %d outside 0..%d", rows[i], n_rows - 1);
-    // four rows per pass over the events: each event is loaded once for all four
-    for (int32_t i = 0; i < m; i += 4) {
-        const int32_t g = m - i < 4 ? m - i : 4;
-        const int8_t *w[4];
-        for (int32_t u = 0; u < 4; u++) w[u] = codes + (size_t)rows[i + (u < g ? u : 0)] * (size_t)n;
-        int64_t acc[4] = {0, 0, 0, 0};
-        for (int32_t t = 0; t < T; t++) {
-            int32_t P[4] = {0, 0, 0, 0};   // |sum| <= 128 n per plane: int32 is exact
-            for (int32_t k = x->ev_start[t]; k < x->ev_start[t + 1]; k++) {
-                const uint32_t j = ev[k] >> 1;
-                const int32_t neg = -(int32_t)(ev[k] & 1u);   // 0 or -1: (v ^ neg) - neg negates
-                for (int32_t u = 0; u < 4; u++) P[u] += ((int32_t)w[u][j] ^ neg) - neg;
+    // The rows' exact sums: from the planes' masks at the AVX2 level (sr-spike-opt.c), else
+    // four rows per pass over the events (each event loaded once for all four).
+    int64_t *sums = malloc(sizeof(int64_t) * (size_t)(m > 0 ? m : 1));
+    if (!sums) return sr_fail(SR_ERR_NO_MEMORY, "spike rows: out of memory for %d rows", m);
+    if (!sr_spike_rows_i8_sums_(codes, x, rows, m, sums))
+        for (int32_t i = 0; i < m; i += 4) {
+            const int32_t g = m - i < 4 ? m - i : 4;
+            const int8_t *w[4];
+            for (int32_t u = 0; u < 4; u++) w[u] = codes + (size_t)rows[i + (u < g ? u : 0)] * (size_t)n;
+            int64_t acc[4] = {0, 0, 0, 0};
+            for (int32_t t = 0; t < T; t++) {
+                int32_t P[4] = {0, 0, 0, 0};   // |sum| <= 128 n per plane: int32 is exact
+                for (int32_t k = x->ev_start[t]; k < x->ev_start[t + 1]; k++) {
+                    const uint32_t j = ev[k] >> 1;
+                    const int32_t neg = -(int32_t)(ev[k] & 1u);   // 0 or -1: (v ^ neg) - neg negates
+                    for (int32_t u = 0; u < 4; u++) P[u] += ((int32_t)w[u][j] ^ neg) - neg;
+                }
+                const int hs = sr_spike_horner_shift(enc, t), minus = sr_spike_plane_sign(enc, t) < 0;
+                for (int32_t u = 0; u < 4; u++) {
+                    if (hs) acc[u] += acc[u];
+                    acc[u] = minus ? acc[u] - P[u] : acc[u] + P[u];
+                }
             }
-            const int hs = sr_spike_horner_shift(enc, t), minus = sr_spike_plane_sign(enc, t) < 0;
-            for (int32_t u = 0; u < 4; u++) {
-                if (hs) acc[u] += acc[u];
-                acc[u] = minus ? acc[u] - P[u] : acc[u] + P[u];
-            }
+            for (int32_t u = 0; u < g; u++) sums[i + u] = acc[u];
         }
-        for (int32_t u = 0; u < g; u++) {
-            if (acc[u] > INT32_MAX || acc[u] < INT32_MIN)
-                return sr_fail(SR_ERR_UNSUPPORTED, "spike rows: row %d leaves int32", rows[i + u]);
-            const int32_t A = (int32_t)acc[u];
-            sr_spike_rescale_rows(&y[rows[i + u]], &A, &row_scale[rows[i + u]], x->scale[0], 1);
+    for (int32_t i = 0; i < m; i++) {
+        if (sums[i] > INT32_MAX || sums[i] < INT32_MIN) {
+            free(sums);
+            return sr_fail(SR_ERR_UNSUPPORTED, "spike rows: row %d leaves int32", rows[i]);
         }
+        const int32_t A = (int32_t)sums[i];
+        sr_spike_rescale_rows(&y[rows[i]], &A, &row_scale[rows[i]], x->scale[0], 1);
     }
+    free(sums);
     return SR_OK;
 }
