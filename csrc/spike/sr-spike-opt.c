@@ -1324,13 +1324,14 @@ SR_AVX2 static int sr_rows_i8_sums_avx2(const int8_t *codes, const sr_spike_plan
     enum { SR_ROWS_MAX_IN = 8192 };
     if (n > SR_ROWS_MAX_IN || T < 1) return 0;
     const size_t stride = (size_t)nw * 2;
-    __m256i *mk = NULL;
+    void *mem = NULL;
     int64_t *corr = malloc(sizeof(int64_t) * (size_t)T);
-    if (posix_memalign((void **)&mk, 64, sizeof(__m256i) * stride * (size_t)T) != 0 || !corr) {
-        free(mk);
+    if (!corr) return 0;
+    if (posix_memalign(&mem, 64, sizeof(__m256i) * stride * (size_t)T) != 0) {
         free(corr);
         return 0;
     }
+    __m256i *mk = mem;
     // every row's masks and spike counts, once per call
     for (int32_t t = 0; t < T; t++) {
         int64_t np = 0;

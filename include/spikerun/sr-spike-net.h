@@ -54,7 +54,7 @@ typedef struct sr_spike_site_stats {
     uint64_t active_inputs;     // encoded values with at least one spike (their weight lines are read)
     uint64_t weight_bytes_read; // packed weight bytes the kernels read: the lines of active inputs,
                                 // every block scale and row scale (refined head: its int8 rows)
-    uint64_t weight_bytes_full; // packed weight bytes of the layers reading the site, per token
+    uint64_t weight_bytes_full; // the same if every line were read (no silent input skipped)
 } sr_spike_site_stats;
 
 /// Attention sites recorded with the per-block ones (index SR_N_SITES + 0/1).
