@@ -451,14 +451,8 @@ static void count_rescale(sr_spike_site_stats *st, const sr_spike_site_cfg *c, c
 
 // Inputs with at least one spike in any plane: only their weight lines are read.
 static uint64_t active_inputs(const sr_spike_planes *pl) {
-    const size_t stride = (size_t)pl->n_words * 2;
     uint64_t n = 0;
-    for (int32_t b = 0; b < pl->n_words; b++) {
-        uint32_t m = 0;
-        for (int32_t t = pl->blk_tfirst[b]; t < pl->T; t++)
-            m |= pl->bits[stride * (size_t)t + (size_t)b] | pl->bits[stride * (size_t)t + (size_t)pl->n_words + (size_t)b];
-        n += (uint64_t)__builtin_popcount(m);
-    }
+    for (int32_t b = 0; b < pl->n_words; b++) n += (uint64_t)__builtin_popcount(sr_spike_planes_fired(pl, b));
     return n;
 }
 

@@ -30,6 +30,54 @@ static size_t row_bytes(const sr_spike_weights *w) {
     return codes + scales + 4;
 }
 
+// Tiles of all the job's layers counted as one range (layer i's follow layer i - 1's).
+static int64_t job_tiles(const sr_spike_batch *b) {
+    int64_t tiles = 0;
+    for (int32_t i = 0; i < b->n_w; i++) tiles += b->w[i]->n_chunks;
+    return tiles;
+}
+
+// Rows [r0, r1) of layer w that the tiles [u0, u1) of the joint range cover, w's tiles
+// starting at base (r0 == r1: none).
+static void tile_rows(const sr_spike_weights *w, int64_t base, int64_t u0, int64_t u1, int64_t *r0, int64_t *r1) {
+    const int64_t lo = u0 > base ? u0 : base, hi = u1 < base + w->n_chunks ? u1 : base + w->n_chunks;
+    *r0 = (lo - base) * w->tile_w;
+    *r1 = hi > lo ? ((hi - base) * w->tile_w < w->n_out ? (hi - base) * w->tile_w : w->n_out) : *r0;
+}
+
+// One token on one node: the threads take runs of tiles of all the job's layers from a shared
+// counter until none are left, so a thread that is slower (or delayed by its other work) takes
+// fewer, and a layer whose tiles do not divide evenly (576 rows = 9 tiles of 64) is not split
+// 4/5. Runs are whole pairs of tiles (the AVX2 int8 kernel takes two per call), about 4 per
+// thread over the job, so each call's per-block setup stays small. Zen 4, 2 threads, paired
+// runs: 2 runs per thread against 8 of whole quads 1.02x, against 4 of pairs 0.99x (noise).
+static sr_status take_tile_runs(sr_spike_batch *b, const sr_spike_planes *x, int nth, sr_spike_stats *sum) {
+    const int64_t tiles = job_tiles(b);
+    int64_t run = tiles / (4 * (int64_t)nth) / 2 * 2;
+    if (run < 2) run = 2;
+    for (;;) {
+        const int64_t u0 = atomic_fetch_add_explicit(&b->next_tile, run, memory_order_relaxed);
+        if (u0 >= tiles) return SR_OK;
+        int64_t base = 0;
+        for (int32_t i = 0; i < b->n_w; base += b->w[i]->n_chunks, i++) {
+            int64_t r0, r1;
+            tile_rows(b->w[i], base, u0, u0 + run, &r0, &r1);
+            if (r1 <= r0) continue;
+            sr_spike_stats s1;
+            const sr_status st = sr_spike_matvec(b->w[i], x, (int32_t)r0, (int32_t)r1, b->y[i], NULL, &s1);
+            if (st != SR_OK) return st;
+            sr_spike_stats_add(sum, &s1);
+        }
+    }
+}
+
+// Thread ith's status and counters (and its error text on failure) for the caller.
+static void batch_done(sr_spike_batch *b, int ith, sr_status st, const sr_spike_stats *sum) {
+    b->status[ith] = st;
+    b->stats[ith] = *sum;
+    if (st != SR_OK) snprintf(b->error[ith], sizeof b->error[ith], "%s", sr_last_error());
+}
+
 void sr_spike_batch_run(void *ctx, int ith, int nth) {
     sr_spike_batch *b = ctx;
     if (ith >= SR_SPIKE_MAX_THREADS) return;
@@ -47,36 +95,9 @@ void sr_spike_batch_run(void *ctx, int ith, int nth) {
         t0 = (int32_t)((int64_t)b->n_tok * ith / nth);
         t1 = (int32_t)((int64_t)b->n_tok * (ith + 1) / nth);
     }
-    // One token on one node: threads take runs of tiles of all the job's layers from a shared
-    // counter until none are left, so a thread that is slower (or delayed by its other work)
-    // takes fewer, and a layer whose tiles do not divide evenly (576 rows = 9 tiles of 64) is
-    // not split 4/5. Runs are whole pairs of tiles (the AVX2 int8 kernel takes two per call),
-    // about 4 per thread over the job, so each call's per-block setup stays small. Zen 4, 2
-    // threads, paired runs: 2 runs per thread against 8 of whole quads 1.02x, against 4 of
-    // pairs 0.99x (within the noise).
+    // One token on one node: threads take runs of tiles from a shared counter (take_tile_runs).
     if (b->n_tok == 1 && nth > 1 && sr_pool_nodes(b->pool) == 1) {
-        int64_t tiles = 0;
-        for (int32_t i = 0; i < b->n_w; i++) tiles += b->w[i]->n_chunks;
-        int64_t run = tiles / (4 * (int64_t)nth) / 2 * 2;
-        if (run < 2) run = 2;
-        for (;;) {
-            const int64_t u0 = atomic_fetch_add_explicit(&b->next_tile, run, memory_order_relaxed);
-            if (u0 >= tiles || st != SR_OK) break;
-            const int64_t u1 = u0 + run < tiles ? u0 + run : tiles;
-            int64_t base = 0;
-            for (int32_t i = 0; i < b->n_w && st == SR_OK; base += b->w[i]->n_chunks, i++) {
-                const sr_spike_weights *w = b->w[i];
-                const int64_t lo = u0 > base ? u0 : base, hi = u1 < base + w->n_chunks ? u1 : base + w->n_chunks;
-                if (hi <= lo) continue;
-                const int64_t r0 = (lo - base) * w->tile_w, r1 = (hi - base) * w->tile_w < w->n_out ? (hi - base) * w->tile_w : w->n_out;
-                sr_spike_stats s1;
-                st = sr_spike_matvec(w, &xs[0], (int32_t)r0, (int32_t)r1, b->y[i], NULL, &s1);
-                if (st == SR_OK) sr_spike_stats_add(&sum, &s1);
-            }
-        }
-        b->status[ith] = st;
-        b->stats[ith] = sum;
-        if (st != SR_OK) snprintf(b->error[ith], sizeof b->error[ith], "%s", sr_last_error());
+        batch_done(b, ith, take_tile_runs(b, &xs[0], nth, &sum), &sum);
         return;
     }
     // On one node, the rows of all the job's layers are split as one range of tiles: q, k and v
@@ -85,20 +106,12 @@ void sr_spike_batch_run(void *ctx, int ith, int nth) {
     // its rows were placed (sr_pool_thread_rows).
     const bool joint = !by_tokens && b->n_w > 1 && sr_pool_nodes(b->pool) == 1;
     int64_t u_lo = 0, u_hi = 0, u_base = 0;   // this thread's tiles, counted over all the layers
-    if (joint) {
-        int64_t tiles = 0;
-        for (int32_t i = 0; i < b->n_w; i++) tiles += b->w[i]->n_chunks;
-        sr_pool_thread_rows(b->pool, tiles, 1, ith, &u_lo, &u_hi);
-    }
+    if (joint) sr_pool_thread_rows(b->pool, job_tiles(b), 1, ith, &u_lo, &u_hi);
     for (int32_t i = 0; i < b->n_w && st == SR_OK; i++) {
         const sr_spike_weights *w = b->w[i];
         int64_t r0 = 0, r1 = w->n_out;
         if (joint) {
-            // the part of [u_lo, u_hi) that falls in this layer's tiles [u_base, u_base + n_chunks)
-            const int64_t lo = u_lo > u_base ? u_lo : u_base;
-            const int64_t hi = u_hi < u_base + w->n_chunks ? u_hi : u_base + w->n_chunks;
-            r0 = (lo - u_base) * w->tile_w;
-            r1 = hi > lo ? ((hi - u_base) * w->tile_w < w->n_out ? (hi - u_base) * w->tile_w : w->n_out) : r0;
+            tile_rows(w, u_base, u_lo, u_hi, &r0, &r1);
             u_base += w->n_chunks;
         } else if (!by_tokens) {
             sr_pool_thread_rows(b->pool, w->n_out, w->tile_w, ith, &r0, &r1);
@@ -123,9 +136,7 @@ void sr_spike_batch_run(void *ctx, int ith, int nth) {
             }
         }
     }
-    b->status[ith] = st;
-    b->stats[ith] = sum;
-    if (st != SR_OK) snprintf(b->error[ith], sizeof b->error[ith], "%s", sr_last_error());
+    batch_done(b, ith, st, &sum);
 }
 
 // ---------------------------------------------------------------- node-local plane copies

@@ -1079,22 +1079,11 @@ static inline void sr_run_block(const sr_spike_weights *w, const sr_spike_planes
 #ifndef SR_PF_DIST
 #define SR_PF_DIST 0
 #endif
-// The inputs of block b that fire at some step: only their lines are prefetched (a silent
-// input's line is never read). On a Zen 4 at the AVX2 level, issuing all 64 lines of two tiles
-// back to back made spike decode 0.64x as fast as this (tg128, 1 thread: 47 against 73 t/s,
-// alternating runs); fewer prefetches stop the burst from delaying the kernel's loads.
-static inline uint32_t sr_fired_mask(const sr_spike_planes *x, int32_t b) {
-    if (b >= x->n_words) return 0;
-    const size_t stride = (size_t)x->n_words * 2;
-    uint32_t m = 0;
-    for (int32_t t = x->blk_tfirst[b]; t < x->T; t++) {
-        const uint32_t *pm = x->bits + stride * (size_t)t + (size_t)b;
-        m |= pm[0] | pm[x->n_words];
-    }
-    return m;
-}
-
-// Prefetch the lines of the inputs in m in tiles tb, tb + next, ... (nt tiles).
+// Prefetch the lines of the inputs in m in tiles tb, tb + next, ... (nt tiles). m is a block's
+// inputs that fire at some step (sr_spike_planes_fired): a silent input's line is never read.
+// On a Zen 4 at the AVX2 level, issuing all 64 lines of two tiles back to back made spike
+// decode 0.64x as fast as this (tg128, 1 thread: 47 against 73 t/s, alternating runs); fewer
+// prefetches stop the burst from delaying the kernel's loads.
 static inline __attribute__((always_inline)) void sr_prefetch_lines(uint32_t m, const uint8_t *tb, int32_t nt, size_t next) {
     while (m) {
         const size_t off = (size_t)__builtin_ctz(m) << 6;
@@ -1138,11 +1127,11 @@ sr_matvec_driver(const sr_spike_weights *w, const sr_spike_planes *x, int32_t o0
     if (cached)
         for (int32_t b = 0; b < nb; b++) {
             sr_make_split(x, b, w->qmax, has16, &splits[b]);
-            fired[b] = prefetch ? sr_fired_mask(x, b) : 0;
+            fired[b] = prefetch ? sr_spike_planes_fired(x, b) : 0;
         }
     sr_split one;
 #define SR_SPLIT(b) (cached ? &splits[b] : (sr_make_split(x, (b), w->qmax, has16, &one), &one))
-#define SR_FIRED(b) (!prefetch || (b) >= nb ? 0u : cached ? fired[b] : sr_fired_mask(x, (b)))
+#define SR_FIRED(b) (!prefetch || (b) >= nb ? 0u : cached ? fired[b] : sr_spike_planes_fired(x, (b)))
 #define SR_PREFETCH(tile, b) sr_prefetch_lines(SR_FIRED((b) + SR_PF_DIST), (tile) + SR_PF_DIST * tile_bytes, 1, 0)
     const uint8_t *tile = w->lines + (size_t)c0 * (size_t)nb * tile_bytes;
     size_t bv = (size_t)c0 * (size_t)nb * (size_t)tw;     // (c, b = 0) in the per-block arrays
@@ -1324,13 +1313,10 @@ SR_AVX2 static int sr_rows_i8_sums_avx2(const int8_t *codes, const sr_spike_plan
     enum { SR_ROWS_MAX_IN = 8192 };
     if (n > SR_ROWS_MAX_IN || T < 1) return 0;
     const size_t stride = (size_t)nw * 2;
+    if (T > SR_SPIKE_MAX_T) return 0;
+    int64_t corr[SR_SPIKE_MAX_T];
     void *mem = NULL;
-    int64_t *corr = malloc(sizeof(int64_t) * (size_t)T);
-    if (!corr) return 0;
-    if (posix_memalign(&mem, 64, sizeof(__m256i) * stride * (size_t)T) != 0) {
-        free(corr);
-        return 0;
-    }
+    if (posix_memalign(&mem, 64, sizeof(__m256i) * stride * (size_t)T) != 0) return 0;
     __m256i *mk = mem;
     // every row's masks and spike counts, once per call
     for (int32_t t = 0; t < T; t++) {
@@ -1361,8 +1347,7 @@ SR_AVX2 static int sr_rows_i8_sums_avx2(const int8_t *codes, const sr_spike_plan
         for (; j < nw * 32; j++) biased[j] = j < n ? (uint8_t)(row[j] ^ (int8_t)0x80) : 0;   // masks are 0 past n
         sums[i] = sr_spike_acc_row_i8_avx2(biased, mk, corr, nw, T, x->encoding);
     }
-    free(mk);
-    free(corr);
+    free(mem);
     return 1;
 }
 #endif

@@ -467,6 +467,19 @@ static inline int32_t sr_spike_planes_sigma(const sr_spike_planes *p, int32_t j,
     return (pos[j >> 5] & m) ? 1 : ((neg[j >> 5] & m) ? -1 : 0);
 }
 
+/// Inputs of block b (bit jj: input 32 b + jj) that fire in some plane; 0 past the last block.
+/// Only these inputs' weight lines are read.
+static inline uint32_t sr_spike_planes_fired(const sr_spike_planes *p, int32_t b) {
+    if (b >= p->n_words) return 0;
+    const size_t stride = (size_t)p->n_words * 2;
+    uint32_t m = 0;
+    for (int32_t t = p->blk_tfirst[b]; t < p->T; t++) {
+        const uint32_t *pm = p->bits + stride * (size_t)t + (size_t)b;
+        m |= pm[0] | pm[p->n_words];
+    }
+    return m;
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. Packed weights (input-major tiles of 64-byte lines) and the spike matvec (§4)
 //
