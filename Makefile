@@ -49,9 +49,12 @@ data:
 build:
 	$(SWIFT) build -c release
 
+# the oracle is llama.cpp built for AVX2 (README, "Which llama.cpp ..."), whatever this CPU has
+LLAMA_AVX2_CMAKE = -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
+
 ## Regenerate the committed oracle fixtures (needs llama-cpp-python; see tools/fixtures/).
 fixtures: setup model data
-	python3 -c 'import llama_cpp' 2>/dev/null || bash tools/pip_install.sh llama-cpp-python==0.3.36
+	python3 -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="$(LLAMA_AVX2_CMAKE)" bash tools/pip_install.sh llama-cpp-python==0.3.36
 	python3 tools/fixtures/make_tokenizer_fixtures.py
 	python3 tools/fixtures/make_model_fixtures.py
 
