@@ -174,6 +174,11 @@ SR_AVX2 static void quant_f16(const float *x, void *dst, int64_t n) {
 SR_AVX2_INLINE void sr_prefetch(const void *p, size_t ahead) {
     _mm_prefetch((const char *)((uintptr_t)p + ahead), _MM_HINT_T0);
 }
+// Every line of one block `ahead` bytes further on (K-quant super-blocks of 84 to 210 bytes
+// span up to 4 lines); the K-quant tiles take `ahead` = SR_DENSE_PF_TILES tiles of rows.
+SR_AVX2_INLINE void sr_prefetch_block(const void *p, size_t ahead, size_t bytes) {
+    for (size_t o = 0; o < bytes; o += 64) sr_prefetch((const char *)p + o, ahead);
+}
 
 // NR weight rows x NA activation rows (constants after inlining). Each weight block is unpacked
 // once per tile and each activation block loaded once; every (r, k) accumulator sees exactly
@@ -423,13 +428,14 @@ SR_AVX2_INLINE float k4_finish(__m256 acc, __m128 acc_m) {
 // its sumi lane for lane (integer sums: the order does not matter, and nothing saturates:
 // |pair sum| <= 3840, scales <= 63), so the float steps, and the result, are ggml's.
 SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *act, size_t a_rb,
-                              float *y, size_t y_ts, const int NA) {
+                              float *y, size_t y_ts, size_t pf, const int NA) {
     const __m512i m4 = _mm512_set1_epi8(0xF);
     const __m512i nib = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
     __m256 acc[SR_TILE_MAX];
     __m128 acc_m[SR_TILE_MAX];
     for (int k = 0; k < NA; ++k) { acc[k] = _mm256_setzero_ps(); acc_m[k] = _mm_setzero_ps(); }
     for (int64_t i = 0; i < nsb; ++i) {
+        sr_prefetch_block(&x[i], pf, sizeof x[i]);
         __m128 dm;
         const __m256i mins_and_scales = k4_mins_and_scales(&x[i], &dm);
         const __m128i sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
@@ -459,7 +465,7 @@ SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *a
 // the 8 lanes of sumi and acc, the 4 lanes of the mins terms), every lane computing what
 // q4_K_tile computes for its row.
 SR_AVX2_INLINE void q4_K_tile2(int64_t nsb, const sr_block_q4_K *x0, const sr_block_q4_K *x1, const char *act,
-                               size_t a_rb, float *y, size_t y_ts, const int NA) {
+                               size_t a_rb, float *y, size_t y_ts, size_t pf, const int NA) {
     const __m512i m4 = _mm512_set1_epi8(0xF);
     const __m512i nib = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
     __m512 acc[SR_TILE_MAX];
@@ -467,6 +473,8 @@ SR_AVX2_INLINE void q4_K_tile2(int64_t nsb, const sr_block_q4_K *x0, const sr_bl
     for (int k = 0; k < NA; ++k) { acc[k] = _mm512_setzero_ps(); acc_m[k] = _mm256_setzero_ps(); }
     const sr_block_q4_K *xr[2] = {x0, x1};
     for (int64_t i = 0; i < nsb; ++i) {
+        sr_prefetch_block(&x0[i], pf, sizeof x0[i]);
+        sr_prefetch_block(&x1[i], pf, sizeof x1[i]);
         float xd[2], xdmin[2];
         __m256i ms[2];
         __m512i sumi[2][SR_TILE_MAX];
@@ -527,7 +535,7 @@ SR_AVX2_INLINE void q4_K_tile2(int64_t nsb, const sr_block_q4_K *x0, const sr_bl
 // super-block and shared by the tokens; each token's accumulators see exactly the sequence of
 // operations of ggml's AVX2 ggml_vec_dot_q4_K_q8_K, so tiling never changes a result.
 SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *act, size_t a_rb,
-                              float *y, size_t y_ts, const int NA) {
+                              float *y, size_t y_ts, size_t pf, const int NA) {
     // the shuffles stay vpshufb with a memory index: the compiler would otherwise turn each
     // into a shift and a broadcast (two instructions)
     const uint8_t *shuf = k_shuffle_k4;
@@ -537,6 +545,7 @@ SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *a
     __m128 acc_m[SR_TILE_MAX];
     for (int k = 0; k < NA; ++k) { acc[k] = _mm256_setzero_ps(); acc_m[k] = _mm_setzero_ps(); }
     for (int64_t i = 0; i < nsb; ++i) {
+        sr_prefetch_block(&x[i], pf, sizeof x[i]);
         __m128 dm;
         const __m256i mins_and_scales = k4_mins_and_scales(&x[i], &dm);
         const __m128i sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
@@ -630,12 +639,13 @@ SR_AVX2_INLINE void k_scales_16(__m128i s8, __m256i out[2]) {
 // The int32 lane sums are exact (no maddubs saturation with 2-bit values), so only the two
 // FMAs and the final hsum round.
 SR_AVX2_INLINE void q2_K_tile(int64_t nsb, const sr_block_q2_K *x, const char *act, size_t a_rb,
-                              float *y, size_t y_ts, const int NA) {
+                              float *y, size_t y_ts, size_t pf, const int NA) {
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m128i m4 = _mm_set1_epi8(0xF);
     __m256 acc[SR_TILE_MAX];
     for (int k = 0; k < NA; ++k) acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nsb; ++i) {
+        sr_prefetch_block(&x[i], pf, sizeof x[i]);
         const float xd = h2f(sr_rd16(&x[i].d)), xdmin = h2f(sr_rd16(&x[i].dmin));
         const __m128i packed = _mm_loadu_si128((const __m128i *)x[i].scales);
         const __m256i mins = _mm256_cvtepi8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), m4));
@@ -675,12 +685,13 @@ SR_AVX2_INLINE void q2_K_tile(int64_t nsb, const sr_block_q2_K *x, const char *a
 // maddubs(low, q8) - maddubs(4 or 0, q8) with signed 6-bit scales, like ggml's AVX2 kernel;
 // again exact integers, then fma(d, sumi, acc) per super-block.
 SR_AVX2_INLINE void q3_K_tile(int64_t nsb, const sr_block_q3_K *x, const char *act, size_t a_rb,
-                              float *y, size_t y_ts, const int NA) {
+                              float *y, size_t y_ts, size_t pf, const int NA) {
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m256i four = _mm256_set1_epi8(4);
     __m256 acc[SR_TILE_MAX];
     for (int k = 0; k < NA; ++k) acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nsb; ++i) {
+        sr_prefetch_block(&x[i], pf, sizeof x[i]);
         const float xd = h2f(sr_rd16(&x[i].d));
         int8_t sc16[16];
         sr_scales_q3_K(x[i].scales, sc16);
@@ -724,7 +735,7 @@ SR_AVX2_INLINE void q3_K_tile(int64_t nsb, const sr_block_q3_K *x, const char *a
 // q4_2 | q4_3) against 64 contiguous q8; the halves' sum at the end of the super-block is
 // ggml's sumi lane for lane (|pair sum| <= 16128, scales int8: nothing saturates).
 SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *act, size_t a_rb,
-                              float *y, size_t y_ts, const int NA) {
+                              float *y, size_t y_ts, size_t pf, const int NA) {
     const __m512i m15 = _mm512_set1_epi8(15);
     const __m512i hmask01 = _mm512_inserti64x4(_mm512_set1_epi8(3), _mm256_set1_epi8(12), 1);
     const __m512i hshl01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
@@ -733,6 +744,7 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
     __m256 acc[SR_TILE_MAX];
     for (int k = 0; k < NA; ++k) acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nsb; ++i) {
+        sr_prefetch_block(&x[i], pf, sizeof x[i]);
         const float xd = h2f(sr_rd16(&x[i].d));
         const __m128i scales = _mm_loadu_si128((const __m128i *)x[i].scales);
         __m512i sumi[SR_TILE_MAX];
@@ -770,7 +782,7 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
 // One Q6_K row against NA tokens, as q4_K_tile: the row's 6-bit codes and scales are unpacked
 // once per 128 values; each token's sums follow ggml_vec_dot_q6_K_q8_K's AVX2 operations.
 SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *act, size_t a_rb,
-                              float *y, size_t y_ts, const int NA) {
+                              float *y, size_t y_ts, size_t pf, const int NA) {
     const uint8_t *shuf = k_shuffle_k4;   // kept as vpshufb (see q4_K_tile)
     __asm__("" : "+r"(shuf));
     const __m256i m3 = _mm256_set1_epi8(3);
@@ -778,6 +790,7 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
     __m256 acc[SR_TILE_MAX];
     for (int k = 0; k < NA; ++k) acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nsb; ++i) {
+        sr_prefetch_block(&x[i], pf, sizeof x[i]);
         const float xd = h2f(sr_rd16(&x[i].d));
         const __m128i scales = _mm_loadu_si128((const __m128i *)x[i].scales);
         // int16 scales, even ones in the low lane and odd ones in the high lane: group i's
@@ -831,13 +844,14 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
 #define SR_K_TILE(name, block, tilefn)                                                                 \
     SR_AVX2 static void name(int64_t n, const void *w, size_t w_rb, int nr, const void *act, size_t a_rb, \
                              int na, float *y, size_t y_ts) {                                          \
+        const size_t pf = SR_DENSE_PF_TILES * w_rb;                                                    \
         for (int r = 0; r < nr; ++r) {                                                                 \
             const block *x = (const block *)((const char *)w + r * w_rb);                              \
             switch (na) {                                                                              \
-            case 1: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 1); break;                          \
-            case 2: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 2); break;                          \
-            case 3: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 3); break;                          \
-            default: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 4); break;                         \
+            case 1: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 1); break;                      \
+            case 2: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 2); break;                      \
+            case 3: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 3); break;                      \
+            default: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 4); break;                     \
             }                                                                                          \
         }                                                                                              \
     }
@@ -845,24 +859,25 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
 // Q4_K at level 2: rows in pairs (q4_K_tile2), an odd last row alone.
 SR_AVX2 static void tile_q4_K(int64_t n, const void *w, size_t w_rb, int nr, const void *act, size_t a_rb, int na,
                               float *y, size_t y_ts) {
+    const size_t pf = SR_DENSE_PF_TILES * w_rb;
     int r = 0;
     for (; r + 2 <= nr; r += 2) {
         const sr_block_q4_K *x0 = (const sr_block_q4_K *)((const char *)w + r * w_rb);
         const sr_block_q4_K *x1 = (const sr_block_q4_K *)((const char *)w + (r + 1) * w_rb);
         switch (na) {
-        case 1: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 1); break;
-        case 2: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2); break;
-        case 3: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 3); break;
-        default: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 4); break;
+        case 1: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 1); break;
+        case 2: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 2); break;
+        case 3: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 3); break;
+        default: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 4); break;
         }
     }
     for (; r < nr; ++r) {
         const sr_block_q4_K *x = (const sr_block_q4_K *)((const char *)w + r * w_rb);
         switch (na) {
-        case 1: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 1); break;
-        case 2: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 2); break;
-        case 3: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 3); break;
-        default: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, 4); break;
+        case 1: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 1); break;
+        case 2: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 2); break;
+        case 3: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 3); break;
+        default: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 4); break;
         }
     }
 }
@@ -958,8 +973,11 @@ SR_AVX2 static float fdot_avx2(int64_t n, const float *w, const float *x) {
     SR_AVX2 static void name(int64_t n, const void *w, size_t w_rb, int nr, const void *act, size_t a_rb, \
                              int na, float *y, size_t y_ts) {                                      \
         for (int k = 0; k < na; ++k)                                                               \
-            for (int r = 0; r < nr; ++r)                                                           \
-                y[k * y_ts + r] = dotfn(n, (const char *)w + r * w_rb, (const char *)act + k * a_rb); \
+            for (int r = 0; r < nr; ++r) {                                                         \
+                const char *row = (const char *)w + r * w_rb;                                      \
+                if (k == 0) sr_prefetch_block(row, SR_DENSE_PF_TILES * w_rb, w_rb);                \
+                y[k * y_ts + r] = dotfn(n, row, (const char *)act + k * a_rb);                     \
+            }                                                                                      \
     }
 // F16 dots of NR rows against one y (attention: keys x query, V rows x probabilities): the y
 // halves are widened once per step for all rows; per row the lanes, FMAs, REDUCE and double
