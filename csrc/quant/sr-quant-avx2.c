@@ -475,16 +475,20 @@ SR_AVX2_INLINE void q4_K_tile2(int64_t nsb, const sr_block_q4_K *x0, const sr_bl
     for (int64_t i = 0; i < nsb; ++i) {
         sr_prefetch_block(&x0[i], pf, sizeof x0[i]);
         sr_prefetch_block(&x1[i], pf, sizeof x1[i]);
-        float xd[2], xdmin[2];
+        __m128 dm[2];
         __m256i ms[2];
         __m512i sumi[2][SR_TILE_MAX];
         for (int r = 0; r < 2; ++r) {
-            __m128 dm;
-            ms[r] = k4_mins_and_scales(&xr[r][i], &dm);
-            xd[r] = _mm_cvtss_f32(dm);
-            xdmin[r] = _mm_cvtss_f32(_mm_movehdup_ps(dm));
+            ms[r] = k4_mins_and_scales(&xr[r][i], &dm[r]);
             for (int k = 0; k < NA; ++k) sumi[r][k] = _mm512_setzero_si512();
         }
+        // the rows' d as [row 0 x 8 | row 1 x 8] and -dmin as [row 0 x 4 | row 1 x 4], so that one
+        // multiply by a token's d gives each lane ggml's d = y.d * x.d (and -(y.d * x.dmin): the
+        // negation is exact)
+        const __m512 xdv = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_broadcastss_ps(dm[0])),
+                                                               _mm256_castps_pd(_mm256_broadcastss_ps(dm[1])), 1));
+        const __m256 xmv = _mm256_xor_ps(_mm256_set_m128(_mm_permute_ps(dm[1], 0x55), _mm_permute_ps(dm[0], 0x55)),
+                                         _mm256_set1_ps(-0.0f));
         const __m256i scales0 = _mm256_set_m128i(_mm256_castsi256_si128(ms[0]), _mm256_castsi256_si128(ms[0]));
         const __m256i scales1 = _mm256_set_m128i(_mm256_castsi256_si128(ms[1]), _mm256_castsi256_si128(ms[1]));
         // mins of both rows: [row 0 | row 1]
@@ -506,18 +510,15 @@ SR_AVX2_INLINE void q4_K_tile2(int64_t nsb, const sr_block_q4_K *x0, const sr_bl
         }
         for (int k = 0; k < NA; ++k) {
             const sr_block_q8_K *yb = (const sr_block_q8_K *)(act + k * a_rb) + i;
-            float yd;
-            memcpy(&yd, &yb->d, 4);
-            const float d0 = yd * xd[0], d1 = yd * xd[1], dmin0 = -yd * xdmin[0], dmin1 = -yd * xdmin[1];
+            const __m512 ydv = _mm512_set1_ps(yb->d);
             const __m256i q8sums = _mm256_loadu_si256((const __m256i *)yb->bsums);
             const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
             const __m256i prod = _mm256_madd_epi16(mins01, _mm256_set_m128i(q8s, q8s));
-            acc_m[k] = _mm256_fmadd_ps(_mm256_set_m128(_mm_set1_ps(dmin1), _mm_set1_ps(dmin0)), _mm256_cvtepi32_ps(prod), acc_m[k]);
+            acc_m[k] = _mm256_fmadd_ps(_mm256_mul_ps(_mm512_castps512_ps256(ydv), xmv), _mm256_cvtepi32_ps(prod), acc_m[k]);
             // [lo0 | lo1] + [hi0 | hi1]: each row's sumi
             const __m512i lo = _mm512_shuffle_i64x2(sumi[0][k], sumi[1][k], _MM_SHUFFLE(1, 0, 1, 0));
             const __m512i hi = _mm512_shuffle_i64x2(sumi[0][k], sumi[1][k], _MM_SHUFFLE(3, 2, 3, 2));
-            const __m512 dv = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(d0)), _mm256_castps_pd(_mm256_set1_ps(d1)), 1));
-            acc[k] = _mm512_fmadd_ps(dv, _mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), acc[k]);
+            acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(ydv, xdv), _mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), acc[k]);
         }
     }
     for (int k = 0; k < NA; ++k) {
