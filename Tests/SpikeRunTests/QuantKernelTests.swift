@@ -270,6 +270,33 @@ struct QuantKernelTests {
         }
     }
 
+    @Test("Q8_K activations: every level's bytes equal the reference's on random blocks, opposite-sign ties of the largest magnitude, zeros, NaN and infinity")
+    func q8KEveryLevel() {
+        var rng = SystemRandomNumberGenerator()
+        var blocks: [[Float]] = []
+        for b in 0..<24 {
+            var x = (0..<256).map { _ in Float.random(in: -3...3, using: &rng) * (b % 3 == 0 ? 1e-3 : 1) }
+            switch b % 6 {
+            case 1: x[17] = 7; x[3] = -7          // a tie: the first one (negative) sets the sign
+            case 2: x[200] = -9; x[250] = 9
+            case 3: x = [Float](repeating: 0, count: 256)
+            case 4: x[100] = .nan
+            case 5: x[5] = -.infinity
+            default: break
+            }
+            blocks.append(x)
+        }
+        let row = blocks.flatMap { $0 }
+        let ref = withLevel(0) { quantizeAct(SR_TYPE_Q4_K, row) }
+        for lvl in simdLevels.dropFirst() {
+            let got = withLevel(lvl) { quantizeAct(SR_TYPE_Q4_K, row) }
+            for b in 0..<blocks.count {
+                let r = (b * 292)..<((b + 1) * 292)
+                #expect(Array(got[r]) == Array(ref[r]), "block \(b) (case \(b % 6)) level \(lvl)")
+            }
+        }
+    }
+
     @Test("sr_vec_dot and sr_matmul equal llama.cpp's ggml_vec_dot_* bit for bit (golden fixtures)")
     func dotMatchesLlamaCpp() throws {
         let x = floats(try quantFixture("act_in.f32"))

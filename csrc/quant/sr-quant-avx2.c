@@ -150,6 +150,55 @@ SR_AVX2 static void quant_q8_x(const float *x, void *dst, int64_t n, int with_su
     }
 }
 
+// Q8_K (the K-quants' activations) as ggml's quantize_row_q8_K_ref, which x86 builds use: the
+// signed value of largest magnitude (the first one on ties) gives iscale = -127 / max, and
+// cvtps rounds iscale * x half to even, as nearest_int's magic-number add does for these
+// magnitudes (|iscale * x| <= 127; packs then saturates where the reference clamps at 127).
+// A block holding a NaN or an infinity goes to the reference, whose scalar steps define it.
+SR_AVX2 static void quant_q8_K(const float *x, void *dst, int64_t n) {
+    sr_block_q8_K *y = dst;
+    for (int64_t i = 0; i < n / SR_QK_K; ++i, x += SR_QK_K) {
+        float amax = 0.0f;
+        __m256 bad = _mm256_setzero_ps();
+        for (int j = 0; j < SR_QK_K; j += 32) {
+            const __m256 v0 = _mm256_loadu_ps(x + j), v1 = _mm256_loadu_ps(x + j + 8);
+            const __m256 v2 = _mm256_loadu_ps(x + j + 16), v3 = _mm256_loadu_ps(x + j + 24);
+            const float m = block_amax(v0, v1, v2, v3);
+            amax = m > amax ? m : amax;
+            // x - x is NaN exactly for NaN and infinite x
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_sub_ps(v0, v0), _mm256_sub_ps(v1, v1), _CMP_UNORD_Q));
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_sub_ps(v2, v2), _mm256_sub_ps(v3, v3), _CMP_UNORD_Q));
+        }
+        if (!_mm256_testz_ps(bad, bad) || amax == 0.0f) {
+            sr_quantize_q8_K_ref(x, &y[i], SR_QK_K);
+            continue;
+        }
+        int first = 0;
+        while (fabsf(x[first]) != amax) ++first;
+        const float iscale = -127.f / x[first];
+        const __m256 mul = _mm256_set1_ps(iscale);
+        for (int j = 0; j < SR_QK_K; j += 32) {
+            __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(mul, _mm256_loadu_ps(x + j)));
+            __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(mul, _mm256_loadu_ps(x + j + 8)));
+            __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(mul, _mm256_loadu_ps(x + j + 16)));
+            __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(mul, _mm256_loadu_ps(x + j + 24)));
+            i0 = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+            i0 = _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(y[i].qs + j), i0);
+            // the two 16-value sums: sign-extend, add pairs, then fold
+            const __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(i0));
+            const __m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(i0, 1));
+            const __m256i s = _mm256_hadd_epi16(w0, w1);            // lanes: w0 pairs | w1 pairs, per half
+            __m128i t = _mm_add_epi16(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            t = _mm_hadd_epi16(t, t);
+            t = _mm_hadd_epi16(t, t);                               // [sum w0, sum w1, ...]
+            y[i].bsums[j / 16] = (int16_t)_mm_extract_epi16(t, 0);
+            y[i].bsums[j / 16 + 1] = (int16_t)_mm_extract_epi16(t, 1);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
 SR_AVX2 static void quant_q8_0(const float *x, void *dst, int64_t n) { quant_q8_x(x, dst, n, 0); }
 SR_AVX2 static void quant_q8_1(const float *x, void *dst, int64_t n) { quant_q8_x(x, dst, n, 1); }
 
@@ -1122,6 +1171,7 @@ int SR_KERNELS_INIT(sr_kernels *k) {
     k->tile[SR_TYPE_F32] = tile_f32;
     k->quant[SR_TYPE_Q8_0] = quant_q8_0;
     k->quant[SR_TYPE_Q8_1] = quant_q8_1;
+    k->quant[SR_TYPE_Q8_K] = quant_q8_K;
     k->quant[SR_TYPE_F16] = quant_f16;
     k->fdot = fdot_avx2;
     k->f16rows = f16rows_avx2;
