@@ -413,12 +413,6 @@ static const uint8_t k_shuffle_k4[256] = {
     12,13,12,13,12,13,12,13,12,13,12,13,12,13,12,13,12,13,12,13,12,13,12,13,12,13,12,13,12,13,12,13,
     14,15,14,15,14,15,14,15,14,15,14,15,14,15,14,15,14,15,14,15,14,15,14,15,14,15,14,15,14,15,14,15,
 };
-static const uint8_t k_shuffle_q6[128] = {
-     0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,   2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
-     4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5,   6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7,
-     8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9,  10,10,10,10,10,10,10,10,11,11,11,11,11,11,11,11,
-    12,12,12,12,12,12,12,12,13,13,13,13,13,13,13,13, 14,14,14,14,14,14,14,14,15,15,15,15,15,15,15,15,
-};
 
 // Q2_K / Q3_K: shuffle i picks 16-bit scale 2i for the low 128-bit lane (elements 0..15 of a
 // 32-element group) and 2i + 1 for the high lane, from a register holding 8 scales twice.
@@ -431,7 +425,6 @@ static const uint8_t k_shuffle_q3k[128] = {
 
 SR_AVX2_INLINE __m256i scale_shuffle_q3k(int i) { return _mm256_loadu_si256((const __m256i *)k_shuffle_q3k + i); }
 SR_AVX2_INLINE __m256i scale_shuffle_k4(int i) { return _mm256_loadu_si256((const __m256i *)k_shuffle_k4 + i); }
-SR_AVX2_INLINE __m128i scale_shuffle_q6(int i) { return _mm_loadu_si128((const __m128i *)k_shuffle_q6 + i); }
 
 // A Q4_K/Q5_K super-block's 8 scales (low 128 bits) and 8 mins (high 128 bits) widened to
 // int16, the values ggml_vec_dot_q4_K_q8_K unpacks with its scalar utmp shuffle, here from one
@@ -781,16 +774,40 @@ SR_AVX2_INLINE void q3_K_tile(int64_t nsb, const sr_block_q3_K *x, const char *a
 }
 
 #ifdef SR_QUANT_VNNI
-// AVX-512 VNNI form of q6_K_tile: a zmm holds two of ggml's 32-value groups (q4_0 | q4_1, then
-// q4_2 | q4_3) against 64 contiguous q8; the halves' sum at the end of the super-block is
-// ggml's sumi lane for lane (|pair sum| <= 16128, scales int8: nothing saturates).
-SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *act, size_t a_rb,
-                              float *y, size_t y_ts, size_t pf, const int NA) {
+// Q6_K scale shuffles at level 2: shuffle g broadcasts int8 scales 2g, 2g + 1 over 8 bytes each.
+static const uint8_t k_shuffle_q6[128] = {
+     0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,   2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+     4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5,   6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7,
+     8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9,  10,10,10,10,10,10,10,10,11,11,11,11,11,11,11,11,
+    12,12,12,12,12,12,12,12,13,13,13,13,13,13,13,13, 14,14,14,14,14,14,14,14,15,15,15,15,15,15,15,15,
+};
+SR_AVX2_INLINE __m128i scale_shuffle_q6(int i) { return _mm_loadu_si128((const __m128i *)k_shuffle_q6 + i); }
+
+// Step j (128 values) of a Q6_K super-block at level 2: q01 holds ggml's 32-value groups
+// q4_0 | q4_1 and q23 q4_2 | q4_3 as unsigned 6-bit codes, sc01 and sc23 their int16 scales.
+SR_AVX2_INLINE void q6_K_step(const sr_block_q6_K *x, __m128i scales, int j, __m512i *q01, __m512i *q23,
+                              __m512i *sc01, __m512i *sc23) {
     const __m512i m15 = _mm512_set1_epi8(15);
     const __m512i hmask01 = _mm512_inserti64x4(_mm512_set1_epi8(3), _mm256_set1_epi8(12), 1);
     const __m512i hshl01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
     const __m512i hmask23 = _mm512_inserti64x4(_mm512_set1_epi8(48), _mm256_set1_epi8(-64), 1);
     const __m512i hshr23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i ql = _mm512_loadu_si512((const void *)(x->ql + 64 * j));
+    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qh + 32 * j)));
+    *q01 = _mm512_or_si512(_mm512_and_si512(ql, m15), _mm512_sllv_epi16(_mm512_and_si512(qh, hmask01), hshl01));
+    *q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m15),
+                           _mm512_srlv_epi16(_mm512_and_si512(qh, hmask23), hshr23));
+    *sc01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 0)))),
+                               _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 1))), 1);
+    *sc23 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 2)))),
+                               _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 3))), 1);
+}
+
+// AVX-512 VNNI form of q6_K_tile: a zmm holds two of ggml's 32-value groups (q4_0 | q4_1, then
+// q4_2 | q4_3) against 64 contiguous q8; the halves' sum at the end of the super-block is
+// ggml's sumi lane for lane (|pair sum| <= 16128, scales int8: nothing saturates).
+SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *act, size_t a_rb,
+                              float *y, size_t y_ts, size_t pf, const int NA) {
     __m256 acc[SR_TILE_MAX];
     for (int k = 0; k < NA; ++k) acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nsb; ++i) {
@@ -800,15 +817,8 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
         __m512i sumi[SR_TILE_MAX];
         for (int k = 0; k < NA; ++k) sumi[k] = _mm512_setzero_si512();
         for (int j = 0; j < SR_QK_K / 128; ++j) {
-            const __m512i ql = _mm512_loadu_si512((const void *)(x[i].ql + 64 * j));
-            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * j)));
-            const __m512i q01 = _mm512_or_si512(_mm512_and_si512(ql, m15), _mm512_sllv_epi16(_mm512_and_si512(qh, hmask01), hshl01));
-            const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m15),
-                                                _mm512_srlv_epi16(_mm512_and_si512(qh, hmask23), hshr23));
-            const __m512i sc01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 0)))),
-                                                    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 1))), 1);
-            const __m512i sc23 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 2)))),
-                                                    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 3))), 1);
+            __m512i q01, q23, sc01, sc23;
+            q6_K_step(&x[i], scales, j, &q01, &q23, &sc01, &sc23);
             for (int k = 0; k < NA; ++k) {
                 const int8_t *q8 = ((const sr_block_q8_K *)(act + k * a_rb))[i].qs + 128 * j;
                 sumi[k] = _mm512_dpwssd_epi32(sumi[k], sc01, _mm512_maddubs_epi16(q01, _mm512_loadu_si512((const void *)q8)));
@@ -834,11 +844,6 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
 // lane computing what q6_K_tile computes for its row.
 SR_AVX2_INLINE void q6_K_tile2(int64_t nsb, const sr_block_q6_K *x0, const sr_block_q6_K *x1, const char *act,
                                size_t a_rb, float *y, size_t y_ts, size_t pf, const int NA) {
-    const __m512i m15 = _mm512_set1_epi8(15);
-    const __m512i hmask01 = _mm512_inserti64x4(_mm512_set1_epi8(3), _mm256_set1_epi8(12), 1);
-    const __m512i hshl01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-    const __m512i hmask23 = _mm512_inserti64x4(_mm512_set1_epi8(48), _mm256_set1_epi8(-64), 1);
-    const __m512i hshr23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
     const sr_block_q6_K *xr[2] = {x0, x1};
     __m512 acc[SR_TILE_MAX];
     for (int k = 0; k < NA; ++k) acc[k] = _mm512_setzero_ps();
@@ -853,17 +858,7 @@ SR_AVX2_INLINE void q6_K_tile2(int64_t nsb, const sr_block_q6_K *x0, const sr_bl
         }
         for (int j = 0; j < SR_QK_K / 128; ++j) {
             __m512i q01[2], q23[2], sc01[2], sc23[2];
-            for (int r = 0; r < 2; ++r) {
-                const __m512i ql = _mm512_loadu_si512((const void *)(xr[r][i].ql + 64 * j));
-                const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xr[r][i].qh + 32 * j)));
-                q01[r] = _mm512_or_si512(_mm512_and_si512(ql, m15), _mm512_sllv_epi16(_mm512_and_si512(qh, hmask01), hshl01));
-                q23[r] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m15),
-                                         _mm512_srlv_epi16(_mm512_and_si512(qh, hmask23), hshr23));
-                sc01[r] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales[r], scale_shuffle_q6(4 * j + 0)))),
-                                             _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales[r], scale_shuffle_q6(4 * j + 1))), 1);
-                sc23[r] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales[r], scale_shuffle_q6(4 * j + 2)))),
-                                             _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales[r], scale_shuffle_q6(4 * j + 3))), 1);
-            }
+            for (int r = 0; r < 2; ++r) q6_K_step(&xr[r][i], scales[r], j, &q01[r], &q23[r], &sc01[r], &sc23[r]);
             for (int k = 0; k < NA; ++k) {
                 const int8_t *q8 = ((const sr_block_q8_K *)(act + k * a_rb))[i].qs + 128 * j;
                 const __m512i y01 = _mm512_loadu_si512((const void *)q8), y23 = _mm512_loadu_si512((const void *)(q8 + 64));
@@ -972,65 +967,40 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
         }                                                                                              \
     }
 #ifdef SR_QUANT_VNNI
-// Q4_K at level 2: rows in pairs (q4_K_tile2), an odd last row alone.
-SR_AVX2 static void tile_q4_K(int64_t n, const void *w, size_t w_rb, int nr, const void *act, size_t a_rb, int na,
-                              float *y, size_t y_ts) {
-    const size_t pf = SR_DENSE_PF_TILES * w_rb;
-    int r = 0;
-    for (; r + 2 <= nr; r += 2) {
-        const sr_block_q4_K *x0 = (const sr_block_q4_K *)((const char *)w + r * w_rb);
-        const sr_block_q4_K *x1 = (const sr_block_q4_K *)((const char *)w + (r + 1) * w_rb);
-        switch (na) {
-        case 1: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 1); break;
-        case 2: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 2); break;
-        case 3: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 3); break;
-        default: q4_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 4); break;
-        }
+// K-quant tiles at level 2 with a two-row form: rows in pairs (tile2fn), an odd last row alone.
+#define SR_K_TILE_PAIRS(name, block, tile2fn, tilefn)                                                  \
+    SR_AVX2 static void name(int64_t n, const void *w, size_t w_rb, int nr, const void *act, size_t a_rb, \
+                             int na, float *y, size_t y_ts) {                                          \
+        const size_t pf = SR_DENSE_PF_TILES * w_rb;                                                    \
+        int r = 0;                                                                                     \
+        for (; r + 2 <= nr; r += 2) {                                                                  \
+            const block *x0 = (const block *)((const char *)w + r * w_rb);                             \
+            const block *x1 = (const block *)((const char *)w + (r + 1) * w_rb);                       \
+            switch (na) {                                                                              \
+            case 1: tile2fn(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 1); break;            \
+            case 2: tile2fn(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 2); break;            \
+            case 3: tile2fn(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 3); break;            \
+            default: tile2fn(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 4); break;           \
+            }                                                                                          \
+        }                                                                                              \
+        for (; r < nr; ++r) {                                                                          \
+            const block *x = (const block *)((const char *)w + r * w_rb);                              \
+            switch (na) {                                                                              \
+            case 1: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 1); break;                      \
+            case 2: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 2); break;                      \
+            case 3: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 3); break;                      \
+            default: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 4); break;                     \
+            }                                                                                          \
+        }                                                                                              \
     }
-    for (; r < nr; ++r) {
-        const sr_block_q4_K *x = (const sr_block_q4_K *)((const char *)w + r * w_rb);
-        switch (na) {
-        case 1: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 1); break;
-        case 2: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 2); break;
-        case 3: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 3); break;
-        default: q4_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 4); break;
-        }
-    }
-}
+SR_K_TILE_PAIRS(tile_q4_K, sr_block_q4_K, q4_K_tile2, q4_K_tile)
+SR_K_TILE_PAIRS(tile_q6_K, sr_block_q6_K, q6_K_tile2, q6_K_tile)
 #else
 SR_K_TILE(tile_q4_K, sr_block_q4_K, q4_K_tile)
+SR_K_TILE(tile_q6_K, sr_block_q6_K, q6_K_tile)
 #endif
 SR_K_TILE(tile_q2_K, sr_block_q2_K, q2_K_tile)
 SR_K_TILE(tile_q3_K, sr_block_q3_K, q3_K_tile)
-#ifdef SR_QUANT_VNNI
-// Q6_K at level 2: rows in pairs (q6_K_tile2), an odd last row alone.
-SR_AVX2 static void tile_q6_K(int64_t n, const void *w, size_t w_rb, int nr, const void *act, size_t a_rb, int na,
-                              float *y, size_t y_ts) {
-    const size_t pf = SR_DENSE_PF_TILES * w_rb;
-    int r = 0;
-    for (; r + 2 <= nr; r += 2) {
-        const sr_block_q6_K *x0 = (const sr_block_q6_K *)((const char *)w + r * w_rb);
-        const sr_block_q6_K *x1 = (const sr_block_q6_K *)((const char *)w + (r + 1) * w_rb);
-        switch (na) {
-        case 1: q6_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 1); break;
-        case 2: q6_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 2); break;
-        case 3: q6_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 3); break;
-        default: q6_K_tile2(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 4); break;
-        }
-    }
-    for (; r < nr; ++r) {
-        const sr_block_q6_K *x = (const sr_block_q6_K *)((const char *)w + r * w_rb);
-        switch (na) {
-        case 1: q6_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 1); break;
-        case 2: q6_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 2); break;
-        case 3: q6_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 3); break;
-        default: q6_K_tile(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 4); break;
-        }
-    }
-}
-#else
-SR_K_TILE(tile_q6_K, sr_block_q6_K, q6_K_tile)
-#endif
 
 // ---------------------------------------------------------------- float types
 
