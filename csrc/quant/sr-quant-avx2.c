@@ -952,19 +952,22 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
 #endif
 
 // K-quant tiles: one row at a time against 1 to 4 tokens (one token = ggml's single dot).
+// Rows r0 .. nr - 1 one at a time against na tokens (the tail of every K-quant tile below).
+#define SR_K_ROWS(block, tilefn, r0)                                                                   \
+    for (int r = (r0); r < nr; ++r) {                                                                  \
+        const block *x = (const block *)((const char *)w + r * w_rb);                                  \
+        switch (na) {                                                                                  \
+        case 1: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 1); break;                          \
+        case 2: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 2); break;                          \
+        case 3: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 3); break;                          \
+        default: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 4); break;                         \
+        }                                                                                              \
+    }
 #define SR_K_TILE(name, block, tilefn)                                                                 \
     SR_AVX2 static void name(int64_t n, const void *w, size_t w_rb, int nr, const void *act, size_t a_rb, \
                              int na, float *y, size_t y_ts) {                                          \
         const size_t pf = SR_DENSE_PF_TILES * w_rb;                                                    \
-        for (int r = 0; r < nr; ++r) {                                                                 \
-            const block *x = (const block *)((const char *)w + r * w_rb);                              \
-            switch (na) {                                                                              \
-            case 1: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 1); break;                      \
-            case 2: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 2); break;                      \
-            case 3: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 3); break;                      \
-            default: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 4); break;                     \
-            }                                                                                          \
-        }                                                                                              \
+        SR_K_ROWS(block, tilefn, 0)                                                                    \
     }
 #ifdef SR_QUANT_VNNI
 // K-quant tiles at level 2 with a two-row form: rows in pairs (tile2fn), an odd last row alone.
@@ -972,26 +975,18 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
     SR_AVX2 static void name(int64_t n, const void *w, size_t w_rb, int nr, const void *act, size_t a_rb, \
                              int na, float *y, size_t y_ts) {                                          \
         const size_t pf = SR_DENSE_PF_TILES * w_rb;                                                    \
-        int r = 0;                                                                                     \
-        for (; r + 2 <= nr; r += 2) {                                                                  \
-            const block *x0 = (const block *)((const char *)w + r * w_rb);                             \
-            const block *x1 = (const block *)((const char *)w + (r + 1) * w_rb);                       \
+        int r2 = 0;                                                                                    \
+        for (; r2 + 2 <= nr; r2 += 2) {                                                                \
+            const block *x0 = (const block *)((const char *)w + r2 * w_rb);                            \
+            const block *x1 = (const block *)((const char *)w + (r2 + 1) * w_rb);                      \
             switch (na) {                                                                              \
-            case 1: tile2fn(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 1); break;            \
-            case 2: tile2fn(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 2); break;            \
-            case 3: tile2fn(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 3); break;            \
-            default: tile2fn(n / SR_QK_K, x0, x1, act, a_rb, y + r, y_ts, 2 * pf, 4); break;           \
+            case 1: tile2fn(n / SR_QK_K, x0, x1, act, a_rb, y + r2, y_ts, 2 * pf, 1); break;           \
+            case 2: tile2fn(n / SR_QK_K, x0, x1, act, a_rb, y + r2, y_ts, 2 * pf, 2); break;           \
+            case 3: tile2fn(n / SR_QK_K, x0, x1, act, a_rb, y + r2, y_ts, 2 * pf, 3); break;           \
+            default: tile2fn(n / SR_QK_K, x0, x1, act, a_rb, y + r2, y_ts, 2 * pf, 4); break;          \
             }                                                                                          \
         }                                                                                              \
-        for (; r < nr; ++r) {                                                                          \
-            const block *x = (const block *)((const char *)w + r * w_rb);                              \
-            switch (na) {                                                                              \
-            case 1: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 1); break;                      \
-            case 2: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 2); break;                      \
-            case 3: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 3); break;                      \
-            default: tilefn(n / SR_QK_K, x, act, a_rb, y + r, y_ts, pf, 4); break;                     \
-            }                                                                                          \
-        }                                                                                              \
+        SR_K_ROWS(block, tilefn, r2)                                                                   \
     }
 SR_K_TILE_PAIRS(tile_q4_K, sr_block_q4_K, q4_K_tile2, q4_K_tile)
 SR_K_TILE_PAIRS(tile_q6_K, sr_block_q6_K, q6_K_tile2, q6_K_tile)
