@@ -669,6 +669,92 @@ SR_AVX2 static float dot_q5_K(int64_t n, const void *vx, const void *vy) {
     return hsum_float_8(acc) + summs;
 }
 
+#ifdef SR_QUANT_VNNI
+// Two Q5_K rows against NA tokens (level 2), in the manner of q4_K_tile2: a zmm holds step j's
+// 64 values, sub-block 2j (low nibbles, high bit 2j of qh) in the low half and 2j + 1 in the
+// high half; maddubs and vpdpwssd with the scales give ggml's p16_0 and p16_1 lane for lane
+// (|pair sum| <= 7874: nothing saturates), and the halves' sum ends as its sumi. The rows'
+// d products share one [row 0 x 8 | row 1 x 8] register, and the mins term is ggml's scalar
+// fma per row, two lanes of one vector fma.
+SR_AVX2_INLINE void q5_K_tile2(int64_t nsb, const sr_block_q5_K *x0, const sr_block_q5_K *x1, const char *act,
+                               size_t a_rb, float *y, size_t y_ts, size_t pf, const int NA) {
+    const __m512i m4 = _mm512_set1_epi8(0xF);
+    const __m512i one = _mm512_set1_epi8(1);
+    const __m512i nib = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    const sr_block_q5_K *xr[2] = {x0, x1};
+    __m512 acc[SR_TILE_MAX];
+    __m128 summs[SR_TILE_MAX];   // lane r: row r's ggml summs
+    for (int k = 0; k < NA; ++k) { acc[k] = _mm512_setzero_ps(); summs[k] = _mm_setzero_ps(); }
+    for (int64_t i = 0; i < nsb; ++i) {
+        sr_prefetch_block(&x0[i], pf, sizeof x0[i]);
+        sr_prefetch_block(&x1[i], pf, sizeof x1[i]);
+        __m128 dm[2];
+        __m256i ms[2];
+        __m512i qh[2], sumi[2][SR_TILE_MAX];
+        for (int r = 0; r < 2; ++r) {
+            ms[r] = k4_mins_and_scales(&xr[r][i], &dm[r]);
+            qh[r] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xr[r][i].qh));
+            for (int k = 0; k < NA; ++k) sumi[r][k] = _mm512_setzero_si512();
+        }
+        const __m512 xdv = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_broadcastss_ps(dm[0])),
+                                                               _mm256_castps_pd(_mm256_broadcastss_ps(dm[1])), 1));
+        // [-dmin row 0, -dmin row 1, 0, 0]
+        const __m128 xmv = _mm_xor_ps(_mm_unpacklo_ps(_mm_movehdup_ps(dm[0]), _mm_movehdup_ps(dm[1])), _mm_set_ps(0, 0, -0.0f, -0.0f));
+        const __m256i mins01 = _mm256_permute2x128_si256(ms[0], ms[1], 0x31);
+        const __m256i scales0 = _mm256_set_m128i(_mm256_castsi256_si128(ms[0]), _mm256_castsi256_si128(ms[0]));
+        const __m256i scales1 = _mm256_set_m128i(_mm256_castsi256_si128(ms[1]), _mm256_castsi256_si128(ms[1]));
+        for (int j = 0; j < SR_QK_K / 64; ++j) {
+            const __m512i hshift = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * j)), _mm256_set1_epi16((short)(2 * j + 1)), 1);
+            const __m512i sc0 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_shuffle_epi8(scales0, scale_shuffle_k4(2 * j + 0))),
+                                                   _mm256_shuffle_epi8(scales0, scale_shuffle_k4(2 * j + 1)), 1);
+            const __m512i sc1 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_shuffle_epi8(scales1, scale_shuffle_k4(2 * j + 0))),
+                                                   _mm256_shuffle_epi8(scales1, scale_shuffle_k4(2 * j + 1)), 1);
+            __m512i q5[2];
+            for (int r = 0; r < 2; ++r) {
+                const __m512i lo = _mm512_and_si512(
+                    _mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xr[r][i].qs + 32 * j))), nib), m4);
+                // bit 2j (low half) or 2j + 1 (high half) of each qh byte, moved to bit 4; the
+                // 16-bit shift drags bits across the byte boundary only above bit 0
+                const __m512i hi = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh[r], hshift), one), 4);
+                q5[r] = _mm512_or_si512(lo, hi);
+            }
+            for (int k = 0; k < NA; ++k) {
+                const __m512i q8 = _mm512_loadu_si512((const void *)(((const sr_block_q8_K *)(act + k * a_rb))[i].qs + 64 * j));
+                sumi[0][k] = _mm512_dpwssd_epi32(sumi[0][k], sc0, _mm512_maddubs_epi16(q5[0], q8));
+                sumi[1][k] = _mm512_dpwssd_epi32(sumi[1][k], sc1, _mm512_maddubs_epi16(q5[1], q8));
+            }
+        }
+        for (int k = 0; k < NA; ++k) {
+            const sr_block_q8_K *yb = (const sr_block_q8_K *)(act + k * a_rb) + i;
+            const __m512 ydv = _mm512_set1_ps(yb->d);
+            const __m256i q8sums = _mm256_loadu_si256((const __m256i *)yb->bsums);
+            const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
+            // each row's 4 products summed (ggml's hadd chain: integers), then [row 0, row 1]
+            __m256i prod = _mm256_madd_epi16(mins01, _mm256_set_m128i(q8s, q8s));
+            prod = _mm256_hadd_epi32(prod, prod);
+            prod = _mm256_hadd_epi32(prod, prod);
+            const __m128i tot = _mm_unpacklo_epi32(_mm256_castsi256_si128(prod), _mm256_extracti128_si256(prod, 1));
+            summs[k] = _mm_fmadd_ps(_mm_mul_ps(_mm512_castps512_ps128(ydv), xmv), _mm_cvtepi32_ps(tot), summs[k]);
+            const __m512i lo = _mm512_shuffle_i64x2(sumi[0][k], sumi[1][k], _MM_SHUFFLE(1, 0, 1, 0));
+            const __m512i hi = _mm512_shuffle_i64x2(sumi[0][k], sumi[1][k], _MM_SHUFFLE(3, 2, 3, 2));
+            acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(ydv, xdv), _mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), acc[k]);
+        }
+    }
+    for (int k = 0; k < NA; ++k) {
+        y[k * y_ts] = hsum_float_8(_mm512_castps512_ps256(acc[k])) + _mm_cvtss_f32(summs[k]);
+        y[k * y_ts + 1] = hsum_float_8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[k]), 1))) +
+                          _mm_cvtss_f32(_mm_movehdup_ps(summs[k]));
+    }
+}
+
+// One Q5_K row (an odd last row at level 2): ggml's dot per token.
+SR_AVX2_INLINE void q5_K_tile(int64_t nsb, const sr_block_q5_K *x, const char *act, size_t a_rb, float *y,
+                              size_t y_ts, size_t pf, const int NA) {
+    (void)pf;
+    for (int k = 0; k < NA; ++k) y[k * y_ts] = dot_q5_K(nsb * SR_QK_K, x, act + k * a_rb);
+}
+#endif
+
 // 16 int8 scales -> two registers of 8 int16 scales, each repeated in both 128-bit lanes
 SR_AVX2_INLINE void k_scales_16(__m128i s8, __m256i out[2]) {
     const __m256i all = _mm256_cvtepi8_epi16(s8);
@@ -990,6 +1076,7 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
     }
 SR_K_TILE_PAIRS(tile_q4_K, sr_block_q4_K, q4_K_tile2, q4_K_tile)
 SR_K_TILE_PAIRS(tile_q6_K, sr_block_q6_K, q6_K_tile2, q6_K_tile)
+SR_K_TILE_PAIRS(tile_q5_K, sr_block_q5_K, q5_K_tile2, q5_K_tile)
 #else
 SR_K_TILE(tile_q4_K, sr_block_q4_K, q4_K_tile)
 SR_K_TILE(tile_q6_K, sr_block_q6_K, q6_K_tile)
@@ -1208,7 +1295,9 @@ SR_AVX2 static void swiglu_avx2(int64_t n, float *y, const float *x, const float
     for (; i < n; ++i) y[i] = (x[i] / (1.0f + expf(-x[i]))) * g[i];   // ggml's scalar tail
 }
 
+#ifndef SR_QUANT_VNNI
 SR_TILE_FROM_DOT(tile_q5_K, dot_q5_K)
+#endif
 SR_TILE_FROM_DOT(tile_f16, dot_f16)
 SR_TILE_FROM_DOT(tile_bf16, dot_bf16)
 SR_TILE_FROM_DOT(tile_f32, dot_f32)
@@ -1256,11 +1345,12 @@ int SR_KERNELS_INIT(sr_kernels *k) {
 #endif
     }
 #ifdef SR_QUANT_VNNI
-    // Q4_K: two rows per tile (q4_K_tile2) for decode and prompts alike. Q6_K: two rows
-    // (q6_K_tile2) for prompts only: one-thread decode of the 1.1B Q4_K_M ran 4% slower with
-    // them (Zen 5), prompts 1-3% faster.
+    // Q4_K and Q5_K: two rows per tile (q4_K_tile2, q5_K_tile2) for decode and prompts alike.
+    // Q6_K: two rows (q6_K_tile2) for prompts only: one-thread decode of the 1.1B Q4_K_M ran 4%
+    // slower with them (Zen 5), prompts 1-3% faster.
     k->tile_rows1[SR_TYPE_Q4_K] = k->tile_rows[SR_TYPE_Q4_K] = 2;
     k->tile_rows[SR_TYPE_Q6_K] = 2;
+    k->tile_rows1[SR_TYPE_Q5_K] = k->tile_rows[SR_TYPE_Q5_K] = 2;
 #endif
     const char *env = getenv("SPIKERUN_TILE");   // tuning aid: "rows1,rows,toks"
     int r1, r, t;
