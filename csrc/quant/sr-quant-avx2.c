@@ -463,6 +463,22 @@ SR_AVX2_INLINE float k4_finish(__m256 acc, __m128 acc_m) {
 }
 
 #ifdef SR_QUANT_VNNI
+// Helpers of the level-2 two-row tiles, whose registers hold [row 0 | row 1] halves.
+// Step j's int16 scales [scale 2j x 16 | scale 2j + 1 x 16] from a register holding a Q4_K/Q5_K
+// super-block's 8 scales twice.
+SR_AVX2_INLINE __m512i k4_scale_pair(__m256i scales, int j) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 0))),
+                              _mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 1)), 1);
+}
+// [a x 8 | b x 8] from the low lanes of a and b.
+SR_AVX2_INLINE __m512 rows_pair_ps(__m128 a, __m128 b) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_broadcastss_ps(a)), _mm256_castps_pd(_mm256_broadcastss_ps(b)), 1));
+}
+// Each row's 8 sumi lanes, [lo 0 + hi 0 | lo 1 + hi 1], from two rows' 16-lane sums.
+SR_AVX2_INLINE __m512i rows_pair_sum(__m512i s0, __m512i s1) {
+    return _mm512_add_epi32(_mm512_shuffle_i64x2(s0, s1, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_i64x2(s0, s1, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
 // AVX-512 VNNI form of q4_K_tile (level 2): one zmm per token holds a 64-value step, the low
 // nibbles against its first 32 q8 in the low half and the high nibbles against the next 32 in
 // the high half (one contiguous 64-byte load), and vpdpwssd adds scale x maddubs pair sums.
@@ -485,8 +501,7 @@ SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *a
         __m512i sumi[SR_TILE_MAX];
         for (int k = 0; k < NA; ++k) sumi[k] = _mm512_setzero_si512();
         for (int j = 0; j < SR_QK_K / 64; ++j) {
-            const __m512i sc = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 0))),
-                                                  _mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 1)), 1);
+            const __m512i sc = k4_scale_pair(scales, j);
             const __m512i q4 = _mm512_and_si512(
                 _mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j))), nib), m4);
             for (int k = 0; k < NA; ++k) {
@@ -527,8 +542,7 @@ SR_AVX2_INLINE void q4_K_tile2(int64_t nsb, const sr_block_q4_K *x0, const sr_bl
         // the rows' d as [row 0 x 8 | row 1 x 8] and -dmin as [row 0 x 4 | row 1 x 4], so that one
         // multiply by a token's d gives each lane ggml's d = y.d * x.d (and -(y.d * x.dmin): the
         // negation is exact)
-        const __m512 xdv = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_broadcastss_ps(dm[0])),
-                                                               _mm256_castps_pd(_mm256_broadcastss_ps(dm[1])), 1));
+        const __m512 xdv = rows_pair_ps(dm[0], dm[1]);
         const __m256 xmv = _mm256_xor_ps(_mm256_set_m128(_mm_permute_ps(dm[1], 0x55), _mm_permute_ps(dm[0], 0x55)),
                                          _mm256_set1_ps(-0.0f));
         const __m256i scales0 = _mm256_set_m128i(_mm256_castsi256_si128(ms[0]), _mm256_castsi256_si128(ms[0]));
@@ -536,10 +550,8 @@ SR_AVX2_INLINE void q4_K_tile2(int64_t nsb, const sr_block_q4_K *x0, const sr_bl
         // mins of both rows: [row 0 | row 1]
         const __m256i mins01 = _mm256_permute2x128_si256(ms[0], ms[1], 0x31);
         for (int j = 0; j < SR_QK_K / 64; ++j) {
-            const __m512i sc0 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_shuffle_epi8(scales0, scale_shuffle_k4(2 * j + 0))),
-                                                   _mm256_shuffle_epi8(scales0, scale_shuffle_k4(2 * j + 1)), 1);
-            const __m512i sc1 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_shuffle_epi8(scales1, scale_shuffle_k4(2 * j + 0))),
-                                                   _mm256_shuffle_epi8(scales1, scale_shuffle_k4(2 * j + 1)), 1);
+            const __m512i sc0 = k4_scale_pair(scales0, j);
+            const __m512i sc1 = k4_scale_pair(scales1, j);
             const __m512i q40 = _mm512_and_si512(
                 _mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x0[i].qs + 32 * j))), nib), m4);
             const __m512i q41 = _mm512_and_si512(
@@ -557,10 +569,7 @@ SR_AVX2_INLINE void q4_K_tile2(int64_t nsb, const sr_block_q4_K *x0, const sr_bl
             const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
             const __m256i prod = _mm256_madd_epi16(mins01, _mm256_set_m128i(q8s, q8s));
             acc_m[k] = _mm256_fmadd_ps(_mm256_mul_ps(_mm512_castps512_ps256(ydv), xmv), _mm256_cvtepi32_ps(prod), acc_m[k]);
-            // [lo0 | lo1] + [hi0 | hi1]: each row's sumi
-            const __m512i lo = _mm512_shuffle_i64x2(sumi[0][k], sumi[1][k], _MM_SHUFFLE(1, 0, 1, 0));
-            const __m512i hi = _mm512_shuffle_i64x2(sumi[0][k], sumi[1][k], _MM_SHUFFLE(3, 2, 3, 2));
-            acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(ydv, xdv), _mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), acc[k]);
+            acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(ydv, xdv), _mm512_cvtepi32_ps(rows_pair_sum(sumi[0][k], sumi[1][k])), acc[k]);
         }
     }
     for (int k = 0; k < NA; ++k) {
@@ -696,8 +705,7 @@ SR_AVX2_INLINE void q5_K_tile2(int64_t nsb, const sr_block_q5_K *x0, const sr_bl
             qh[r] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xr[r][i].qh));
             for (int k = 0; k < NA; ++k) sumi[r][k] = _mm512_setzero_si512();
         }
-        const __m512 xdv = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_broadcastss_ps(dm[0])),
-                                                               _mm256_castps_pd(_mm256_broadcastss_ps(dm[1])), 1));
+        const __m512 xdv = rows_pair_ps(dm[0], dm[1]);
         // [-dmin row 0, -dmin row 1, 0, 0]
         const __m128 xmv = _mm_xor_ps(_mm_unpacklo_ps(_mm_movehdup_ps(dm[0]), _mm_movehdup_ps(dm[1])), _mm_set_ps(0, 0, -0.0f, -0.0f));
         const __m256i mins01 = _mm256_permute2x128_si256(ms[0], ms[1], 0x31);
@@ -705,10 +713,8 @@ SR_AVX2_INLINE void q5_K_tile2(int64_t nsb, const sr_block_q5_K *x0, const sr_bl
         const __m256i scales1 = _mm256_set_m128i(_mm256_castsi256_si128(ms[1]), _mm256_castsi256_si128(ms[1]));
         for (int j = 0; j < SR_QK_K / 64; ++j) {
             const __m512i hshift = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * j)), _mm256_set1_epi16((short)(2 * j + 1)), 1);
-            const __m512i sc0 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_shuffle_epi8(scales0, scale_shuffle_k4(2 * j + 0))),
-                                                   _mm256_shuffle_epi8(scales0, scale_shuffle_k4(2 * j + 1)), 1);
-            const __m512i sc1 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_shuffle_epi8(scales1, scale_shuffle_k4(2 * j + 0))),
-                                                   _mm256_shuffle_epi8(scales1, scale_shuffle_k4(2 * j + 1)), 1);
+            const __m512i sc0 = k4_scale_pair(scales0, j);
+            const __m512i sc1 = k4_scale_pair(scales1, j);
             __m512i q5[2];
             for (int r = 0; r < 2; ++r) {
                 const __m512i lo = _mm512_and_si512(
@@ -735,9 +741,7 @@ SR_AVX2_INLINE void q5_K_tile2(int64_t nsb, const sr_block_q5_K *x0, const sr_bl
             prod = _mm256_hadd_epi32(prod, prod);
             const __m128i tot = _mm_unpacklo_epi32(_mm256_castsi256_si128(prod), _mm256_extracti128_si256(prod, 1));
             summs[k] = _mm_fmadd_ps(_mm_mul_ps(_mm512_castps512_ps128(ydv), xmv), _mm_cvtepi32_ps(tot), summs[k]);
-            const __m512i lo = _mm512_shuffle_i64x2(sumi[0][k], sumi[1][k], _MM_SHUFFLE(1, 0, 1, 0));
-            const __m512i hi = _mm512_shuffle_i64x2(sumi[0][k], sumi[1][k], _MM_SHUFFLE(3, 2, 3, 2));
-            acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(ydv, xdv), _mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), acc[k]);
+            acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(ydv, xdv), _mm512_cvtepi32_ps(rows_pair_sum(sumi[0][k], sumi[1][k])), acc[k]);
         }
     }
     for (int k = 0; k < NA; ++k) {
@@ -957,16 +961,12 @@ SR_AVX2_INLINE void q6_K_tile2(int64_t nsb, const sr_block_q6_K *x0, const sr_bl
         // [row 0 | row 1]: the rows' int16 scales and their d
         const __m512i scales_16 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(scales[0])),
                                                      _mm256_cvtepi8_epi16(scales[1]), 1);
-        const __m512 xdv = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(h2f(sr_rd16(&x0[i].d)))),
-                                                               _mm256_castps_pd(_mm256_set1_ps(h2f(sr_rd16(&x1[i].d)))), 1));
+        const __m512 xdv = rows_pair_ps(_mm_set_ss(h2f(sr_rd16(&x0[i].d))), _mm_set_ss(h2f(sr_rd16(&x1[i].d))));
         for (int k = 0; k < NA; ++k) {
             const sr_block_q8_K *yb = (const sr_block_q8_K *)(act + k * a_rb) + i;
             const __m512i q8sums = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)yb->bsums));
             const __m512i q8sclsub = _mm512_slli_epi32(_mm512_madd_epi16(q8sums, scales_16), 5);
-            // [lo0 | lo1] + [hi0 | hi1]: each row's 8 lanes
-            const __m512i lo = _mm512_shuffle_i64x2(sumi[0][k], sumi[1][k], _MM_SHUFFLE(1, 0, 1, 0));
-            const __m512i hi = _mm512_shuffle_i64x2(sumi[0][k], sumi[1][k], _MM_SHUFFLE(3, 2, 3, 2));
-            const __m512i s8 = _mm512_add_epi32(lo, hi);
+            const __m512i s8 = rows_pair_sum(sumi[0][k], sumi[1][k]);
             acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(yb->d), xdv), _mm512_cvtepi32_ps(_mm512_sub_epi32(s8, q8sclsub)), acc[k]);
         }
     }
