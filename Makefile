@@ -49,8 +49,9 @@ data:
 build:
 	$(SWIFT) build -c release
 
-# the oracle is llama.cpp built for AVX2 (README, "Which llama.cpp ..."), whatever this CPU has
-LLAMA_AVX2_CMAKE = -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
+# the oracle is llama.cpp built for AVX2 (README, "Which llama.cpp ..."), whatever this CPU has:
+# the flags tools/llamacpp/build.sh avx2 builds with
+LLAMA_AVX2_CMAKE = $(shell cat tools/llamacpp/avx2.flags)
 
 ## Regenerate the committed oracle fixtures (needs llama-cpp-python; see tools/fixtures/).
 fixtures: setup model data

@@ -464,11 +464,19 @@ SR_AVX2_INLINE float k4_finish(__m256 acc, __m128 acc_m) {
 
 #ifdef SR_QUANT_VNNI
 // Helpers of the level-2 two-row tiles, whose registers hold [row 0 | row 1] halves.
-// Step j's int16 scales [scale 2j x 16 | scale 2j + 1 x 16] from a register holding a Q4_K/Q5_K
-// super-block's 8 scales twice.
-SR_AVX2_INLINE __m512i k4_scale_pair(__m256i scales, int j) {
+// Step j's int16 scales [scale 2j x 16 | scale 2j + 1 x 16] from k4_mins_and_scales' result.
+SR_AVX2_INLINE __m512i k4_scale_pair(__m256i mins_and_scales, int j) {
+    const __m128i sc = _mm256_castsi256_si128(mins_and_scales);
+    const __m256i scales = _mm256_set_m128i(sc, sc);
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 0))),
                               _mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 1)), 1);
+}
+// A token's mins products of both rows, [row 0 x 4 | row 1 x 4] (ggml's madd of the mins with
+// the q8 block's pair sums), from the rows' mins [row 0 | row 1].
+SR_AVX2_INLINE __m256i k4_pair_mins_prod(__m256i mins01, const sr_block_q8_K *yb) {
+    const __m256i q8sums = _mm256_loadu_si256((const __m256i *)yb->bsums);
+    const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
+    return _mm256_madd_epi16(mins01, _mm256_set_m128i(q8s, q8s));
 }
 // [a x 8 | b x 8] from the low lanes of a and b.
 SR_AVX2_INLINE __m512 rows_pair_ps(__m128 a, __m128 b) {
@@ -477,6 +485,10 @@ SR_AVX2_INLINE __m512 rows_pair_ps(__m128 a, __m128 b) {
 // Each row's 8 sumi lanes, [lo 0 + hi 0 | lo 1 + hi 1], from two rows' 16-lane sums.
 SR_AVX2_INLINE __m512i rows_pair_sum(__m512i s0, __m512i s1) {
     return _mm512_add_epi32(_mm512_shuffle_i64x2(s0, s1, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_i64x2(s0, s1, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+// Row r's half of a [row 0 | row 1] float register.
+SR_AVX2_INLINE __m256 rows_pair_half(__m512 v, int r) {
+    return r ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)) : _mm512_castps512_ps256(v);
 }
 
 // AVX-512 VNNI form of q4_K_tile (level 2): one zmm per token holds a 64-value step, the low
@@ -496,12 +508,10 @@ SR_AVX2_INLINE void q4_K_tile(int64_t nsb, const sr_block_q4_K *x, const char *a
         sr_prefetch_block(&x[i], pf, sizeof x[i]);
         __m128 dm;
         const __m256i mins_and_scales = k4_mins_and_scales(&x[i], &dm);
-        const __m128i sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
-        const __m256i scales = _mm256_set_m128i(sc128, sc128);
         __m512i sumi[SR_TILE_MAX];
         for (int k = 0; k < NA; ++k) sumi[k] = _mm512_setzero_si512();
         for (int j = 0; j < SR_QK_K / 64; ++j) {
-            const __m512i sc = k4_scale_pair(scales, j);
+            const __m512i sc = k4_scale_pair(mins_and_scales, j);
             const __m512i q4 = _mm512_and_si512(
                 _mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j))), nib), m4);
             for (int k = 0; k < NA; ++k) {
@@ -545,13 +555,10 @@ SR_AVX2_INLINE void q4_K_tile2(int64_t nsb, const sr_block_q4_K *x0, const sr_bl
         const __m512 xdv = rows_pair_ps(dm[0], dm[1]);
         const __m256 xmv = _mm256_xor_ps(_mm256_set_m128(_mm_permute_ps(dm[1], 0x55), _mm_permute_ps(dm[0], 0x55)),
                                          _mm256_set1_ps(-0.0f));
-        const __m256i scales0 = _mm256_set_m128i(_mm256_castsi256_si128(ms[0]), _mm256_castsi256_si128(ms[0]));
-        const __m256i scales1 = _mm256_set_m128i(_mm256_castsi256_si128(ms[1]), _mm256_castsi256_si128(ms[1]));
         // mins of both rows: [row 0 | row 1]
         const __m256i mins01 = _mm256_permute2x128_si256(ms[0], ms[1], 0x31);
         for (int j = 0; j < SR_QK_K / 64; ++j) {
-            const __m512i sc0 = k4_scale_pair(scales0, j);
-            const __m512i sc1 = k4_scale_pair(scales1, j);
+            const __m512i sc0 = k4_scale_pair(ms[0], j), sc1 = k4_scale_pair(ms[1], j);
             const __m512i q40 = _mm512_and_si512(
                 _mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x0[i].qs + 32 * j))), nib), m4);
             const __m512i q41 = _mm512_and_si512(
@@ -565,9 +572,7 @@ SR_AVX2_INLINE void q4_K_tile2(int64_t nsb, const sr_block_q4_K *x0, const sr_bl
         for (int k = 0; k < NA; ++k) {
             const sr_block_q8_K *yb = (const sr_block_q8_K *)(act + k * a_rb) + i;
             const __m512 ydv = _mm512_set1_ps(yb->d);
-            const __m256i q8sums = _mm256_loadu_si256((const __m256i *)yb->bsums);
-            const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
-            const __m256i prod = _mm256_madd_epi16(mins01, _mm256_set_m128i(q8s, q8s));
+            const __m256i prod = k4_pair_mins_prod(mins01, yb);
             acc_m[k] = _mm256_fmadd_ps(_mm256_mul_ps(_mm512_castps512_ps256(ydv), xmv), _mm256_cvtepi32_ps(prod), acc_m[k]);
             acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(ydv, xdv), _mm512_cvtepi32_ps(rows_pair_sum(sumi[0][k], sumi[1][k])), acc[k]);
         }
@@ -577,8 +582,7 @@ SR_AVX2_INLINE void q4_K_tile2(int64_t nsb, const sr_block_q4_K *x0, const sr_bl
             const __m128 am = r ? _mm256_extractf128_ps(acc_m[k], 1) : _mm256_castps256_ps128(acc_m[k]);
             __m128 m = _mm_add_ps(am, _mm_movehl_ps(am, am));
             m = _mm_add_ss(m, _mm_movehdup_ps(m));
-            const __m256 a = r ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[k]), 1)) : _mm512_castps512_ps256(acc[k]);
-            y[k * y_ts + r] = hsum_float_8(a) + _mm_cvtss_f32(m);
+            y[k * y_ts + r] = hsum_float_8(rows_pair_half(acc[k], r)) + _mm_cvtss_f32(m);
         }
     }
 }
@@ -709,12 +713,9 @@ SR_AVX2_INLINE void q5_K_tile2(int64_t nsb, const sr_block_q5_K *x0, const sr_bl
         // [-dmin row 0, -dmin row 1, 0, 0]
         const __m128 xmv = _mm_xor_ps(_mm_unpacklo_ps(_mm_movehdup_ps(dm[0]), _mm_movehdup_ps(dm[1])), _mm_set_ps(0, 0, -0.0f, -0.0f));
         const __m256i mins01 = _mm256_permute2x128_si256(ms[0], ms[1], 0x31);
-        const __m256i scales0 = _mm256_set_m128i(_mm256_castsi256_si128(ms[0]), _mm256_castsi256_si128(ms[0]));
-        const __m256i scales1 = _mm256_set_m128i(_mm256_castsi256_si128(ms[1]), _mm256_castsi256_si128(ms[1]));
         for (int j = 0; j < SR_QK_K / 64; ++j) {
             const __m512i hshift = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * j)), _mm256_set1_epi16((short)(2 * j + 1)), 1);
-            const __m512i sc0 = k4_scale_pair(scales0, j);
-            const __m512i sc1 = k4_scale_pair(scales1, j);
+            const __m512i sc0 = k4_scale_pair(ms[0], j), sc1 = k4_scale_pair(ms[1], j);
             __m512i q5[2];
             for (int r = 0; r < 2; ++r) {
                 const __m512i lo = _mm512_and_si512(
@@ -733,10 +734,8 @@ SR_AVX2_INLINE void q5_K_tile2(int64_t nsb, const sr_block_q5_K *x0, const sr_bl
         for (int k = 0; k < NA; ++k) {
             const sr_block_q8_K *yb = (const sr_block_q8_K *)(act + k * a_rb) + i;
             const __m512 ydv = _mm512_set1_ps(yb->d);
-            const __m256i q8sums = _mm256_loadu_si256((const __m256i *)yb->bsums);
-            const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
             // each row's 4 products summed (ggml's hadd chain: integers), then [row 0, row 1]
-            __m256i prod = _mm256_madd_epi16(mins01, _mm256_set_m128i(q8s, q8s));
+            __m256i prod = k4_pair_mins_prod(mins01, yb);
             prod = _mm256_hadd_epi32(prod, prod);
             prod = _mm256_hadd_epi32(prod, prod);
             const __m128i tot = _mm_unpacklo_epi32(_mm256_castsi256_si128(prod), _mm256_extracti128_si256(prod, 1));
@@ -745,9 +744,8 @@ SR_AVX2_INLINE void q5_K_tile2(int64_t nsb, const sr_block_q5_K *x0, const sr_bl
         }
     }
     for (int k = 0; k < NA; ++k) {
-        y[k * y_ts] = hsum_float_8(_mm512_castps512_ps256(acc[k])) + _mm_cvtss_f32(summs[k]);
-        y[k * y_ts + 1] = hsum_float_8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[k]), 1))) +
-                          _mm_cvtss_f32(_mm_movehdup_ps(summs[k]));
+        y[k * y_ts] = hsum_float_8(rows_pair_half(acc[k], 0)) + _mm_cvtss_f32(summs[k]);
+        y[k * y_ts + 1] = hsum_float_8(rows_pair_half(acc[k], 1)) + _mm_cvtss_f32(_mm_movehdup_ps(summs[k]));
     }
 }
 
@@ -971,8 +969,8 @@ SR_AVX2_INLINE void q6_K_tile2(int64_t nsb, const sr_block_q6_K *x0, const sr_bl
         }
     }
     for (int k = 0; k < NA; ++k) {
-        y[k * y_ts] = hsum_float_8(_mm512_castps512_ps256(acc[k]));
-        y[k * y_ts + 1] = hsum_float_8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[k]), 1)));
+        y[k * y_ts] = hsum_float_8(rows_pair_half(acc[k], 0));
+        y[k * y_ts + 1] = hsum_float_8(rows_pair_half(acc[k], 1));
     }
 }
 #else

@@ -41,8 +41,7 @@ if [ ! -f "$SRC/CMakeLists.txt" ]; then
 fi
 command -v cmake >/dev/null || PYTHON=$PY bash tools/pip_install.sh cmake
 case "$FLAVOUR" in
-    avx2) flags=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
-                 -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF) ;;
+    avx2) read -ra flags < tools/llamacpp/avx2.flags ;;   # also the fixtures' llama-cpp-python (Makefile)
     native) flags=(-DGGML_NATIVE=ON) ;;
     *) echo "usage: $0 [avx2|native] [--server]" >&2; exit 64 ;;
 esac
