@@ -104,6 +104,13 @@ SR_AVX2_INLINE __m256 mul_sum_us8_pairs_float(__m256i ax, __m256i sy) {
     return _mm256_cvtepi32_ps(dot_us8_quads(ax, sy));
 }
 
+#ifdef SR_QUANT_VNNI
+// Level-2 tiles hold two rows per zmm: [row 0 | row 1] halves. Row r's half of such a register.
+SR_AVX2_INLINE __m256 rows_pair_half(__m512 v, int r) {
+    return r ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)) : _mm512_castps512_ps256(v);
+}
+#endif
+
 // ---------------------------------------------------------------- activation quantization
 
 SR_AVX2_INLINE float block_amax(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
@@ -246,6 +253,16 @@ SR_AVX2_INLINE void q4_1_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb
         summs[k] = _mm256_setzero_ps();
         for (int r = 0; r < NR; ++r) acc[r][k] = _mm256_setzero_ps();
     }
+#ifdef SR_QUANT_VNNI
+    // Level 2, an even number of rows: rows 2p and 2p + 1 share a zmm (a token's q8 block in
+    // both halves), so one vpdpbusd, one convert and one fma serve two rows, each lane
+    // computing what the ymm form below computes for its row.
+    __m512 accw[SR_TILE_MAX / 2][SR_TILE_MAX];
+    const bool wide = NR % 2 == 0;
+    if (wide)
+        for (int p = 0; p < NR / 2; ++p)
+            for (int k = 0; k < NA; ++k) accw[p][k] = _mm512_setzero_ps();
+#endif
     for (int64_t ib = 0; ib < nb; ++ib) {
         __m256i qx[SR_TILE_MAX];
         __m128i dm16 = _mm_setzero_si128();
@@ -259,6 +276,29 @@ SR_AVX2_INLINE void q4_1_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb
             qx[r] = is_q5 ? q5_bytes(xb + 4, xb + 8, 0) : bytes_from_nibbles_32(xb + 4);
         }
         const __m256 dmv = _mm256_cvtph_ps(dm16);
+#ifdef SR_QUANT_VNNI
+        if (wide) {
+            __m512i qxw[SR_TILE_MAX / 2];
+            for (int p = 0; p < NR / 2; ++p)
+                qxw[p] = _mm512_inserti64x4(_mm512_castsi256_si512(qx[2 * p]), qx[2 * p + 1], 1);
+            for (int k = 0; k < NA; ++k) {
+                const sr_block_q8_1 *yb = (const sr_block_q8_1 *)(act + k * a_rb) + ib;
+                int32_t ds;
+                memcpy(&ds, &yb->d, 4);
+                const __m256 dsv = _mm256_cvtph_ps(_mm_set1_epi32(ds));
+                const __m512 d0d1 = _mm512_castps256_ps512(_mm256_mul_ps(dmv, dsv));
+                summs[k] = _mm256_fmadd_ps(dmv, dsv, summs[k]);
+                const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)yb->qs));
+                for (int p = 0; p < NR / 2; ++p) {
+                    // row 2p's d0 * d1 (lane 4p) in the low half, row 2p + 1's (lane 4p + 2) in the high
+                    const __m512i di = _mm512_inserti64x4(_mm512_set1_epi32(4 * p), _mm256_set1_epi32(4 * p + 2), 1);
+                    const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qxw[p], qy));
+                    accw[p][k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(di, d0d1), q, accw[p][k]);
+                }
+            }
+            continue;
+        }
+#endif
         for (int k = 0; k < NA; ++k) {
             const sr_block_q8_1 *yb = (const sr_block_q8_1 *)(act + k * a_rb) + ib;
             int32_t ds;
@@ -276,6 +316,12 @@ SR_AVX2_INLINE void q4_1_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb
     for (int k = 0; k < NA; ++k) {
         float sm[8];
         _mm256_storeu_ps(sm, summs[k]);
+#ifdef SR_QUANT_VNNI
+        if (wide) {
+            for (int r = 0; r < NR; ++r) y[k * y_ts + r] = hsum_float_8(rows_pair_half(accw[r / 2][k], r % 2)) + sm[2 * r + 1];
+            continue;
+        }
+#endif
         for (int r = 0; r < NR; ++r) y[k * y_ts + r] = hsum_float_8(acc[r][k]) + sm[2 * r + 1];
     }
 }
@@ -287,6 +333,16 @@ SR_AVX2_INLINE void q8_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, 
     __m256 acc[SR_TILE_MAX][SR_TILE_MAX];
     for (int r = 0; r < NR; ++r)
         for (int k = 0; k < NA; ++k) acc[r][k] = _mm256_setzero_ps();
+#ifdef SR_QUANT_VNNI
+    // Level 2, an even number of rows: two rows per zmm as in q4_1_tile. AVX-512 has no byte
+    // sign: sign(qy, qx) is qy negated under qx's sign bits (where qx is 0, |qx| is 0 too, so
+    // what stays there adds nothing).
+    __m512 accw[SR_TILE_MAX / 2][SR_TILE_MAX];
+    const bool wide = NR % 2 == 0;
+    if (wide)
+        for (int p = 0; p < NR / 2; ++p)
+            for (int k = 0; k < NA; ++k) accw[p][k] = _mm512_setzero_ps();
+#endif
     for (int64_t ib = 0; ib < nb; ++ib) {
         __m256i qx[SR_TILE_MAX];
         __m128i dx16 = _mm_setzero_si128();   // the rows' fp16 d, widened at once below
@@ -301,6 +357,30 @@ SR_AVX2_INLINE void q8_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, 
             else qx[r] = _mm256_loadu_si256((const __m256i *)(xb + 2));
         }
         const __m256 dxv = _mm256_castps128_ps256(_mm_cvtph_ps(dx16));
+#ifdef SR_QUANT_VNNI
+        if (wide) {
+            __m512i axw[SR_TILE_MAX / 2];
+            __mmask64 neg[SR_TILE_MAX / 2];
+            for (int p = 0; p < NR / 2; ++p) {
+                const __m512i qxw = _mm512_inserti64x4(_mm512_castsi256_si512(qx[2 * p]), qx[2 * p + 1], 1);
+                axw[p] = _mm512_abs_epi8(qxw);
+                neg[p] = _mm512_movepi8_mask(qxw);
+            }
+            for (int k = 0; k < NA; ++k) {
+                const sr_block_q8_0 *yb = (const sr_block_q8_0 *)(act + k * a_rb) + ib;
+                const __m512 dxdy = _mm512_castps256_ps512(_mm256_mul_ps(dxv, _mm256_set1_ps(h2f(sr_rd16(&yb->d)))));
+                const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)yb->qs));
+                for (int p = 0; p < NR / 2; ++p) {
+                    // row 2p's dx * dy (lane 2p) in the low half, row 2p + 1's in the high
+                    const __m512i di = _mm512_inserti64x4(_mm512_set1_epi32(2 * p), _mm256_set1_epi32(2 * p + 1), 1);
+                    const __m512i sy = _mm512_mask_sub_epi8(qy, neg[p], _mm512_setzero_si512(), qy);
+                    const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), axw[p], sy));
+                    accw[p][k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(di, dxdy), q, accw[p][k]);
+                }
+            }
+            continue;
+        }
+#endif
         for (int k = 0; k < NA; ++k) {
             const sr_block_q8_0 *yb = (const sr_block_q8_0 *)(act + k * a_rb) + ib;
             const __m256 dxdy = _mm256_mul_ps(dxv, _mm256_set1_ps(h2f(sr_rd16(&yb->d))));   // lane r: dx[r] * dy
@@ -315,6 +395,13 @@ SR_AVX2_INLINE void q8_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, 
             }
         }
     }
+#ifdef SR_QUANT_VNNI
+    if (wide) {
+        for (int k = 0; k < NA; ++k)
+            for (int r = 0; r < NR; ++r) y[k * y_ts + r] = hsum_float_8(rows_pair_half(accw[r / 2][k], r % 2));
+        return;
+    }
+#endif
     for (int k = 0; k < NA; ++k)
         for (int r = 0; r < NR; ++r) y[k * y_ts + r] = hsum_float_8(acc[r][k]);
 }
@@ -485,10 +572,6 @@ SR_AVX2_INLINE __m512 rows_pair_ps(__m128 a, __m128 b) {
 // Each row's 8 sumi lanes, [lo 0 + hi 0 | lo 1 + hi 1], from two rows' 16-lane sums.
 SR_AVX2_INLINE __m512i rows_pair_sum(__m512i s0, __m512i s1) {
     return _mm512_add_epi32(_mm512_shuffle_i64x2(s0, s1, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_i64x2(s0, s1, _MM_SHUFFLE(3, 2, 3, 2)));
-}
-// Row r's half of a [row 0 | row 1] float register.
-SR_AVX2_INLINE __m256 rows_pair_half(__m512 v, int r) {
-    return r ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)) : _mm512_castps512_ps256(v);
 }
 
 // AVX-512 VNNI form of q4_K_tile (level 2): one zmm per token holds a 64-value step, the low
@@ -1338,8 +1421,11 @@ int SR_KERNELS_INIT(sr_kernels *k) {
         k->tile_toks[fast[i]] = four_rows ? 2 : 3;
 #ifdef SR_QUANT_VNNI
         // 4 x 4 in registers: pp512 of SmolLM2 Q4_1 1.29x the 2 x 3 AVX2 tile on the Xeon
-        // (family 6 model 207; 2 x 3 with VNNI alone: 1.18x)
-        if (!q8) k->tile_rows[fast[i]] = k->tile_toks[fast[i]] = 4;
+        // (family 6 model 207; 2 x 3 with VNNI alone: 1.18x). With two rows per zmm (q4_1_tile,
+        // q8_tile) Q8_0 takes 4 x 4 too, and 4 rows in decode: on a Zen 5, SmolLM2 requantized
+        // to Q8_0 ran pp512 1.37x and tg128 1.8x its 2 x 3 and 1-row tiles.
+        k->tile_rows[fast[i]] = k->tile_toks[fast[i]] = 4;
+        k->tile_rows1[fast[i]] = 4;
 #endif
     }
 #ifdef SR_QUANT_VNNI
