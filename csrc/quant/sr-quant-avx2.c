@@ -552,11 +552,11 @@ SR_AVX2_INLINE float k4_finish(__m256 acc, __m128 acc_m) {
 #ifdef SR_QUANT_VNNI
 // Helpers of the level-2 two-row tiles, whose registers hold [row 0 | row 1] halves.
 // Step j's int16 scales [scale 2j x 16 | scale 2j + 1 x 16] from k4_mins_and_scales' result.
+// The scales in every 128-bit lane, and k_shuffle_k4's entries 2j and 2j + 1, which lie side by
+// side, as one 64-byte control: one vpshufb per step.
 SR_AVX2_INLINE __m512i k4_scale_pair(__m256i mins_and_scales, int j) {
-    const __m128i sc = _mm256_castsi256_si128(mins_and_scales);
-    const __m256i scales = _mm256_set_m128i(sc, sc);
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 0))),
-                              _mm256_shuffle_epi8(scales, scale_shuffle_k4(2 * j + 1)), 1);
+    const __m512i scales = _mm512_broadcast_i32x4(_mm256_castsi256_si128(mins_and_scales));
+    return _mm512_shuffle_epi8(scales, _mm512_loadu_si512((const void *)(k_shuffle_k4 + 64 * j)));
 }
 // A token's mins products of both rows, [row 0 x 4 | row 1 x 4] (ggml's madd of the mins with
 // the q8 block's pair sums), from the rows' mins [row 0 | row 1].
