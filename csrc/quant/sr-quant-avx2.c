@@ -334,14 +334,21 @@ SR_AVX2_INLINE void q8_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, 
     for (int r = 0; r < NR; ++r)
         for (int k = 0; k < NA; ++k) acc[r][k] = _mm256_setzero_ps();
 #ifdef SR_QUANT_VNNI
-    // Level 2, an even number of rows: two rows per zmm as in q4_1_tile. AVX-512 has no byte
-    // sign: sign(qy, qx) is qy negated under qx's sign bits (where qx is 0, |qx| is 0 too, so
-    // what stays there adds nothing).
+    // Level 2, an even number of rows: two rows per zmm as in q4_1_tile, and no sign trick:
+    // the weights go in as unsigned u = q + off (Q4_0's nibbles and Q5_0's 5-bit values as
+    // stored, q ^ 0x80 for Q8_0), and each vpdpbusd starts from -off x (the token's 4-byte
+    // sums), computed once per token. Each lane gets the same integer as ggml's sign trick
+    // (exact int32 arithmetic, |lane| < 2^17), so the floats that follow are its, for
+    // activations in [-127, 127], which is what Q8_0 quantizers write (the sign trick would
+    // wrap a -128 where these sums do not).
     __m512 accw[SR_TILE_MAX / 2][SR_TILE_MAX];
     const bool wide = NR % 2 == 0;
+    const int off = kind == 0 ? 128 : kind == 1 ? 8 : 16;
     if (wide)
         for (int p = 0; p < NR / 2; ++p)
             for (int k = 0; k < NA; ++k) accw[p][k] = _mm512_setzero_ps();
+#else
+    const bool wide = false;
 #endif
     for (int64_t ib = 0; ib < nb; ++ib) {
         __m256i qx[SR_TILE_MAX];
@@ -352,29 +359,32 @@ SR_AVX2_INLINE void q8_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, 
             const int dr = sr_rd16(xb);
             dx16 = r == 0 ? _mm_cvtsi32_si128(dr) : r == 1 ? _mm_insert_epi16(dx16, dr, 1)
                  : r == 2 ? _mm_insert_epi16(dx16, dr, 2) : _mm_insert_epi16(dx16, dr, 3);
-            if (kind == 1) qx[r] = _mm256_sub_epi8(bytes_from_nibbles_32(xb + 2), _mm256_set1_epi8(8));
-            else if (kind == 2) qx[r] = q5_bytes(xb + 2, xb + 6, 1);
-            else qx[r] = _mm256_loadu_si256((const __m256i *)(xb + 2));
+            if (kind == 1) {
+                qx[r] = bytes_from_nibbles_32(xb + 2);
+                if (!wide) qx[r] = _mm256_sub_epi8(qx[r], _mm256_set1_epi8(8));
+            } else if (kind == 2) {
+                qx[r] = q5_bytes(xb + 2, xb + 6, !wide);
+            } else {
+                qx[r] = _mm256_loadu_si256((const __m256i *)(xb + 2));
+                if (wide) qx[r] = _mm256_xor_si256(qx[r], _mm256_set1_epi8((char)0x80));
+            }
         }
         const __m256 dxv = _mm256_castps128_ps256(_mm_cvtph_ps(dx16));
 #ifdef SR_QUANT_VNNI
         if (wide) {
-            __m512i axw[SR_TILE_MAX / 2];
-            __mmask64 neg[SR_TILE_MAX / 2];
-            for (int p = 0; p < NR / 2; ++p) {
-                const __m512i qxw = _mm512_inserti64x4(_mm512_castsi256_si512(qx[2 * p]), qx[2 * p + 1], 1);
-                axw[p] = _mm512_abs_epi8(qxw);
-                neg[p] = _mm512_movepi8_mask(qxw);
-            }
+            __m512i uw[SR_TILE_MAX / 2];
+            for (int p = 0; p < NR / 2; ++p)
+                uw[p] = _mm512_inserti64x4(_mm512_castsi256_si512(qx[2 * p]), qx[2 * p + 1], 1);
             for (int k = 0; k < NA; ++k) {
                 const sr_block_q8_0 *yb = (const sr_block_q8_0 *)(act + k * a_rb) + ib;
                 const __m512 dxdy = _mm512_castps256_ps512(_mm256_mul_ps(dxv, _mm256_set1_ps(h2f(sr_rd16(&yb->d)))));
                 const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)yb->qs));
+                const __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                                      _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)off), qy));
                 for (int p = 0; p < NR / 2; ++p) {
                     // row 2p's dx * dy (lane 2p) in the low half, row 2p + 1's in the high
                     const __m512i di = _mm512_inserti64x4(_mm512_set1_epi32(2 * p), _mm256_set1_epi32(2 * p + 1), 1);
-                    const __m512i sy = _mm512_mask_sub_epi8(qy, neg[p], _mm512_setzero_si512(), qy);
-                    const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), axw[p], sy));
+                    const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(bias, uw[p], qy));
                     accw[p][k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(di, dxdy), q, accw[p][k]);
                 }
             }
