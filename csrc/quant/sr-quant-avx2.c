@@ -35,7 +35,15 @@
 #define SR_AVX2 __attribute__((target(SR_TARGET)))
 #define SR_AVX2_INLINE __attribute__((target(SR_TARGET), always_inline)) static inline
 
-SR_AVX2_INLINE float h2f(uint16_t h) { return _cvtsh_ss(h); }
+// One fp16 to float. The value goes through a general register and vmovd, which zeroes the rest
+// of the vector: with _cvtsh_ss compilers load it with a vpinsrw that merges into whatever
+// register is free, often a loop's accumulator, which chained every block's scale to the
+// previous block's last fma (Q4_0 and Q5_0 tiles, the K-quant tiles' d).
+SR_AVX2_INLINE float h2f(uint16_t h) {
+    uint32_t v = h;
+    __asm__("" : "+r"(v));
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((int)v)));
+}
 
 // scalar FMA: inlined as vfmadd*ss inside target("fma") functions by GCC and clang
 SR_AVX2_INLINE float fma1(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
