@@ -8,9 +8,10 @@
 // the u8 x s8 pair sums by one vpdpbusd instead of maddubs + madd (the same integers: the
 // unsigned operand is at most 128, so each product lies in [-16384, 16256] and a pair sum in
 // [-32768, 32512], where maddubs never saturates), and 32 vector registers, so larger tiles
-// stay out of memory. sr-quant-avxvnni.c compiles it a third time for AVX-VNNI machines
-// without AVX-512 (Alder Lake and later client cores): the VEX vpdpbusd, 16 registers, so the
-// AVX2 tile shapes.
+// stay out of memory; its tiles also hold two weight rows per zmm and take Q4_0/Q5_0/Q8_0
+// weights as unsigned values with an offset (q8_tile), the same integers again.
+// sr-quant-avxvnni.c compiles it a third time for AVX-VNNI machines without AVX-512 (Alder
+// Lake and later client cores): the VEX vpdpbusd, 16 registers, so the AVX2 tile shapes.
 #if defined(SR_QUANT_VNNI)
 #define SR_TARGET "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni"
 #define SR_KERNELS_INIT sr_kernels_init_vnni
