@@ -118,6 +118,12 @@ SR_AVX2_INLINE __m256 mul_sum_us8_pairs_float(__m256i ax, __m256i sy) {
 SR_AVX2_INLINE __m256 rows_pair_half(__m512 v, int r) {
     return r ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)) : _mm512_castps512_ps256(v);
 }
+// [a | b] as one zmm.
+SR_AVX2_INLINE __m512i rows_pair_si(__m256i a, __m256i b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+}
+// The vpermps index that fills the low half with lane a and the high half with lane b.
+SR_AVX2_INLINE __m512i rows_pair_lanes(int a, int b) { return rows_pair_si(_mm256_set1_epi32(a), _mm256_set1_epi32(b)); }
 #endif
 
 // ---------------------------------------------------------------- activation quantization
@@ -290,8 +296,7 @@ SR_AVX2_INLINE void q4_1_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb
 #ifdef SR_QUANT_VNNI
         if (wide) {
             __m512i qxw[SR_TILE_MAX / 2];
-            for (int p = 0; p < NR / 2; ++p)
-                qxw[p] = _mm512_inserti64x4(_mm512_castsi256_si512(qx[2 * p]), qx[2 * p + 1], 1);
+            for (int p = 0; p < NR / 2; ++p) qxw[p] = rows_pair_si(qx[2 * p], qx[2 * p + 1]);
             for (int k = 0; k < NA; ++k) {
                 const sr_block_q8_1 *yb = (const sr_block_q8_1 *)(act + k * a_rb) + ib;
                 int32_t ds;
@@ -302,9 +307,9 @@ SR_AVX2_INLINE void q4_1_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb
                 const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)yb->qs));
                 for (int p = 0; p < NR / 2; ++p) {
                     // row 2p's d0 * d1 (lane 4p) in the low half, row 2p + 1's (lane 4p + 2) in the high
-                    const __m512i di = _mm512_inserti64x4(_mm512_set1_epi32(4 * p), _mm256_set1_epi32(4 * p + 2), 1);
+                    const __m512 d = _mm512_permutexvar_ps(rows_pair_lanes(4 * p, 4 * p + 2), d0d1);
                     const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qxw[p], qy));
-                    accw[p][k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(di, d0d1), q, accw[p][k]);
+                    accw[p][k] = _mm512_fmadd_ps(d, q, accw[p][k]);
                 }
             }
             continue;
@@ -384,8 +389,7 @@ SR_AVX2_INLINE void q8_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, 
 #ifdef SR_QUANT_VNNI
         if (wide) {
             __m512i uw[SR_TILE_MAX / 2];
-            for (int p = 0; p < NR / 2; ++p)
-                uw[p] = _mm512_inserti64x4(_mm512_castsi256_si512(qx[2 * p]), qx[2 * p + 1], 1);
+            for (int p = 0; p < NR / 2; ++p) uw[p] = rows_pair_si(qx[2 * p], qx[2 * p + 1]);
             for (int k = 0; k < NA; ++k) {
                 const sr_block_q8_0 *yb = (const sr_block_q8_0 *)(act + k * a_rb) + ib;
                 const __m512 dxdy = _mm512_castps256_ps512(_mm256_mul_ps(dxv, _mm256_set1_ps(h2f(sr_rd16(&yb->d)))));
@@ -394,9 +398,9 @@ SR_AVX2_INLINE void q8_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, 
                                                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)off), qy));
                 for (int p = 0; p < NR / 2; ++p) {
                     // row 2p's dx * dy (lane 2p) in the low half, row 2p + 1's in the high
-                    const __m512i di = _mm512_inserti64x4(_mm512_set1_epi32(2 * p), _mm256_set1_epi32(2 * p + 1), 1);
+                    const __m512 d = _mm512_permutexvar_ps(rows_pair_lanes(2 * p, 2 * p + 1), dxdy);
                     const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(bias, uw[p], qy));
-                    accw[p][k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(di, dxdy), q, accw[p][k]);
+                    accw[p][k] = _mm512_fmadd_ps(d, q, accw[p][k]);
                 }
             }
             continue;
