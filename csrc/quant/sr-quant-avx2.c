@@ -118,7 +118,7 @@ SR_AVX2_INLINE __m256 mul_sum_us8_pairs_float(__m256i ax, __m256i sy) {
 SR_AVX2_INLINE __m256 rows_pair_half(__m512 v, int r) {
     return r ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)) : _mm512_castps512_ps256(v);
 }
-// [a | b] as one zmm.
+// [a | b] as one zmm (two rows' values, or any two halves).
 SR_AVX2_INLINE __m512i rows_pair_si(__m256i a, __m256i b) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
 }
@@ -294,26 +294,9 @@ SR_AVX2_INLINE void q4_1_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb
         }
         const __m256 dmv = _mm256_cvtph_ps(dm16);
 #ifdef SR_QUANT_VNNI
-        if (wide) {
-            __m512i qxw[SR_TILE_MAX / 2];
+        __m512i qxw[SR_TILE_MAX / 2];
+        if (wide)
             for (int p = 0; p < NR / 2; ++p) qxw[p] = rows_pair_si(qx[2 * p], qx[2 * p + 1]);
-            for (int k = 0; k < NA; ++k) {
-                const sr_block_q8_1 *yb = (const sr_block_q8_1 *)(act + k * a_rb) + ib;
-                int32_t ds;
-                memcpy(&ds, &yb->d, 4);
-                const __m256 dsv = _mm256_cvtph_ps(_mm_set1_epi32(ds));
-                const __m512 d0d1 = _mm512_castps256_ps512(_mm256_mul_ps(dmv, dsv));
-                summs[k] = _mm256_fmadd_ps(dmv, dsv, summs[k]);
-                const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)yb->qs));
-                for (int p = 0; p < NR / 2; ++p) {
-                    // row 2p's d0 * d1 (lane 4p) in the low half, row 2p + 1's (lane 4p + 2) in the high
-                    const __m512 d = _mm512_permutexvar_ps(rows_pair_lanes(4 * p, 4 * p + 2), d0d1);
-                    const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qxw[p], qy));
-                    accw[p][k] = _mm512_fmadd_ps(d, q, accw[p][k]);
-                }
-            }
-            continue;
-        }
 #endif
         for (int k = 0; k < NA; ++k) {
             const sr_block_q8_1 *yb = (const sr_block_q8_1 *)(act + k * a_rb) + ib;
@@ -322,6 +305,18 @@ SR_AVX2_INLINE void q4_1_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb
             const __m256 dsv = _mm256_cvtph_ps(_mm_set1_epi32(ds));
             const __m256 d0d1 = _mm256_mul_ps(dmv, dsv);
             summs[k] = _mm256_fmadd_ps(dmv, dsv, summs[k]);
+#ifdef SR_QUANT_VNNI
+            if (wide) {
+                const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)yb->qs));
+                for (int p = 0; p < NR / 2; ++p) {
+                    // row 2p's d0 * d1 (lane 4p) in the low half, row 2p + 1's (lane 4p + 2) in the high
+                    const __m512 d = _mm512_permutexvar_ps(rows_pair_lanes(4 * p, 4 * p + 2), _mm512_castps256_ps512(d0d1));
+                    const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qxw[p], qy));
+                    accw[p][k] = _mm512_fmadd_ps(d, q, accw[p][k]);
+                }
+                continue;
+            }
+#endif
             const __m256i qy = _mm256_loadu_si256((const __m256i *)yb->qs);
             for (int r = 0; r < NR; ++r) {
                 const __m256 d = _mm256_permutevar8x32_ps(d0d1, _mm256_set1_epi32(2 * r));
@@ -387,28 +382,27 @@ SR_AVX2_INLINE void q8_tile(int64_t nb, const char *w, size_t w_rb, size_t xbb, 
         }
         const __m256 dxv = _mm256_castps128_ps256(_mm_cvtph_ps(dx16));
 #ifdef SR_QUANT_VNNI
-        if (wide) {
-            __m512i uw[SR_TILE_MAX / 2];
+        __m512i uw[SR_TILE_MAX / 2];
+        if (wide)
             for (int p = 0; p < NR / 2; ++p) uw[p] = rows_pair_si(qx[2 * p], qx[2 * p + 1]);
-            for (int k = 0; k < NA; ++k) {
-                const sr_block_q8_0 *yb = (const sr_block_q8_0 *)(act + k * a_rb) + ib;
-                const __m512 dxdy = _mm512_castps256_ps512(_mm256_mul_ps(dxv, _mm256_set1_ps(h2f(sr_rd16(&yb->d)))));
+#endif
+        for (int k = 0; k < NA; ++k) {
+            const sr_block_q8_0 *yb = (const sr_block_q8_0 *)(act + k * a_rb) + ib;
+            const __m256 dxdy = _mm256_mul_ps(dxv, _mm256_set1_ps(h2f(sr_rd16(&yb->d))));   // lane r: dx[r] * dy
+#ifdef SR_QUANT_VNNI
+            if (wide) {
                 const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)yb->qs));
                 const __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(),
                                                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)off), qy));
                 for (int p = 0; p < NR / 2; ++p) {
                     // row 2p's dx * dy (lane 2p) in the low half, row 2p + 1's in the high
-                    const __m512 d = _mm512_permutexvar_ps(rows_pair_lanes(2 * p, 2 * p + 1), dxdy);
+                    const __m512 d = _mm512_permutexvar_ps(rows_pair_lanes(2 * p, 2 * p + 1), _mm512_castps256_ps512(dxdy));
                     const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(bias, uw[p], qy));
                     accw[p][k] = _mm512_fmadd_ps(d, q, accw[p][k]);
                 }
+                continue;
             }
-            continue;
-        }
 #endif
-        for (int k = 0; k < NA; ++k) {
-            const sr_block_q8_0 *yb = (const sr_block_q8_0 *)(act + k * a_rb) + ib;
-            const __m256 dxdy = _mm256_mul_ps(dxv, _mm256_set1_ps(h2f(sr_rd16(&yb->d))));   // lane r: dx[r] * dy
             const __m256i qy = _mm256_loadu_si256((const __m256i *)yb->qs);
             for (int r = 0; r < NR; ++r) {
                 const __m256 d = NR == 1 ? _mm256_broadcastss_ps(_mm256_castps256_ps128(dxdy))
@@ -993,10 +987,10 @@ SR_AVX2_INLINE void q6_K_step(const sr_block_q6_K *x, __m128i scales, int j, __m
     *q01 = _mm512_or_si512(_mm512_and_si512(ql, m15), _mm512_sllv_epi16(_mm512_and_si512(qh, hmask01), hshl01));
     *q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m15),
                            _mm512_srlv_epi16(_mm512_and_si512(qh, hmask23), hshr23));
-    *sc01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 0)))),
-                               _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 1))), 1);
-    *sc23 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 2)))),
-                               _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 3))), 1);
+    *sc01 = rows_pair_si(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 0))),
+                         _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 1))));
+    *sc23 = rows_pair_si(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 2))),
+                         _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(4 * j + 3))));
 }
 
 // AVX-512 VNNI form of q6_K_tile: a zmm holds two of ggml's 32-value groups (q4_0 | q4_1, then
@@ -1065,8 +1059,7 @@ SR_AVX2_INLINE void q6_K_tile2(int64_t nsb, const sr_block_q6_K *x0, const sr_bl
             }
         }
         // [row 0 | row 1]: the rows' int16 scales and their d
-        const __m512i scales_16 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(scales[0])),
-                                                     _mm256_cvtepi8_epi16(scales[1]), 1);
+        const __m512i scales_16 = rows_pair_si(_mm256_cvtepi8_epi16(scales[0]), _mm256_cvtepi8_epi16(scales[1]));
         const __m512 xdv = rows_pair_ps(_mm_set_ss(h2f(sr_rd16(&x0[i].d))), _mm_set_ss(h2f(sr_rd16(&x1[i].d))));
         for (int k = 0; k < NA; ++k) {
             const sr_block_q8_K *yb = (const sr_block_q8_K *)(act + k * a_rb) + i;
@@ -1143,8 +1136,8 @@ SR_AVX2_INLINE void q6_K_tile(int64_t nsb, const sr_block_q6_K *x, const char *a
 }
 #endif
 
-// K-quant tiles: one row at a time against 1 to 4 tokens (one token = ggml's single dot).
-// Rows r0 .. nr - 1 one at a time against na tokens (the tail of every K-quant tile below).
+// K-quant tiles: rows r0 .. nr - 1 one at a time against 1 to 4 tokens (one token = ggml's
+// single dot); the level-2 pair tiles end with it for an odd last row.
 #define SR_K_ROWS(block, tilefn, r0)                                                                   \
     for (int r = (r0); r < nr; ++r) {                                                                  \
         const block *x = (const block *)((const char *)w + r * w_rb);                                  \
